@@ -1,0 +1,235 @@
+//! Connector traits: how to read batches from a source and write them to a sink.
+//!
+//! A connector has two halves. The *config* (`SourceConfig`, `SinkConfig`) is a small
+//! serializable value that travels in the job request and in activity inputs: it names where
+//! the data is, never a secret. The *built* connector (`Source`, `Sink`) is what a worker makes
+//! from a config (an open file, a database client with its pool); the worker caches it and
+//! reuses it for every batch with the same config.
+//!
+//! Reading is split in two steps so that workflow history carries offsets, never records:
+//! [`Source::plan`] scans ahead and returns the boundaries of the next batches, and
+//! [`Source::read`] reads the records of one boundary range.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::fmt::{self, Debug};
+use std::future::Future;
+
+use crate::error::{ConnectorError, RecordError};
+
+/// A position in a source from which reading can resume: a byte offset for a CSV file, a key
+/// for a database cursor. It is stored in workflow history, so keep it small.
+pub trait Offset: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static {}
+
+impl<T> Offset for T where T: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static {}
+
+/// Where a record sits in its source: used in error messages and for idempotent ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// Ordinal of the record in the source, from 0, not counting a header.
+    pub record: u64,
+    /// Line of the record's first byte, from 1, where the source has lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Byte offset of the record's first byte, where the source has bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte: Option<u64>,
+}
+
+impl Position {
+    /// The position of record number `record` (from 0).
+    pub fn at(record: u64) -> Self {
+        Self { record, line: None, byte: None }
+    }
+
+    /// Sets the line number (from 1).
+    pub fn line(mut self, line: u64) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    /// Sets the byte offset.
+    pub fn byte(mut self, byte: u64) -> Self {
+        self.byte = Some(byte);
+        self
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "record {}", self.record)?;
+        match (self.line, self.byte) {
+            (Some(line), Some(byte)) => write!(f, " (line {line}, byte {byte})"),
+            (Some(line), None) => write!(f, " (line {line})"),
+            (None, Some(byte)) => write!(f, " (byte {byte})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// A record with its position in the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Positioned<R> {
+    /// Where the record was read.
+    pub position: Position,
+    /// The record.
+    pub value: R,
+}
+
+/// One batch found by [`Source::plan`]: the records in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct PlannedBatch<O: Offset> {
+    /// Offset of the batch's first record.
+    pub start: O,
+    /// Offset just past the batch's last record.
+    pub end: O,
+    /// How many records (good or bad) the range holds.
+    pub records: u64,
+}
+
+/// The result of [`Source::plan`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Plan<O: Offset> {
+    /// Consecutive batches, in order; the first starts at the offset planning started from.
+    pub batches: Vec<PlannedBatch<O>>,
+    /// True when the source has no records after the last batch.
+    pub end_of_source: bool,
+}
+
+/// A range of records to read, as handed to [`Source::read`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct BatchRange<O: Offset> {
+    /// Sequence number of the batch in the job, from 0.
+    pub index: u64,
+    /// Offset of the first record.
+    pub start: O,
+    /// Offset just past the last record.
+    pub end: O,
+    /// Ordinal of the first record in the source, from 0.
+    pub first_record: u64,
+    /// How many records the range holds, as counted by the plan.
+    pub records: u64,
+}
+
+/// The records of one range, and the records that could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadBatch<R> {
+    /// Records read, in source order.
+    pub records: Vec<Positioned<R>>,
+    /// Records that could not be read (malformed, wrong types), with their positions.
+    pub errors: Vec<RecordError>,
+}
+
+impl<R> Default for ReadBatch<R> {
+    fn default() -> Self {
+        Self { records: Vec::new(), errors: Vec::new() }
+    }
+}
+
+/// What a sink is told about the batch it writes.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    /// The job id, for deriving idempotent record ids.
+    pub job_id: String,
+    /// The batch sequence number.
+    pub batch: u64,
+    /// The activity attempt, from 1: above 1 means this batch may have been written before.
+    pub attempt: u32,
+}
+
+/// What a sink did with a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Records newly written.
+    pub written: u64,
+    /// Records that were already there (a retried or replayed batch), not written again.
+    pub already_present: u64,
+    /// Records the sink refused, with their positions.
+    pub errors: Vec<RecordError>,
+}
+
+/// A built source: plans batch boundaries and reads batches.
+///
+/// Both methods must be deterministic for a given source: planning twice from the same offset
+/// gives the same boundaries, and reading a range twice gives the same records. Retries and
+/// replays rely on it.
+pub trait Source: Send + Sync + 'static {
+    /// The record type produced.
+    type Record: Send + 'static;
+    /// The resumable position type.
+    type Offset: Offset;
+
+    /// Scans ahead from `from` (the source's start when `None`) and returns up to
+    /// `max_batches` consecutive batches of at most `batch_size` records each.
+    fn plan(
+        &self,
+        from: Option<&Self::Offset>,
+        batch_size: u64,
+        max_batches: usize,
+    ) -> impl Future<Output = Result<Plan<Self::Offset>, ConnectorError>> + Send;
+
+    /// Reads the records in `range`. Records that cannot be read go into
+    /// [`ReadBatch::errors`]; an `Err` means the whole range could not be read.
+    fn read(
+        &self,
+        range: &BatchRange<Self::Offset>,
+    ) -> impl Future<Output = Result<ReadBatch<Self::Record>, ConnectorError>> + Send;
+}
+
+/// A built sink: writes batches.
+///
+/// Writing the same batch twice must be harmless (a retried activity does it): use
+/// deterministic ids and count records that were already there, or upsert.
+pub trait Sink: Send + Sync + 'static {
+    /// The record type consumed.
+    type Record: Send + 'static;
+
+    /// Writes `records`. Records the sink refuses go into [`WriteOutcome::errors`]; an `Err`
+    /// means the batch was not written and will be retried (or fail the job, for
+    /// configuration errors).
+    fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<Self::Record>>,
+    ) -> impl Future<Output = Result<WriteOutcome, ConnectorError>> + Send;
+}
+
+/// The serializable configuration of a source; it builds the [`Source`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a batch source",
+    label = "not a batch source",
+    note = "annotate the config struct with `#[batch_source(name = \"...\")]`, or implement `batch_orchestra::SourceConfig` for it"
+)]
+pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The connector's name: lowercase letters, digits and dashes.
+    const NAME: &'static str;
+    /// The record type produced.
+    type Record: Send + 'static;
+    /// The resumable position type.
+    type Offset: Offset;
+    /// The built source.
+    type Source: Source<Record = Self::Record, Offset = Self::Offset>;
+
+    /// Builds the source: opens files, connects clients. Called once per worker and config.
+    fn build(&self) -> impl Future<Output = Result<Self::Source, ConnectorError>> + Send;
+}
+
+/// The serializable configuration of a sink; it builds the [`Sink`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a batch sink",
+    label = "not a batch sink",
+    note = "annotate the config struct with `#[batch_sink(name = \"...\")]`, or implement `batch_orchestra::SinkConfig` for it"
+)]
+pub trait SinkConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The connector's name: lowercase letters, digits and dashes.
+    const NAME: &'static str;
+    /// The record type consumed.
+    type Record: Send + 'static;
+    /// The built sink.
+    type Sink: Sink<Record = Self::Record>;
+
+    /// Builds the sink: connects clients. Called once per worker and config.
+    fn build(&self) -> impl Future<Output = Result<Self::Sink, ConnectorError>> + Send;
+}

@@ -1,0 +1,202 @@
+//! Errors: what went wrong with a connector, a record, or a job.
+//!
+//! Three kinds of failure are kept apart because they call for different reactions:
+//! - a [`RecordError`] concerns one record (a ragged row, a value that does not deserialize):
+//!   it is reported with its position and the batch goes on;
+//! - a [`ConnectorError`] of kind [`ErrorKind::Transient`] (a sink that is down) is retried
+//!   with back-off by Temporal;
+//! - a [`ConnectorError`] of kind [`ErrorKind::Config`] (a missing file, a bad URL, bad
+//!   credentials) fails the job at once: retrying cannot fix it.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::connector::Position;
+
+/// How a [`ConnectorError`] should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The configuration is wrong (missing file, bad URL, bad credentials): fail the job now.
+    Config,
+    /// The infrastructure failed (server down, timeout): retry with back-off.
+    Transient,
+}
+
+/// An error raised by a source or a sink while building, planning, reading or writing.
+///
+/// ```
+/// use batch_orchestra::{ConnectorError, ErrorKind};
+///
+/// let err = ConnectorError::config("cannot open data/in.csv: No such file or directory");
+/// assert_eq!(err.kind(), ErrorKind::Config);
+/// assert!(err.to_string().contains("data/in.csv"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl ConnectorError {
+    /// A configuration error: the job fails at once, without retries.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Config, message: message.into() }
+    }
+
+    /// An infrastructure error: the activity is retried with back-off.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Transient, message: message.into() }
+    }
+
+    /// Classifies an I/O error on `what` (a path or URL): missing files and denied access are
+    /// configuration errors, everything else is transient.
+    pub fn io(what: impl fmt::Display, err: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let message = format!("{what}: {err}");
+        match err.kind() {
+            K::NotFound | K::PermissionDenied | K::InvalidInput | K::IsADirectory => {
+                Self::config(message)
+            }
+            _ => Self::transient(message),
+        }
+    }
+
+    /// The kind of error, which decides whether it is retried.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, naming the input at fault.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Prefixes the message with context, keeping the kind.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Self { kind: self.kind, message: format!("{context}: {}", self.message) }
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+/// A problem with one record: reported with its position, counted, and skipped.
+///
+/// ```
+/// use batch_orchestra::{Position, RecordError};
+///
+/// let err = RecordError::new(Position::at(4).line(6).byte(120), "expected 3 fields, found 2");
+/// assert_eq!(err.to_string(), "record 4 (line 6, byte 120): expected 3 fields, found 2");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordError {
+    /// Where the record sits in the source.
+    pub position: Position,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl RecordError {
+    /// A record error at `position`.
+    pub fn new(position: Position, message: impl Into<String>) -> Self {
+        Self { position, message: message.into() }
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.position, self.message)
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+/// Why a transform rejected a record. The engine adds the record's position and reports it as
+/// a [`RecordError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformError(pub String);
+
+impl TransformError {
+    /// A rejection with a message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self(message.to_string())
+    }
+}
+
+impl fmt::Display for TransformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TransformError {}
+
+impl From<String> for TransformError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for TransformError {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+/// An error seen by a client of a job: starting it, awaiting it, querying or signalling it.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A job with this id is already running; a second start is refused.
+    #[error("job `{job_id}` is already running; wait for it, cancel it, or use another job id")]
+    AlreadyRunning {
+        /// The job id.
+        job_id: String,
+    },
+    /// No job with this id exists.
+    #[error("job `{job_id}` was not found")]
+    NotFound {
+        /// The job id.
+        job_id: String,
+    },
+    /// The job failed. The message is the original cause (for example the connector's error
+    /// naming the file and position), not Temporal's nested failure wrapper.
+    #[error("job `{job_id}` failed: {message}")]
+    Failed {
+        /// The job id.
+        job_id: String,
+        /// The root cause.
+        message: String,
+        /// The failure type, such as `ConfigError`, `RecordErrorLimit` or `ActivityFailed`.
+        kind: String,
+    },
+    /// The job was cancelled.
+    #[error("job `{job_id}` was cancelled")]
+    Cancelled {
+        /// The job id.
+        job_id: String,
+    },
+    /// The job was terminated.
+    #[error("job `{job_id}` was terminated")]
+    Terminated {
+        /// The job id.
+        job_id: String,
+    },
+    /// The request was invalid before anything was started.
+    #[error("invalid job request: {0}")]
+    InvalidRequest(String),
+    /// Talking to the Temporal server failed.
+    #[error("Temporal server error: {0}")]
+    Temporal(String),
+}
+
+/// The name of the failure type for configuration errors in Temporal, used in retry policies.
+pub const CONFIG_ERROR_TYPE: &str = "ConfigError";
+/// The name of the failure type when a job exceeds its `max_record_errors`.
+pub const RECORD_ERROR_LIMIT_TYPE: &str = "RecordErrorLimit";
+/// The name of the failure type when an activity failed for good (retries exhausted).
+pub const ACTIVITY_FAILED_TYPE: &str = "ActivityFailed";

@@ -1,0 +1,335 @@
+//! The job request, its report and its live progress.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::connector::{Offset, SinkConfig, SourceConfig};
+use crate::error::{JobError, RecordError};
+use crate::snapshot::SnapshotTarget;
+
+/// Everything a job needs: which data, how to batch it, how to retry, when to stop.
+///
+/// The workflow carries this request across continue-as-new with `state` filled in, so a
+/// long job keeps a small history and resumes exactly where it was.
+///
+/// ```
+/// # use batch_orchestra::testing::{CountingSink, RangeSource};
+/// use batch_orchestra::BatchProcessingRequest;
+///
+/// let request = BatchProcessingRequest::new("job-1", RangeSource::new(10_000), CountingSink::new("job-1"))
+///     .batch_size(500)
+///     .max_in_flight(8)
+///     .max_record_errors(100);
+/// assert!(request.validate().is_ok());
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
+    /// Unique id of the job; the workflow id is derived from it.
+    pub job_id: String,
+    /// The source's configuration.
+    pub source: S,
+    /// The sink's configuration.
+    pub sink: K,
+    /// Records per batch, at most.
+    pub batch_size: u64,
+    /// Batches processed concurrently, at most (changeable by signal while running).
+    pub max_in_flight: u32,
+    /// Batches per workflow run before continue-as-new (it also happens earlier when the
+    /// server suggests it).
+    pub max_batches_per_run: u32,
+    /// Batch boundaries returned per plan call: one server round trip yields this many batches.
+    pub plan_ahead: u32,
+    /// Offset to start from; the source's start when `None`.
+    pub start_at: Option<S::Offset>,
+    /// Fail the job once more than this many record errors were seen; `None` for no limit.
+    pub max_record_errors: Option<u64>,
+    /// How many record errors to keep, with positions, in the report (all are counted).
+    pub max_error_samples: u32,
+    /// Pause for a while every so many records.
+    pub throttle: Option<Throttle>,
+    /// Retry settings by activity name (`<workflow>.process`) or kind (`process`).
+    pub retry_policies: BTreeMap<String, RetrySettings>,
+    /// How long one attempt of an activity may take.
+    pub activity_timeout: Duration,
+    /// Where to save the job report on completion, at continue-as-new and on failure.
+    pub snapshot: Option<SnapshotTarget>,
+    /// True once the job has finished.
+    pub done: bool,
+    /// State carried across continue-as-new; `None` for a new job.
+    pub state: Option<CarriedState<S::Offset>>,
+}
+
+impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
+    /// A request with default settings: batches of 1,000, 8 in flight, 1,000 batches per run.
+    pub fn new(job_id: impl Into<String>, source: S, sink: K) -> Self {
+        Self {
+            job_id: job_id.into(),
+            source,
+            sink,
+            batch_size: 1_000,
+            max_in_flight: 8,
+            max_batches_per_run: 1_000,
+            plan_ahead: 32,
+            start_at: None,
+            max_record_errors: None,
+            max_error_samples: 20,
+            throttle: None,
+            retry_policies: BTreeMap::new(),
+            activity_timeout: Duration::from_secs(300),
+            snapshot: None,
+            done: false,
+            state: None,
+        }
+    }
+
+    /// Sets the records per batch.
+    pub fn batch_size(mut self, n: u64) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Sets how many batches are processed concurrently.
+    pub fn max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Sets how many batches a workflow run processes before continue-as-new.
+    pub fn max_batches_per_run(mut self, n: u32) -> Self {
+        self.max_batches_per_run = n;
+        self
+    }
+
+    /// Sets how many batch boundaries one plan call returns.
+    pub fn plan_ahead(mut self, n: u32) -> Self {
+        self.plan_ahead = n;
+        self
+    }
+
+    /// Starts from `offset` instead of the source's start.
+    pub fn start_at(mut self, offset: S::Offset) -> Self {
+        self.start_at = Some(offset);
+        self
+    }
+
+    /// Fails the job once more than `n` record errors were seen.
+    pub fn max_record_errors(mut self, n: u64) -> Self {
+        self.max_record_errors = Some(n);
+        self
+    }
+
+    /// Pauses for `pause` after every `every_records` records.
+    pub fn throttle(mut self, every_records: u64, pause: Duration) -> Self {
+        self.throttle = Some(Throttle { every_records, pause });
+        self
+    }
+
+    /// Sets the retry settings of one activity, by name (`<workflow>.process`) or kind
+    /// (`plan`, `process`, `snapshot`).
+    pub fn retry(mut self, activity: impl Into<String>, settings: RetrySettings) -> Self {
+        self.retry_policies.insert(activity.into(), settings);
+        self
+    }
+
+    /// Sets how long one activity attempt may take.
+    pub fn activity_timeout(mut self, timeout: Duration) -> Self {
+        self.activity_timeout = timeout;
+        self
+    }
+
+    /// Saves the job report to `target` on completion, at continue-as-new and on failure.
+    pub fn snapshot(mut self, target: SnapshotTarget) -> Self {
+        self.snapshot = Some(target);
+        self
+    }
+
+    /// Checks the request before it is sent, naming the field at fault.
+    pub fn validate(&self) -> Result<(), JobError> {
+        let bad = |msg: String| Err(JobError::InvalidRequest(msg));
+        if self.job_id.trim().is_empty() {
+            return bad("job_id is empty".into());
+        }
+        if self.batch_size == 0 {
+            return bad(format!("job `{}`: batch_size must be at least 1", self.job_id));
+        }
+        if self.max_in_flight == 0 {
+            return bad(format!("job `{}`: max_in_flight must be at least 1", self.job_id));
+        }
+        if self.max_batches_per_run == 0 {
+            return bad(format!("job `{}`: max_batches_per_run must be at least 1", self.job_id));
+        }
+        if self.plan_ahead == 0 {
+            return bad(format!("job `{}`: plan_ahead must be at least 1", self.job_id));
+        }
+        if self.throttle.as_ref().is_some_and(|t| t.every_records == 0) {
+            return bad(format!("job `{}`: throttle.every_records must be at least 1", self.job_id));
+        }
+        Ok(())
+    }
+}
+
+/// Pause for `pause` after every `every_records` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throttle {
+    /// Records between pauses.
+    pub every_records: u64,
+    /// Length of each pause.
+    pub pause: Duration,
+}
+
+/// Retry settings of one activity (Temporal's retry policy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrySettings {
+    /// Wait before the first retry.
+    pub initial_interval: Duration,
+    /// Factor applied to the wait after each retry.
+    pub backoff_coefficient: f64,
+    /// Longest wait between retries.
+    pub maximum_interval: Duration,
+    /// Attempts in all, including the first; 0 for unlimited.
+    pub maximum_attempts: u32,
+    /// Failure types never retried (configuration errors never are, whatever this says).
+    pub non_retryable_error_types: Vec<String>,
+}
+
+impl Default for RetrySettings {
+    /// 1 s, doubling, at most 30 s between attempts, 5 attempts in all.
+    fn default() -> Self {
+        Self {
+            initial_interval: Duration::from_secs(1),
+            backoff_coefficient: 2.0,
+            maximum_interval: Duration::from_secs(30),
+            maximum_attempts: 5,
+            non_retryable_error_types: Vec::new(),
+        }
+    }
+}
+
+/// How a job ended, or that it is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum JobStatus {
+    /// Still running.
+    #[default]
+    Running,
+    /// Every record was processed.
+    Completed,
+    /// The job failed; see [`JobReport::failure`].
+    Failed,
+}
+
+/// What a job did: counts, errors with positions, offsets, time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct JobReport<O: Offset> {
+    /// The job id.
+    pub job_id: String,
+    /// The pipeline's workflow name.
+    pub pipeline: String,
+    /// Running, completed or failed.
+    pub status: JobStatus,
+    /// Records read from the source, good or bad.
+    pub records_read: u64,
+    /// Records newly written to the sink.
+    pub records_written: u64,
+    /// Records the sink already had (retried or replayed batches): absorbed duplicates.
+    pub already_present: u64,
+    /// Records that could not be read, transformed or written.
+    pub record_errors: u64,
+    /// The first record errors, with positions (bounded by `max_error_samples`).
+    pub error_samples: Vec<RecordError>,
+    /// Batches completed.
+    pub batches: u64,
+    /// Workflow runs (1 plus the number of continue-as-new).
+    pub runs: u32,
+    /// Offset the job started from (`None`: the source's start).
+    pub start_offset: Option<O>,
+    /// Offset after the last completed batch.
+    pub end_offset: Option<O>,
+    /// Milliseconds from the job's start to this report (workflow time).
+    pub elapsed_ms: u64,
+    /// Why the job failed, when it did.
+    pub failure: Option<String>,
+}
+
+impl<O: Offset> JobReport<O> {
+    /// An empty report for a new job.
+    pub fn new(job_id: impl Into<String>, pipeline: impl Into<String>, start: Option<O>) -> Self {
+        Self {
+            job_id: job_id.into(),
+            pipeline: pipeline.into(),
+            status: JobStatus::Running,
+            records_read: 0,
+            records_written: 0,
+            already_present: 0,
+            record_errors: 0,
+            error_samples: Vec::new(),
+            batches: 0,
+            runs: 0,
+            start_offset: start.clone(),
+            end_offset: start,
+            elapsed_ms: 0,
+            failure: None,
+        }
+    }
+
+    /// Elapsed time as a [`Duration`].
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_millis(self.elapsed_ms)
+    }
+
+    /// Records per second over the elapsed time.
+    pub fn records_per_second(&self) -> f64 {
+        let secs = self.elapsed().as_secs_f64();
+        if secs > 0.0 { self.records_read as f64 / secs } else { 0.0 }
+    }
+}
+
+/// The state carried from one workflow run to the next at continue-as-new. Bounded: counts,
+/// one cursor and a bounded sample of errors, whatever the size of the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct CarriedState<O: Offset> {
+    /// The report so far; its `end_offset` is where the next run resumes.
+    pub report: JobReport<O>,
+    /// Ordinal of the next record.
+    pub next_record: u64,
+    /// Whether the job is paused (set by signal).
+    pub paused: bool,
+    /// The in-flight limit (changeable by signal).
+    pub max_in_flight: u32,
+    /// Workflow time at which the job started, in milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Records read when the throttle last paused.
+    pub throttle_mark: u64,
+}
+
+/// A live view of a running job, answered by the `progress` query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Progress<O: Offset> {
+    /// The report so far.
+    pub report: JobReport<O>,
+    /// Batches being processed now.
+    pub in_flight: u32,
+    /// The current in-flight limit.
+    pub max_in_flight: u32,
+    /// Whether the job is paused.
+    pub paused: bool,
+}
+
+/// The counts one `process` activity reports for its batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchReport {
+    /// Records read (good or bad).
+    pub records_read: u64,
+    /// Records newly written.
+    pub records_written: u64,
+    /// Records already present in the sink.
+    pub already_present: u64,
+    /// Records that failed.
+    pub record_errors: u64,
+    /// The first record errors, with positions.
+    pub error_samples: Vec<RecordError>,
+}

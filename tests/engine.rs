@@ -1,0 +1,368 @@
+//! The engine end to end on a real Temporal dev server, with the test source and sink.
+
+use std::time::{Duration, Instant};
+
+use batch_orchestra::testing::{CountingSink, PAYLOAD_MARKER, RangeSource, RangeToCounting};
+use batch_orchestra::{
+    BatchProcessingRequest, JobError, JobStatus, PipelineWorkflow, RequestOf, RetrySettings, SnapshotTarget,
+};
+use batch_orchestra_tests::{Harness, history, history_json};
+use prost::Message;
+use temporalio_client::WorkflowHistory;
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+
+fn request(job: &str, count: u64, sink: CountingSink) -> RequestOf<RangeToCounting> {
+    BatchProcessingRequest::new(job, RangeSource::new(count), sink)
+}
+
+/// Fast retries, so failure tests finish quickly.
+fn quick_retries(attempts: u32) -> RetrySettings {
+    RetrySettings {
+        initial_interval: Duration::from_millis(100),
+        maximum_interval: Duration::from_millis(200),
+        maximum_attempts: attempts,
+        ..RetrySettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_exact_and_offsets_continuous_across_continue_as_new() {
+    let mut h = Harness::start().await;
+    let job = "exact-counts";
+    let req = request(job, 2_537, CountingSink::new(job)).batch_size(100).max_in_flight(4).plan_ahead(6).max_batches_per_run(5);
+    let report = h
+        .worker
+        .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(report.status, JobStatus::Completed);
+    assert_eq!(report.records_read, 2_537);
+    assert_eq!(report.records_written, 2_537);
+    assert_eq!(report.already_present, 0);
+    assert_eq!(report.record_errors, 0);
+    assert_eq!(report.batches, 26);
+    assert_eq!(report.runs, 6, "26 batches at 5 per run take 6 runs");
+    assert_eq!(report.start_offset, None);
+    assert_eq!(report.end_offset, Some(2_537));
+    let log = CountingSink::log(job);
+    assert_eq!(log.ids.len(), 2_537, "every record written");
+    assert_eq!(log.ids.first(), Some(&0));
+    assert_eq!(log.ids.last(), Some(&2_536), "no gap: ids 0..2537 all present");
+    assert_eq!(log.rewrites, 0, "no record offered twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_from_a_start_offset() {
+    let mut h = Harness::start().await;
+    let job = "start-offset";
+    let req = request(job, 1_000, CountingSink::new(job)).batch_size(64).start_at(600);
+    let report = h
+        .worker
+        .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.records_written, 400);
+    assert_eq!(report.start_offset, Some(600));
+    assert_eq!(report.end_offset, Some(1_000));
+    let log = CountingSink::log(job);
+    assert_eq!(log.ids.iter().copied().collect::<Vec<_>>(), (600..1_000).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_query_pause_and_resume() {
+    let mut h = Harness::start().await;
+    let job = "pause-resume";
+    let sink = CountingSink { delay_ms: 150, ..CountingSink::new(job) };
+    let req = request(job, 600, sink).batch_size(10).max_in_flight(2);
+    let outcome = h
+        .worker
+        .run_until(async {
+            let handle = h.jobs.start::<RangeToCounting>(req).await?;
+            // Wait until some batches are done.
+            loop {
+                let p = handle.progress().await?;
+                if p.report.batches >= 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            handle.set_max_in_flight(3).await?;
+            handle.pause().await?;
+            // Running batches finish; then nothing new starts.
+            let paused = loop {
+                let p = handle.progress().await?;
+                if p.paused && p.in_flight == 0 {
+                    break p;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(paused.max_in_flight, 3, "the signal changed the window");
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            let still = handle.progress().await?;
+            assert_eq!(still.report.batches, paused.report.batches, "no batch ran while paused");
+            assert!(still.report.records_written < 600, "the job did not finish while paused");
+            handle.resume().await?;
+            handle.report().await
+        })
+        .await
+        .unwrap();
+    let report = outcome.unwrap();
+    assert_eq!(report.records_written, 600);
+    assert_eq!(CountingSink::log(job).ids.len(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_failing_twice_then_succeeding_is_retried() {
+    let mut h = Harness::start().await;
+    let job = "retry-twice";
+    let sink = CountingSink { fail_attempts: 2, ..CountingSink::new(job) };
+    let req = request(job, 300, sink).batch_size(100).retry("process", quick_retries(5));
+    let report = h
+        .worker
+        .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.records_written, 300);
+    let log = CountingSink::log(job);
+    assert_eq!(log.calls, 9, "three attempts for each of three batches");
+    assert_eq!(log.ids.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_exhausted_fail_the_job_with_the_original_message() {
+    let mut h = Harness::start().await;
+    let job = "retry-exhausted";
+    let sink = CountingSink { fail_attempts: 10, ..CountingSink::new(job) };
+    let req = request(job, 100, sink).batch_size(100).retry("range-to-counting.process", quick_retries(2));
+    let err = h
+        .worker
+        .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
+        .await
+        .unwrap()
+        .unwrap_err();
+    let JobError::Failed { message, .. } = &err else { panic!("expected a failed job, got {err}") };
+    assert!(message.contains("unavailable on attempt 2 of batch 0 (injected)"), "{message}");
+    assert!(message.contains("batch 0 (records 0..100"), "{message}");
+    assert_eq!(CountingSink::log(job).calls, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_fail_fast_with_the_original_message() {
+    let mut h = Harness::start().await;
+    let (sink_job, source_job) = ("fatal-sink", "missing-source");
+    let sink = CountingSink { fatal_at_batch: Some(1), ..CountingSink::new(sink_job) };
+    let bad_sink = request(sink_job, 500, sink).batch_size(100).max_in_flight(1);
+    let bad_source = BatchProcessingRequest::new(
+        source_job,
+        RangeSource { missing_input: Some("/data/missing.csv".into()), ..RangeSource::new(10) },
+        CountingSink::new(source_job),
+    );
+    let started = Instant::now();
+    let (sink_err, source_err) = h
+        .worker
+        .run_until(async {
+            let a = h.jobs.start::<RangeToCounting>(bad_sink).await.unwrap();
+            let b = h.jobs.start::<RangeToCounting>(bad_source).await.unwrap();
+            (a.report().await.unwrap_err(), b.report().await.unwrap_err())
+        })
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20), "no retries of configuration errors");
+    match sink_err {
+        JobError::Failed { message, kind, job_id } => {
+            assert_eq!(job_id, sink_job);
+            assert_eq!(kind, "ConfigError");
+            assert!(message.contains("sink `fatal-sink` refuses batch 1 (injected)"), "{message}");
+        }
+        other => panic!("expected a failed job, got {other}"),
+    }
+    assert_eq!(CountingSink::log(sink_job).calls, 2, "batch 0 once, batch 1 once: no retry");
+    match source_err {
+        JobError::Failed { message, kind, .. } => {
+            assert_eq!(kind, "ConfigError");
+            assert!(message.contains("cannot open /data/missing.csv"), "{message}");
+            assert!(message.contains("building source `range`"), "{message}");
+        }
+        other => panic!("expected a failed job, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_errors_are_counted_and_the_limit_fails_the_job() {
+    let mut h = Harness::start().await;
+    let (ok_job, limit_job) = ("record-errors", "record-error-limit");
+    let source = RangeSource { bad_every: Some(10), ..RangeSource::new(1_000) };
+    let counted = BatchProcessingRequest::new(ok_job, source.clone(), CountingSink::new(ok_job)).batch_size(100);
+    let limited = BatchProcessingRequest::new(limit_job, source, CountingSink::new(limit_job))
+        .batch_size(100)
+        .max_in_flight(1)
+        .max_record_errors(25);
+    let (report, err) = h
+        .worker
+        .run_until(async {
+            let a = h.jobs.start::<RangeToCounting>(counted).await.unwrap();
+            let b = h.jobs.start::<RangeToCounting>(limited).await.unwrap();
+            (a.report().await.unwrap(), b.report().await.unwrap_err())
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.records_read, 1_000);
+    assert_eq!(report.records_written, 900);
+    assert_eq!(report.record_errors, 100);
+    assert_eq!(report.error_samples.len(), 20, "samples are bounded");
+    assert_eq!(report.error_samples[0].position.record, 9);
+    assert!(report.error_samples[0].message.contains("record 9 is unreadable"));
+    assert_eq!(CountingSink::log(ok_job).ids.len(), 900);
+
+    match err {
+        JobError::Failed { message, kind, .. } => {
+            assert_eq!(kind, "RecordErrorLimit");
+            assert!(message.contains("30 record errors, more than max_record_errors = 25"), "{message}");
+            assert!(message.contains("first: record 9: record 9 is unreadable"), "{message}");
+        }
+        other => panic!("expected a failed job, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_start_of_a_running_job_is_refused() {
+    let mut h = Harness::start().await;
+    let job = "twice";
+    let slow = CountingSink { delay_ms: 200, ..CountingSink::new(job) };
+    let req = request(job, 200, slow).batch_size(20).max_in_flight(1);
+    let (second, report) = h
+        .worker
+        .run_until(async {
+            let handle = h.jobs.start::<RangeToCounting>(req.clone()).await.unwrap();
+            let second = h.jobs.start::<RangeToCounting>(req).await;
+            (second, handle.report().await)
+        })
+        .await
+        .unwrap();
+    match second {
+        Err(JobError::AlreadyRunning { job_id }) => assert_eq!(job_id, job),
+        Err(other) => panic!("expected AlreadyRunning, got {other}"),
+        Ok(_) => panic!("a second start of a running job was accepted"),
+    }
+    assert_eq!(report.unwrap().records_written, 200);
+    assert_eq!(CountingSink::log(job).rewrites, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_job() {
+    let mut h = Harness::start().await;
+    let job = "cancelled";
+    let slow = CountingSink { delay_ms: 200, ..CountingSink::new(job) };
+    let req = request(job, 10_000, slow).batch_size(10).max_in_flight(1);
+    let err = h
+        .worker
+        .run_until(async {
+            let handle = h.jobs.start::<RangeToCounting>(req).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            handle.cancel().await.unwrap();
+            handle.report().await.unwrap_err()
+        })
+        .await
+        .unwrap();
+    assert!(matches!(err, JobError::Cancelled { .. }), "got {err}");
+    assert!(CountingSink::log(job).ids.len() < 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_is_snapshotted_to_a_directory() {
+    let mut h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = "snapshotted";
+    let req = request(job, 250, CountingSink::new(job))
+        .batch_size(50)
+        .max_batches_per_run(2)
+        .snapshot(SnapshotTarget::directory(dir.path().to_string_lossy()));
+    let report = h
+        .worker
+        .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
+        .await
+        .unwrap()
+        .unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("snapshotted.json")).unwrap()).unwrap();
+    assert_eq!(saved["status"], "Completed");
+    assert_eq!(saved["records_written"], 250);
+    assert_eq!(saved["runs"], 3);
+    assert_eq!(saved["end_offset"], 250);
+    assert_eq!(report.runs, 3);
+}
+
+/// Events and encoded bytes per batch of one run of `count` records with `payload` bytes each.
+async fn history_per_batch(h: &mut Harness, job: &str, payload: usize) -> (f64, f64) {
+    let source = RangeSource { payload_bytes: payload, ..RangeSource::new(2_000) };
+    let req = BatchProcessingRequest::new(job, source, CountingSink::new(job)).batch_size(50).max_in_flight(4);
+    let (report, events) = h
+        .worker
+        .run_until(async {
+            let report = h.jobs.start::<RangeToCounting>(req).await.unwrap().report().await.unwrap();
+            (report, history(&h.jobs, job).await)
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.batches, 40);
+    assert_eq!(report.runs, 1);
+    let marker = PAYLOAD_MARKER.as_bytes();
+    for event in &events {
+        let bytes = event.encode_to_vec();
+        assert!(!bytes.windows(marker.len()).any(|w| w == marker), "record content in history: event {}", event.event_id);
+    }
+    let bytes: usize = events.iter().map(|e| e.encoded_len()).sum();
+    (events.len() as f64 / 40.0, bytes as f64 / 40.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_small_and_holds_no_record_content() {
+    let mut h = Harness::start().await;
+    let (small_events, small_bytes) = history_per_batch(&mut h, "history-small", 16).await;
+    let (big_events, big_bytes) = history_per_batch(&mut h, "history-big", 4_000).await;
+    println!("history per batch: {small_events:.1} events, {small_bytes:.0} bytes (16 B records); {big_events:.1} events, {big_bytes:.0} bytes (4 kB records)");
+    assert!(small_events <= 6.0 && big_events <= 6.0, "events per batch: {small_events}, {big_events}");
+    assert!(small_bytes <= 2_048.0 && big_bytes <= 2_048.0, "bytes per batch: {small_bytes}, {big_bytes}");
+    assert!((big_bytes - small_bytes).abs() < 200.0, "history does not grow with record size: {small_bytes} vs {big_bytes}");
+}
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/range-to-counting.history.json");
+
+fn replayer() -> WorkflowReplayer {
+    let options = WorkflowReplayerOptions::new().register_workflow::<PipelineWorkflow<RangeToCounting>>().unwrap().build();
+    WorkflowReplayer::new(options).unwrap()
+}
+
+/// Replays a history recorded from the real workflow with the current code: a change to the
+/// workflow's command sequence fails here. Set `BATCH_ORCHESTRA_RECORD_HISTORY=1` to record
+/// the fixture anew after an intended change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_a_recorded_history_deterministically() {
+    let mut h = Harness::start().await;
+    let job = "replayed";
+    let sink = CountingSink { fail_attempts: 1, ..CountingSink::new(job) };
+    let source = RangeSource { bad_every: Some(7), ..RangeSource::new(400) };
+    let req = BatchProcessingRequest::new(job, source, sink)
+        .batch_size(25)
+        .max_in_flight(3)
+        .plan_ahead(4)
+        .retry("process", quick_retries(3));
+    let json = h
+        .worker
+        .run_until(async {
+            h.jobs.start::<RangeToCounting>(req).await.unwrap().report().await.unwrap();
+            history_json(&h.jobs, job).await
+        })
+        .await
+        .unwrap();
+    replayer().replay_workflow(WorkflowHistory::from_json(&json).unwrap()).await.expect("replay of a fresh history");
+
+    if std::env::var_os("BATCH_ORCHESTRA_RECORD_HISTORY").is_some() {
+        std::fs::write(FIXTURE, &json).unwrap();
+    }
+    let recorded = std::fs::read(FIXTURE).expect("the recorded history fixture");
+    replayer().replay_workflow(WorkflowHistory::from_json(&recorded).unwrap()).await.expect("replay of the recorded history");
+}

@@ -1,0 +1,54 @@
+//! Shared set-up for the integration tests: a real Temporal dev server and a worker.
+
+use batch_orchestra::testing::{RangeToCounting, TemporalDevServer};
+use batch_orchestra::{JobClient, Worker};
+use temporalio_client::WorkflowFetchHistoryOptions;
+use temporalio_common::UntypedWorkflow;
+use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
+
+/// The task queue every test worker polls.
+pub const TASK_QUEUE: &str = "batch-orchestra-tests";
+
+/// A dev server, a job client and a worker serving [`RangeToCounting`].
+pub struct Harness {
+    /// The dev server; stopped when the harness is dropped.
+    pub server: TemporalDevServer,
+    /// Starts and finds jobs.
+    pub jobs: JobClient,
+    /// Serves the pipelines; run it with `run_until`.
+    pub worker: Worker,
+}
+
+impl Harness {
+    /// Starts a tuned dev server and a worker for [`RangeToCounting`].
+    pub async fn start() -> Self {
+        let server = TemporalDevServer::start().expect("start the Temporal dev server");
+        let client = server.client().await.expect("connect to the dev server");
+        let worker = Worker::builder(client.clone(), TASK_QUEUE)
+            .pipeline::<RangeToCounting>()
+            .expect("register the pipeline")
+            .build()
+            .expect("build the worker");
+        Self { server, jobs: JobClient::new(client, TASK_QUEUE), worker }
+    }
+}
+
+/// The events of the latest run of workflow `id`.
+pub async fn history(jobs: &JobClient, id: &str) -> Vec<HistoryEvent> {
+    jobs.temporal()
+        .get_workflow_handle::<UntypedWorkflow>(id.to_owned())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .expect("fetch the history")
+}
+
+/// The history of the latest run of workflow `id` as JSON, as a replay fixture stores it.
+pub async fn history_json(jobs: &JobClient, id: &str) -> Vec<u8> {
+    jobs.temporal()
+        .get_workflow_handle::<UntypedWorkflow>(id.to_owned())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("fetch the history as JSON")
+}
