@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use batch_orchestra::testing::{CountingSink, PAYLOAD_MARKER, RangeSource, RangeToCounting};
 use batch_orchestra::{
-    BatchProcessingRequest, JobError, JobStatus, PipelineWorkflow, RequestOf, RetrySettings, SnapshotTarget,
+    BatchProcessingRequest, JobClient, JobError, JobStatus, PipelineWorkflow, RequestOf, RetrySettings, SnapshotTarget,
 };
 use batch_orchestra_tests::{Harness, history, history_json};
 use prost::Message;
@@ -295,18 +295,13 @@ async fn the_report_is_snapshotted_to_a_directory() {
     assert_eq!(report.runs, 3);
 }
 
-/// Events and encoded bytes per batch of one run of `count` records with `payload` bytes each.
-async fn history_per_batch(h: &mut Harness, job: &str, payload: usize) -> (f64, f64) {
+/// Runs a 40-batch job of records with `payload` bytes each and checks its history: returns
+/// events and encoded bytes per batch.
+async fn history_per_batch(jobs: &JobClient, job: &str, payload: usize) -> (f64, f64) {
     let source = RangeSource { payload_bytes: payload, ..RangeSource::new(2_000) };
     let req = BatchProcessingRequest::new(job, source, CountingSink::new(job)).batch_size(50).max_in_flight(4);
-    let (report, events) = h
-        .worker
-        .run_until(async {
-            let report = h.jobs.start::<RangeToCounting>(req).await.unwrap().report().await.unwrap();
-            (report, history(&h.jobs, job).await)
-        })
-        .await
-        .unwrap();
+    let report = jobs.start::<RangeToCounting>(req).await.unwrap().report().await.unwrap();
+    let events = history(jobs, job).await;
     assert_eq!(report.batches, 40);
     assert_eq!(report.runs, 1);
     let marker = PAYLOAD_MARKER.as_bytes();
@@ -321,8 +316,14 @@ async fn history_per_batch(h: &mut Harness, job: &str, payload: usize) -> (f64, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_small_and_holds_no_record_content() {
     let mut h = Harness::start().await;
-    let (small_events, small_bytes) = history_per_batch(&mut h, "history-small", 16).await;
-    let (big_events, big_bytes) = history_per_batch(&mut h, "history-big", 4_000).await;
+    let jobs = &h.jobs;
+    let ((small_events, small_bytes), (big_events, big_bytes)) = h
+        .worker
+        .run_until(async {
+            (history_per_batch(jobs, "history-small", 16).await, history_per_batch(jobs, "history-big", 4_000).await)
+        })
+        .await
+        .unwrap();
     println!("history per batch: {small_events:.1} events, {small_bytes:.0} bytes (16 B records); {big_events:.1} events, {big_bytes:.0} bytes (4 kB records)");
     assert!(small_events <= 6.0 && big_events <= 6.0, "events per batch: {small_events}, {big_events}");
     assert!(small_bytes <= 2_048.0 && big_bytes <= 2_048.0, "bytes per batch: {small_bytes}, {big_bytes}");

@@ -200,7 +200,7 @@ pub trait Sink: Send + Sync + 'static {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a batch source",
     label = "not a batch source",
-    note = "annotate the config struct with `#[batch_source(name = \"...\")]`, or implement `batch_orchestra::SourceConfig` for it"
+    note = "annotate the config struct with `#[batch_source(name = \"...\", reader = MyReader)]`, or implement `batch_orchestra::SourceConfig` for it"
 )]
 pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The connector's name: lowercase letters, digits and dashes.
@@ -220,7 +220,7 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a batch sink",
     label = "not a batch sink",
-    note = "annotate the config struct with `#[batch_sink(name = \"...\")]`, or implement `batch_orchestra::SinkConfig` for it"
+    note = "annotate the config struct with `#[batch_sink(name = \"...\", writer = MyWriter)]`, or implement `batch_orchestra::SinkConfig` for it"
 )]
 pub trait SinkConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The connector's name: lowercase letters, digits and dashes.

@@ -237,7 +237,7 @@ pub struct JobReport<O: Offset> {
     pub already_present: u64,
     /// Records that could not be read, transformed or written.
     pub record_errors: u64,
-    /// The first record errors, with positions (bounded by `max_error_samples`).
+    /// The earliest record errors by position (at most `max_error_samples`).
     pub error_samples: Vec<RecordError>,
     /// Batches completed.
     pub batches: u64,

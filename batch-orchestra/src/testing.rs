@@ -23,11 +23,10 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::connector::{
-    BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, SinkConfig, Source,
-    SourceConfig, WriteContext, WriteOutcome,
+    BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, Source, WriteContext,
+    WriteOutcome,
 };
 use crate::error::{ConnectorError, RecordError, TransformError};
-use crate::pipeline::{Pipeline, PipelineNames};
 
 /// A server could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +248,7 @@ pub struct TestRecord {
 pub const PAYLOAD_MARKER: &str = "RECORD-CONTENT-";
 
 /// A source of `count` records with ids `0..count`; the offset is the next id.
+#[crate::batch_source(name = "range", reader = Self)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeSource {
     /// Records in the source.
@@ -268,13 +268,8 @@ impl RangeSource {
     }
 }
 
-impl SourceConfig for RangeSource {
-    const NAME: &'static str = "range";
-    type Record = TestRecord;
-    type Offset = u64;
-    type Source = RangeSource;
-
-    async fn build(&self) -> Result<RangeSource, ConnectorError> {
+impl RangeSource {
+    async fn build_source(&self) -> Result<RangeSource, ConnectorError> {
         match &self.missing_input {
             Some(input) => Err(ConnectorError::config(format!("cannot open {input}: no such input"))),
             None => Ok(self.clone()),
@@ -329,6 +324,7 @@ pub struct SinkLog {
 static SINK_LOGS: LazyLock<Mutex<HashMap<String, SinkLog>>> = LazyLock::new(Default::default);
 
 /// A sink that records ids in memory, per job, with fault injection.
+#[crate::batch_sink(name = "counting", writer = Self)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CountingSink {
     /// The key under which writes are logged (use the job id).
@@ -353,12 +349,8 @@ impl CountingSink {
     }
 }
 
-impl SinkConfig for CountingSink {
-    const NAME: &'static str = "counting";
-    type Record = TestRecord;
-    type Sink = CountingSink;
-
-    async fn build(&self) -> Result<CountingSink, ConnectorError> {
+impl CountingSink {
+    async fn build_sink(&self) -> Result<CountingSink, ConnectorError> {
         Ok(self.clone())
     }
 }
@@ -395,15 +387,25 @@ impl Sink for CountingSink {
     }
 }
 
-/// A pipeline from [`RangeSource`] to [`CountingSink`], under the name `range-to-counting`.
-pub struct RangeToCounting;
+crate::pipeline! {
+    /// A pipeline from [`RangeSource`] to [`CountingSink`], under the name `range-to-counting`.
+    pub RangeToCounting {
+        source: RangeSource,
+        sink: CountingSink,
+    }
+}
 
-impl Pipeline for RangeToCounting {
-    type Source = RangeSource;
-    type Sink = CountingSink;
-    const NAMES: PipelineNames = crate::pipeline_names!("range-to-counting");
+/// Keeps every `even` record and rejects the others: a transform for tests.
+pub fn keep_even(record: TestRecord) -> Result<TestRecord, TransformError> {
+    if record.id % 2 == 0 { Ok(record) } else { Err(TransformError::new(format!("id {} is odd", record.id))) }
+}
 
-    fn transform(record: TestRecord) -> Result<TestRecord, TransformError> {
-        Ok(record)
+crate::pipeline! {
+    /// Like [`RangeToCounting`], with the [`keep_even`] transform, under the name `even-only`.
+    pub EvenOnly {
+        source: RangeSource,
+        transform: keep_even,
+        sink: CountingSink,
+        workflow: "even-only",
     }
 }

@@ -57,6 +57,11 @@ impl WorkerBuilder {
         Ok(self)
     }
 
+    /// Registers every pipeline of a [`pipelines!`](crate::pipelines) list.
+    pub fn pipelines(self, list: PipelineList) -> Result<Self, WorkerError> {
+        (list.register)(self)
+    }
+
     /// Builds the worker. Call it inside a Tokio runtime.
     pub fn build(self) -> Result<Worker, WorkerError> {
         let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| WorkerError::Create(e.to_string()))?;
@@ -108,5 +113,20 @@ impl Worker {
     /// A function that asks the worker to stop: running activities finish first.
     pub fn shutdown_handle(&self) -> impl Fn() + use<> {
         self.inner.shutdown_handle()
+    }
+}
+
+type Register = Box<dyn FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError>>;
+
+/// Pipelines to register on one worker, made by [`pipelines!`](crate::pipelines), which
+/// checks at compile time that their names are distinct.
+pub struct PipelineList {
+    register: Register,
+}
+
+impl PipelineList {
+    #[doc(hidden)]
+    pub fn new(register: impl FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError> + 'static) -> Self {
+        Self { register: Box::new(register) }
     }
 }

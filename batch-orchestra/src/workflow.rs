@@ -57,6 +57,8 @@ pub const SET_MAX_IN_FLIGHT_SIGNAL: &str = "set_max_in_flight";
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failure type of a request the workflow cannot run.
 const INVALID_REQUEST_TYPE: &str = "InvalidRequest";
+/// Marks a [`Stop`] caused by cancellation of the job: it ends cancelled, not failed.
+const CANCELLED: &str = "Cancelled";
 
 /// The workflow of pipeline `P`: one concrete workflow type per pipeline.
 pub struct PipelineWorkflow<P: Pipeline> {
@@ -322,6 +324,10 @@ impl Stop {
         Self { kind, message: message.into() }
     }
 
+    fn cancelled() -> Self {
+        Self::new(CANCELLED, "the job was cancelled")
+    }
+
     /// The original cause of an activity failure, unwrapped from Temporal's nesting.
     fn from_activity(context: String, err: &ActivityExecutionError) -> Self {
         let (kind, message) = match err.failure() {
@@ -436,8 +442,10 @@ impl<'a, P: Pipeline> Job<'a, P> {
         r.already_present += batch.already_present;
         r.record_errors += batch.record_errors;
         r.batches += 1;
-        let room = (self.req.max_error_samples as usize).saturating_sub(r.error_samples.len());
-        r.error_samples.extend(batch.error_samples.into_iter().take(room));
+        // Keep the earliest errors by position, whatever order batches finish in.
+        r.error_samples.extend(batch.error_samples);
+        r.error_samples.sort_by_key(|e| e.position.record);
+        r.error_samples.truncate(self.req.max_error_samples as usize);
         match self.req.max_record_errors {
             Some(max) if r.record_errors > max => {
                 let first = r.error_samples.first().map(|e| format!("; first: {e}")).unwrap_or_default();
@@ -541,6 +549,7 @@ async fn run_job<P: Pipeline>(ctx: &WorkflowContext<PipelineWorkflow<P>>) -> Res
                 Ok(never) => match never {},
             }
         }
+        Err(stop) if stop.kind == CANCELLED => Err(WorkflowTermination::cancelled()),
         Err(stop) => Err(job.fail(stop).await),
     }
 }
@@ -606,7 +615,7 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
             }
             if paused {
                 if ctx.wait_condition(|w| !w.paused).await.is_err() {
-                    return Err(Stop::new(ACTIVITY_FAILED_TYPE, "cancelled while paused"));
+                    return Err(Stop::cancelled());
                 }
                 continue;
             }
@@ -614,6 +623,10 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
         }
         let (event, _, rest) = futures::future::select_all(window).await;
         window = rest;
+        // A cancelled job sees its activities cancelled: end as cancelled, not as failed.
+        if ctx.cancellation_token().is_cancelled() {
+            return Err(Stop::cancelled());
+        }
         match event {
             Event::Planned(result) => {
                 plan_pending = false;

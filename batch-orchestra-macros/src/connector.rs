@@ -1,0 +1,258 @@
+//! `#[batch_source]` and `#[batch_sink]`: parse the attribute and the struct, check them, and
+//! implement `SourceConfig` or `SinkConfig`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprPath, Ident, Item, ItemStruct, Lit, LitStr, Meta, Token, Type};
+
+use crate::names;
+
+/// Which side of a pipeline the connector is on.
+#[derive(Clone, Copy)]
+pub enum Side {
+    Source,
+    Sink,
+}
+
+impl Side {
+    fn attribute(self) -> &'static str {
+        match self {
+            Side::Source => "batch_source",
+            Side::Sink => "batch_sink",
+        }
+    }
+
+    /// The argument naming the built type.
+    fn built_arg(self) -> &'static str {
+        match self {
+            Side::Source => "reader",
+            Side::Sink => "writer",
+        }
+    }
+
+    fn built_trait(self) -> &'static str {
+        match self {
+            Side::Source => "Source",
+            Side::Sink => "Sink",
+        }
+    }
+
+    fn default_build(self) -> &'static str {
+        match self {
+            Side::Source => "build_source",
+            Side::Sink => "build_sink",
+        }
+    }
+}
+
+/// The checked model of one connector attribute.
+struct Connector {
+    name: LitStr,
+    built: Type,
+    build_fn: Ident,
+    item: ItemStruct,
+}
+
+/// Collects errors, so one compile shows every problem at once.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        let err = syn::Error::new(span, message);
+        match &mut self.0 {
+            Some(all) => all.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+
+    pub fn push_error(&mut self, err: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+
+    pub fn finish(self) -> Result<(), syn::Error> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+pub fn expand(side: Side, args: TokenStream, input: TokenStream) -> TokenStream {
+    match parse(side, args, input.clone()) {
+        Ok(model) => generate(side, &model),
+        Err(err) => {
+            // Keep the user's item so later errors are about their code, not a missing type.
+            let err = err.to_compile_error();
+            quote! { #input #err }
+        }
+    }
+}
+
+fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector, syn::Error> {
+    let attr = side.attribute();
+    let mut errors = Errors::default();
+    let item = match syn::parse2::<Item>(input) {
+        Ok(Item::Struct(item)) => Some(item),
+        Ok(Item::Enum(e)) => {
+            errors.push(e.enum_token.span, format!("`#[{attr}]` goes on a config struct, not on an enum"));
+            None
+        }
+        Ok(Item::Union(u)) => {
+            errors.push(u.union_token.span, format!("`#[{attr}]` goes on a config struct, not on a union"));
+            None
+        }
+        Ok(other) => {
+            errors.push(other.span(), format!("`#[{attr}]` goes on a config struct"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(item) = &item {
+        if !item.generics.params.is_empty() {
+            errors.push(item.generics.span(), format!("`#[{attr}]` config structs cannot be generic"));
+        }
+    }
+
+    let mut name: Option<LitStr> = None;
+    let mut built: Option<Type> = None;
+    let mut build_fn: Option<Ident> = None;
+    let built_arg = side.built_arg();
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args.clone()) {
+        Ok(metas) => metas,
+        Err(e) => {
+            errors.push_error(e);
+            Punctuated::new()
+        }
+    };
+    for meta in metas {
+        let key = meta.path().get_ident().map(Ident::to_string).unwrap_or_default();
+        let Meta::NameValue(nv) = &meta else {
+            errors.push(meta.span(), format!("`{key}` needs a value, like `{}`", example(&key, built_arg)));
+            continue;
+        };
+        let repeated = |errors: &mut Errors| errors.push(nv.path.span(), format!("`{key}` is given twice"));
+        match key.as_str() {
+            "name" => match &nv.value {
+                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if name.is_none() => {
+                    if !names::is_valid(&s.value()) {
+                        errors.push(s.span(), names::invalid("connector name", &s.value()));
+                    }
+                    name = Some(s.clone());
+                }
+                Expr::Lit(ExprLit { lit: Lit::Str(_), .. }) => repeated(&mut errors),
+                other => errors.push(other.span(), "`name` takes a string literal, like `name = \"numbers\"`"),
+            },
+            k if k == built_arg => match &nv.value {
+                Expr::Path(ExprPath { path, qself: None, .. }) if built.is_none() => {
+                    built = Some(Type::Path(syn::TypePath { qself: None, path: path.clone() }));
+                }
+                Expr::Path(_) => repeated(&mut errors),
+                other => errors.push(
+                    other.span(),
+                    format!("`{built_arg}` takes the type that implements `batch_orchestra::{}`, like `{built_arg} = MyType`", side.built_trait()),
+                ),
+            },
+            "build" => match &nv.value {
+                Expr::Path(p) if build_fn.is_none() && p.path.get_ident().is_some() => {
+                    build_fn = p.path.get_ident().cloned();
+                }
+                Expr::Path(p) if p.path.get_ident().is_some() => repeated(&mut errors),
+                other => errors.push(other.span(), "`build` takes the name of a method of the config, like `build = open`"),
+            },
+            _ => errors.push(
+                nv.path.span(),
+                format!("unknown argument `{key}` of `#[{attr}]`; expected `name`, `{built_arg}` or `build`"),
+            ),
+        }
+    }
+    if name.is_none() {
+        errors.push(Span::call_site(), format!("missing `name`: write `#[{attr}(name = \"my-connector\", {built_arg} = MyType)]`"));
+    }
+    if built.is_none() {
+        errors.push(
+            Span::call_site(),
+            format!("missing `{built_arg}`: name the type that implements `batch_orchestra::{}`, like `{built_arg} = MyType`", side.built_trait()),
+        );
+    }
+    errors.finish()?;
+    match (name, built, item) {
+        (Some(name), Some(built), Some(item)) => Ok(Connector {
+            name,
+            built,
+            build_fn: build_fn.unwrap_or_else(|| format_ident!("{}", side.default_build())),
+            item,
+        }),
+        _ => Err(syn::Error::new(Span::call_site(), "invalid connector attribute")),
+    }
+}
+
+fn example(key: &str, built_arg: &str) -> String {
+    match key {
+        "name" => "name = \"numbers\"".into(),
+        "build" => "build = open".into(),
+        k if k == built_arg => format!("{built_arg} = MyType"),
+        other => format!("{other} = ..."),
+    }
+}
+
+fn generate(side: Side, c: &Connector) -> TokenStream {
+    let Connector { name, built, build_fn, item } = c;
+    let ident = &item.ident;
+    let build_call = quote_spanned! {build_fn.span()=> #ident::#build_fn(self) };
+    let serde_check = quote_spanned! {ident.span()=>
+        const _: () = ::batch_orchestra::__private::assert_serializable_config::<#ident>();
+    };
+    let (trait_impl, name_const) = match side {
+        Side::Source => (
+            quote! {
+                impl ::batch_orchestra::SourceConfig for #ident {
+                    const NAME: &'static str = #name;
+                    type Record = <#built as ::batch_orchestra::Source>::Record;
+                    type Offset = <#built as ::batch_orchestra::Source>::Offset;
+                    type Source = #built;
+
+                    fn build(&self) -> impl ::core::future::Future<
+                        Output = ::core::result::Result<#built, ::batch_orchestra::ConnectorError>,
+                    > + ::core::marker::Send {
+                        #build_call
+                    }
+                }
+            },
+            quote! {
+                /// The source's fixed connector name.
+                pub const SOURCE_NAME: &'static str = #name;
+            },
+        ),
+        Side::Sink => (
+            quote! {
+                impl ::batch_orchestra::SinkConfig for #ident {
+                    const NAME: &'static str = #name;
+                    type Record = <#built as ::batch_orchestra::Sink>::Record;
+                    type Sink = #built;
+
+                    fn build(&self) -> impl ::core::future::Future<
+                        Output = ::core::result::Result<#built, ::batch_orchestra::ConnectorError>,
+                    > + ::core::marker::Send {
+                        #build_call
+                    }
+                }
+            },
+            quote! {
+                /// The sink's fixed connector name.
+                pub const SINK_NAME: &'static str = #name;
+            },
+        ),
+    };
+    quote! {
+        #item
+        #serde_check
+        #trait_impl
+        impl #ident {
+            #name_const
+        }
+    }
+}
