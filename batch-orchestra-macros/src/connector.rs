@@ -1,12 +1,10 @@
 //! `#[batch_source]` and `#[batch_sink]`: parse the attribute and the struct, check them, and
 //! implement `SourceConfig` or `SinkConfig`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
-use syn::parse::Parser;
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ExprPath, Ident, Item, ItemStruct, Lit, LitStr, Meta, Token, Type};
+use syn::{Ident, Item, ItemStruct, LitStr, Type};
 
 use crate::names;
 
@@ -121,51 +119,41 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
     let mut built: Option<Type> = None;
     let mut build_fn: Option<Ident> = None;
     let built_arg = side.built_arg();
-    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args.clone()) {
-        Ok(metas) => metas,
-        Err(e) => {
-            errors.push_error(e);
-            Punctuated::new()
-        }
-    };
-    for meta in metas {
-        let key = meta.path().get_ident().map(Ident::to_string).unwrap_or_default();
-        let Meta::NameValue(nv) = &meta else {
-            errors.push(meta.span(), format!("`{key}` needs a value, like `{}`", example(&key, built_arg)));
+    for arg in split_args(args, &mut errors) {
+        let Arg { key, value } = arg;
+        let key_name = key.to_string();
+        let Some(value) = value else {
+            errors.push(key.span(), format!("`{key_name}` needs a value, like `{}`", example(&key_name, built_arg)));
             continue;
         };
-        let repeated = |errors: &mut Errors| errors.push(nv.path.span(), format!("`{key}` is given twice"));
-        match key.as_str() {
-            "name" => match &nv.value {
-                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if name.is_none() => {
+        let span = value.span();
+        match key_name.as_str() {
+            "name" => match syn::parse2::<LitStr>(value) {
+                Ok(_) if name.is_some() => errors.push(key.span(), "`name` is given twice"),
+                Ok(s) => {
                     if !names::is_valid(&s.value()) {
                         errors.push(s.span(), names::invalid("connector name", &s.value()));
                     }
-                    name = Some(s.clone());
+                    name = Some(s);
                 }
-                Expr::Lit(ExprLit { lit: Lit::Str(_), .. }) => repeated(&mut errors),
-                other => errors.push(other.span(), "`name` takes a string literal, like `name = \"numbers\"`"),
+                Err(_) => errors.push(span, "`name` takes a string literal, like `name = \"numbers\"`"),
             },
-            k if k == built_arg => match &nv.value {
-                Expr::Path(ExprPath { path, qself: None, .. }) if built.is_none() => {
-                    built = Some(Type::Path(syn::TypePath { qself: None, path: path.clone() }));
-                }
-                Expr::Path(_) => repeated(&mut errors),
-                other => errors.push(
-                    other.span(),
+            k if k == built_arg => match syn::parse2::<Type>(value) {
+                Ok(_) if built.is_some() => errors.push(key.span(), format!("`{built_arg}` is given twice")),
+                Ok(Type::Path(path)) => built = Some(Type::Path(path)),
+                _ => errors.push(
+                    span,
                     format!("`{built_arg}` takes the type that implements `batch_orchestra::{}`, like `{built_arg} = MyType`", side.built_trait()),
                 ),
             },
-            "build" => match &nv.value {
-                Expr::Path(p) if build_fn.is_none() && p.path.get_ident().is_some() => {
-                    build_fn = p.path.get_ident().cloned();
-                }
-                Expr::Path(p) if p.path.get_ident().is_some() => repeated(&mut errors),
-                other => errors.push(other.span(), "`build` takes the name of a method of the config, like `build = open`"),
+            "build" => match syn::parse2::<Ident>(value) {
+                Ok(_) if build_fn.is_some() => errors.push(key.span(), "`build` is given twice"),
+                Ok(ident) => build_fn = Some(ident),
+                Err(_) => errors.push(span, "`build` takes the name of a method of the config, like `build = open`"),
             },
             _ => errors.push(
-                nv.path.span(),
-                format!("unknown argument `{key}` of `#[{attr}]`; expected `name`, `{built_arg}` or `build`"),
+                key.span(),
+                format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}` or `build`"),
             ),
         }
     }
@@ -188,6 +176,54 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
         }),
         _ => Err(syn::Error::new(Span::call_site(), "invalid connector attribute")),
     }
+}
+
+/// One `key = value` argument, its value kept as tokens until the key is known.
+struct Arg {
+    key: Ident,
+    value: Option<TokenStream>,
+}
+
+/// Splits `a = 1, b = Foo<X, Y>` at top-level commas (outside angle brackets).
+fn split_args(args: TokenStream, errors: &mut Errors) -> Vec<Arg> {
+    let mut out = Vec::new();
+    let mut tokens = args.into_iter().peekable();
+    while let Some(first) = tokens.next() {
+        let TokenTree::Ident(key) = first else {
+            errors.push(first.span(), "expected an argument like `name = \"...\"`");
+            // Skip to the next comma.
+            for t in tokens.by_ref() {
+                if matches!(&t, TokenTree::Punct(p) if p.as_char() == ',') {
+                    break;
+                }
+            }
+            continue;
+        };
+        let mut value = None;
+        if matches!(tokens.peek(), Some(TokenTree::Punct(p)) if p.as_char() == '=') {
+            tokens.next();
+            let mut depth = 0i32;
+            let mut collected = TokenStream::new();
+            while let Some(t) = tokens.peek() {
+                if let TokenTree::Punct(p) = t {
+                    match p.as_char() {
+                        ',' if depth <= 0 => break,
+                        '<' => depth += 1,
+                        '>' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                collected.extend(tokens.next());
+            }
+            value = Some(collected).filter(|v| !v.is_empty());
+        }
+        // The separating comma, if any.
+        if matches!(tokens.peek(), Some(TokenTree::Punct(p)) if p.as_char() == ',') {
+            tokens.next();
+        }
+        out.push(Arg { key, value });
+    }
+    out
 }
 
 fn example(key: &str, built_arg: &str) -> String {

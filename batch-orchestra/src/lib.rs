@@ -23,6 +23,7 @@ pub mod activities;
 mod cache;
 pub mod client;
 pub mod connector;
+pub mod connectors;
 pub mod error;
 mod macro_support;
 pub mod model;

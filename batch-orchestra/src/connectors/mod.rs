@@ -1,0 +1,16 @@
+//! Built-in connectors, written with the crate's own macros as a user would write theirs.
+//!
+//! | connector | kind | feature |
+//! |---|---|---|
+//! | [`csv::CsvFile`] | source: a local CSV file | `csv` |
+//! | `object_store::CsvObject` | source: a CSV object in S3, GCS, Azure or a local store | `csv` + `object-store` |
+//! | `mongo::MongoSink` | sink: a MongoDB collection | `mongodb` |
+//! | [`jsonl::JsonLinesDir`] | sink: JSON-lines files | always |
+//! | [`noop::NoopSink`] | sink: drops records | always |
+
+#[cfg(feature = "csv")]
+pub mod csv;
+pub mod jsonl;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+pub mod noop;

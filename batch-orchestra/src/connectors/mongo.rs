@@ -1,0 +1,241 @@
+//! The MongoDB sink: unordered `insert_many`, idempotent by construction.
+//!
+//! The connection string is read by the worker from an environment variable named in the
+//! config (`MONGODB_URI` by default), so no secret enters workflow history. Each record's
+//! `_id` is derived from the job and the record's position (or taken from a field you name),
+//! so a retried or replayed batch hits duplicate-key errors, which are counted as already
+//! written. The client and its pool are made once per worker and config.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::ClientOptions;
+
+use crate::connector::{Positioned, Sink, WriteContext, WriteOutcome};
+use crate::error::{ConnectorError, RecordError};
+
+/// MongoDB's duplicate-key error code.
+const DUPLICATE_KEY: i32 = 11000;
+/// MongoDB's authentication-failed error code.
+const AUTH_FAILED: i32 = 18;
+
+/// How each document's `_id` is chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum IdStrategy {
+    /// `"<job id>:<byte offset>"` (or the record ordinal where the source has no bytes).
+    #[default]
+    Position,
+    /// The value of this field of the document.
+    Field(String),
+}
+
+/// How documents are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum WriteMode {
+    /// Insert; documents already there are counted as already present and left as they are.
+    #[default]
+    Insert,
+    /// Replace documents with the same `_id`, or insert them.
+    Upsert,
+}
+
+/// A MongoDB collection as a sink of documents.
+///
+/// ```
+/// use batch_orchestra::connectors::mongo::MongoSink;
+///
+/// let sink = MongoSink::new("demo", "people").uri_env("PEOPLE_DB_URI");
+/// assert_eq!(sink.uri_env, "PEOPLE_DB_URI");
+/// ```
+#[crate::batch_sink(name = "mongodb", writer = MongoWriter)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MongoSink {
+    /// The environment variable holding the connection string, read by the worker.
+    pub uri_env: String,
+    /// The database.
+    pub database: String,
+    /// The collection.
+    pub collection: String,
+    /// How `_id`s are chosen.
+    #[serde(default)]
+    pub id: IdStrategy,
+    /// Insert or upsert.
+    #[serde(default)]
+    pub mode: WriteMode,
+}
+
+impl MongoSink {
+    /// Inserts into `database.collection`, with the URI from `MONGODB_URI`.
+    pub fn new(database: impl Into<String>, collection: impl Into<String>) -> Self {
+        Self {
+            uri_env: "MONGODB_URI".into(),
+            database: database.into(),
+            collection: collection.into(),
+            id: IdStrategy::Position,
+            mode: WriteMode::Insert,
+        }
+    }
+
+    /// Reads the connection string from another environment variable.
+    pub fn uri_env(mut self, name: impl Into<String>) -> Self {
+        self.uri_env = name.into();
+        self
+    }
+
+    /// Takes each `_id` from `field`.
+    pub fn id_field(mut self, field: impl Into<String>) -> Self {
+        self.id = IdStrategy::Field(field.into());
+        self
+    }
+
+    /// Replaces documents with the same `_id` instead of skipping them.
+    pub fn upsert(mut self) -> Self {
+        self.mode = WriteMode::Upsert;
+        self
+    }
+
+    async fn build_sink(&self) -> Result<MongoWriter, ConnectorError> {
+        let uri = std::env::var(&self.uri_env).map_err(|_| {
+            ConnectorError::config(format!(
+                "the environment variable `{}` is not set on the worker: it must hold the MongoDB connection string",
+                self.uri_env
+            ))
+        })?;
+        let mut options = ClientOptions::parse(&uri)
+            .await
+            .map_err(|e| ConnectorError::config(format!("bad MongoDB connection string in `{}`: {e}", self.uri_env)))?;
+        // Fail in seconds, not thirty, when the server is unreachable; the URI may say otherwise.
+        options.server_selection_timeout.get_or_insert(Duration::from_secs(5));
+        options.app_name.get_or_insert_with(|| "batch-orchestra".into());
+        let hosts = options.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        let client = mongodb::Client::with_options(options)
+            .map_err(|e| ConnectorError::config(format!("bad MongoDB options for {hosts}: {e}")))?;
+        let database = client.database(&self.database);
+        database.run_command(doc! { "ping": 1 }).await.map_err(|e| classify(&hosts, &e))?;
+        Ok(MongoWriter {
+            collection: database.collection(&self.collection),
+            id: self.id.clone(),
+            mode: self.mode,
+            target: format!("{hosts}/{}.{}", self.database, self.collection),
+        })
+    }
+}
+
+/// Configuration problems are not retried; everything else is.
+fn classify(target: &str, e: &mongodb::error::Error) -> ConnectorError {
+    let message = format!("MongoDB at {target}: {e}");
+    match &*e.kind {
+        ErrorKind::Authentication { .. } | ErrorKind::InvalidArgument { .. } => ConnectorError::config(message),
+        ErrorKind::Command(c) if c.code == AUTH_FAILED => ConnectorError::config(message),
+        _ => ConnectorError::transient(message),
+    }
+}
+
+/// A built MongoDB sink.
+pub struct MongoWriter {
+    collection: mongodb::Collection<Document>,
+    id: IdStrategy,
+    mode: WriteMode,
+    target: String,
+}
+
+impl MongoWriter {
+    fn with_id(&self, ctx: &WriteContext, record: Positioned<Document>) -> Result<Document, RecordError> {
+        let Positioned { position, value: mut doc } = record;
+        match &self.id {
+            IdStrategy::Position => {
+                let key = position.byte.unwrap_or(position.record);
+                doc.insert("_id", format!("{}:{key}", ctx.job_id));
+            }
+            IdStrategy::Field(field) => match doc.get(field).cloned() {
+                Some(Bson::Null) | None => {
+                    return Err(RecordError::new(position, format!("the id field `{field}` is missing or null")));
+                }
+                Some(value) => {
+                    doc.insert("_id", value);
+                }
+            },
+        }
+        Ok(doc)
+    }
+}
+
+impl Sink for MongoWriter {
+    type Record = Document;
+
+    async fn write(&self, ctx: &WriteContext, records: Vec<Positioned<Document>>) -> Result<WriteOutcome, ConnectorError> {
+        let mut outcome = WriteOutcome::default();
+        let mut docs = Vec::with_capacity(records.len());
+        let mut positions = Vec::with_capacity(records.len());
+        for record in records {
+            let position = record.position;
+            match self.with_id(ctx, record) {
+                Ok(doc) => {
+                    docs.push(doc);
+                    positions.push(position);
+                }
+                Err(e) => outcome.errors.push(e),
+            }
+        }
+        if docs.is_empty() {
+            return Ok(outcome);
+        }
+        match self.mode {
+            WriteMode::Insert => self.insert(docs, &positions, outcome).await,
+            WriteMode::Upsert => self.upsert(docs, outcome).await,
+        }
+    }
+}
+
+impl MongoWriter {
+    async fn insert(&self, docs: Vec<Document>, positions: &[crate::Position], mut outcome: WriteOutcome) -> Result<WriteOutcome, ConnectorError> {
+        let total = docs.len() as u64;
+        match self.collection.insert_many(docs).ordered(false).await {
+            Ok(_) => outcome.written += total,
+            Err(e) => match &*e.kind {
+                ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                    let errors = failure.write_errors.as_deref().unwrap_or_default();
+                    for err in errors {
+                        if err.code == DUPLICATE_KEY {
+                            outcome.already_present += 1;
+                        } else if let Some(position) = positions.get(err.index) {
+                            outcome.errors.push(RecordError::new(*position, format!("MongoDB refused the document: {}", err.message)));
+                        }
+                    }
+                    outcome.written += total - errors.len() as u64;
+                }
+                _ => return Err(classify(&self.target, &e)),
+            },
+        }
+        Ok(outcome)
+    }
+
+    async fn upsert(&self, docs: Vec<Document>, mut outcome: WriteOutcome) -> Result<WriteOutcome, ConnectorError> {
+        for doc in docs {
+            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+            let result = self.collection.replace_one(doc! { "_id": id }, doc).upsert(true).await;
+            match result {
+                Ok(r) if r.upserted_id.is_some() => outcome.written += 1,
+                Ok(_) => outcome.already_present += 1,
+                Err(e) if matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY) => {
+                    outcome.already_present += 1;
+                }
+                Err(e) => return Err(classify(&self.target, &e)),
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Converts a CSV row to a document of strings, in column order: the transform of the
+/// CSV -> MongoDB recipe.
+#[cfg(feature = "csv")]
+pub fn row_to_document(row: crate::connectors::csv::CsvRow) -> Result<Document, crate::TransformError> {
+    let mut doc = Document::new();
+    for (column, value) in row.iter() {
+        doc.insert(column.into_owned(), value);
+    }
+    Ok(doc)
+}
