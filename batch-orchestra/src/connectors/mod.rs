@@ -14,3 +14,5 @@ pub mod jsonl;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod noop;
+#[cfg(all(feature = "csv", feature = "object-store"))]
+pub mod object_store;
