@@ -6,15 +6,17 @@
 //! for the length of the run. It writes a sample CSV with a few malformed rows, runs the job
 //! with a live progress bar, prints a summary, and checks the collection against it.
 
-use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use batch_orchestra::connectors::csv::{CsvFile, CsvOffset};
+use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::testing::{MongoServer, TemporalDevServer};
-use batch_orchestra::{JobClient, JobReport, Worker, connect_from_env, pipeline};
-use mongodb::bson::{Document, doc};
+use batch_orchestra::{JobClient, Worker, connect_from_env, pipeline};
+use mongodb::bson::Document;
+use shared::Error;
+
+#[path = "shared.rs"]
+mod shared;
 
 pipeline! {
     /// CSV rows into MongoDB documents, one document per row.
@@ -29,8 +31,6 @@ pipeline! {
 const TASK_QUEUE: &str = "batch-orchestra-demo";
 const DATABASE: &str = "batch_orchestra_demo";
 const COLLECTION: &str = "people";
-
-type Error = Box<dyn std::error::Error>;
 
 struct Options {
     rows: u64,
@@ -96,37 +96,11 @@ fn demo() -> Result<bool, Error> {
     Ok(ok)
 }
 
-/// Writes `rows` people, with a few malformed rows at known lines.
-fn sample_csv(path: &std::path::Path, rows: u64) -> Result<Vec<u64>, Error> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(out, "id,first_name,last_name,email,city,signup_date,score")?;
-    let cities = ["Lisbon", "Nairobi", "Osaka", "Lima", "Oslo", "Quebec, QC", "Perth"];
-    let malformed = [rows / 8, rows / 3, rows / 2 + 7, rows - 2];
-    for i in 0..rows {
-        let line = i + 2;
-        if i == malformed[0] || i == malformed[3] {
-            writeln!(out, "{i},only,three")?;
-        } else if i == malformed[1] {
-            out.write_all(format!("{i},Ren\u{e9},Bad,ren@example.com,").as_bytes())?;
-            out.write_all(b"Montr\xE9al,2024-01-01,1\n")?;
-        } else if i == malformed[2] {
-            writeln!(out, "{i},Too,Many,many@example.com,Oslo,2024-01-01,1,extra")?;
-        } else {
-            let city = cities[(i % 7) as usize];
-            let city = if city.contains(',') { format!("\"{city}\"") } else { city.to_owned() };
-            writeln!(out, "{i},First{i},Last{},user{i}@example.com,{city},2024-{:02}-{:02},{}", i % 997, i % 12 + 1, i % 28 + 1, i * 37 % 1000)?;
-        }
-        let _ = line;
-    }
-    out.flush()?;
-    Ok(malformed.iter().map(|i| i + 2).collect())
-}
-
 async fn run(options: &Options, temporal: Option<&TemporalDevServer>) -> Result<bool, Error> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/demo");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("people.csv").canonicalize().unwrap_or_else(|_| dir.join("people.csv"));
-    let bad_lines = sample_csv(&path, options.rows)?;
+    let bad_lines = shared::sample_csv(&path, options.rows)?;
     let file_len = std::fs::metadata(&path)?.len();
     println!("CSV: {} ({} rows, {:.1} MB; malformed rows at lines {bad_lines:?})", path.display(), options.rows, file_len as f64 / 1e6);
 
@@ -146,53 +120,8 @@ async fn run(options: &Options, temporal: Option<&TemporalDevServer>) -> Result<
         .max_in_flight(8);
 
     println!("Job `{job_id}`: workflow `{}` on task queue `{TASK_QUEUE}`", CsvToMongo::WORKFLOW);
-    let started = Instant::now();
-    let report = worker
-        .run_until(async {
-            let handle = CsvToMongo::start(&jobs, request).await?;
-            let report = handle.report();
-            tokio::pin!(report);
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tokio::select! {
-                    done = &mut report => {
-                        if let Ok(r) = &done {
-                            draw(r, file_len, started.elapsed());
-                        }
-                        eprintln!();
-                        break done;
-                    }
-                    _ = tick.tick() => {
-                        if let Ok(p) = handle.progress().await {
-                            draw(&p.report, file_len, started.elapsed());
-                        }
-                    }
-                }
-            }
-        })
-        .await??;
-
-    let secs = report.elapsed().as_secs_f64().max(started.elapsed().as_secs_f64());
-    println!();
-    println!("Summary");
-    println!("  rows read        {:>10}", report.records_read);
-    println!("  rows written     {:>10}", report.records_written);
-    println!("  already present  {:>10}", report.already_present);
-    println!("  record errors    {:>10}", report.record_errors);
-    for e in &report.error_samples {
-        println!("    line {:>7}: {}", e.position.line.unwrap_or_default(), e.message);
-    }
-    println!("  batches          {:>10}   runs {}", report.batches, report.runs);
-    println!("  elapsed          {:>9.2}s", secs);
-    println!("  rows per second  {:>10.0}", report.records_read as f64 / secs);
-
-    let documents = collection.count_documents(doc! {}).await?;
-    let expected = report.records_written + report.already_present;
-    let ok = documents == expected && report.records_read == options.rows;
-    println!(
-        "Check: the collection `{DATABASE}.{COLLECTION}` holds {documents} documents; the report says {expected} written: {}",
-        if ok { "OK" } else { "MISMATCH" }
-    );
+    let report = shared::run_with_progress::<CsvToMongo>(&mut worker, &jobs, request, file_len).await?;
+    let ok = shared::summarize(&report, options.rows, &collection).await?;
 
     match temporal {
         Some(server) => {
@@ -209,18 +138,3 @@ async fn run(options: &Options, temporal: Option<&TemporalDevServer>) -> Result<
     Ok(ok)
 }
 
-fn draw(report: &JobReport<CsvOffset>, file_len: u64, elapsed: Duration) {
-    let done = report.end_offset.map_or(0, |o| o.byte) as f64 / file_len.max(1) as f64;
-    let width = 30;
-    let filled = ((done * width as f64) as usize).min(width);
-    let rate = report.records_read as f64 / elapsed.as_secs_f64().max(0.001);
-    eprint!(
-        "\r  [{}{}] {:>5.1}%  {:>9} rows  {:>8.0} rows/s  {} errors ",
-        "#".repeat(filled),
-        " ".repeat(width - filled),
-        done * 100.0,
-        report.records_read,
-        rate,
-        report.record_errors
-    );
-}

@@ -12,7 +12,7 @@ use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::object_store::CsvObject;
 use batch_orchestra::testing::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, FakeGcsServer, MongoServer, S3Server, TemporalDevServer, http_request};
-use batch_orchestra::{JobClient, JobError, Worker, pipeline, pipelines};
+use batch_orchestra::{JobClient, JobError, SnapshotTarget, Worker, pipeline, pipelines};
 use batch_orchestra_tests::TASK_QUEUE;
 use base64::Engine;
 use hmac::Mac;
@@ -73,9 +73,8 @@ fn csv_objects_in_s3_azure_and_gcs() {
     });
 }
 
-async fn seed_s3(s3: &S3Server) {
-    s3.create_bucket("exports").unwrap();
-    let store = object_store::aws::AmazonS3Builder::new()
+fn s3_store(s3: &S3Server) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
         .with_endpoint(s3.endpoint())
         .with_allow_http(true)
         .with_bucket_name("exports")
@@ -83,8 +82,12 @@ async fn seed_s3(s3: &S3Server) {
         .with_access_key_id("test")
         .with_secret_access_key("test")
         .build()
-        .unwrap();
-    store.put(&ObjectPath::from("in/people.csv"), PutPayload::from(people())).await.unwrap();
+        .unwrap()
+}
+
+async fn seed_s3(s3: &S3Server) {
+    s3.create_bucket("exports").unwrap();
+    s3_store(s3).put(&ObjectPath::from("in/people.csv"), PutPayload::from(people())).await.unwrap();
 }
 
 /// Creates a container with a SharedKey-signed request (object_store cannot), then uploads.
@@ -124,7 +127,11 @@ fn source(url: &str, endpoint: &str) -> CsvObject {
 async fn cases(jobs: &JobClient, db: &mongodb::Database, s3: &S3Server, azurite: &AzuriteServer) {
     // S3 into MongoDB: the recipe.
     let sink = MongoSink::new("cloud", "people").uri_env(URI_ENV);
-    let request = ObjectToMongo::request("s3-people", source("s3://exports/in/people.csv", &s3.endpoint()), sink.clone()).batch_size(100);
+    let options: std::collections::BTreeMap<String, String> =
+        [("endpoint", s3.endpoint()), ("allow_http", "true".into()), ("region", "us-east-1".into())].map(|(k, v)| (k.to_owned(), v)).into();
+    let request = ObjectToMongo::request("s3-people", source("s3://exports/in/people.csv", &s3.endpoint()), sink.clone())
+        .batch_size(100)
+        .snapshot(SnapshotTarget::object_store("s3://exports/reports", options));
     let report = ObjectToMongo::start(jobs, request).await.unwrap().report().await.unwrap();
     assert_eq!((report.records_read, report.records_written, report.record_errors), (1_005, 1_002, 3), "s3: {report:?}");
     let lines: Vec<_> = report.error_samples.iter().map(|e| e.position.line).collect();
@@ -132,6 +139,9 @@ async fn cases(jobs: &JobClient, db: &mongodb::Database, s3: &S3Server, azurite:
     assert_eq!(db.collection::<Document>("people").count_documents(doc! {}).await.unwrap(), 1_002);
     let quoted = db.collection::<Document>("people").find_one(doc! { "id": "1001" }).await.unwrap().unwrap();
     assert_eq!(quoted.get_str("name").unwrap(), "quoted, with a\nnewline");
+    let saved = s3_store(s3).get(&ObjectPath::from("reports/s3-people.json")).await.unwrap().bytes().await.unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    assert_eq!((saved["status"].as_str(), saved["records_written"].as_u64()), (Some("Completed"), Some(1_002)), "the report snapshot in S3");
 
     // Azure and GCS: the same records.
     let gcs_source = CsvObject::new("gs://gcs-bucket/exports/people.csv").option("allow_http", "true");

@@ -256,7 +256,8 @@ impl<P: Pipeline> ExecutableActivity for SnapshotActivity<P> {
         Box::pin(async move {
             let json = serde_json::to_vec_pretty(&input.report)
                 .map_err(|e| activity_error(ConnectorError::config(format!("cannot serialize the job report: {e}"))))?;
-            input.target.build().save(&input.report.job_id, &json).await.map_err(activity_error)
+            let snapshotter = input.target.build().map_err(activity_error)?;
+            snapshotter.save(&input.report.job_id, &json).await.map_err(activity_error)
         })
     }
 }

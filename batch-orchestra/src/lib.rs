@@ -29,6 +29,8 @@ mod macro_support;
 pub mod model;
 pub mod pipeline;
 pub mod snapshot;
+#[cfg(feature = "object-store")]
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

@@ -16,6 +16,14 @@ pub enum SnapshotTarget {
         /// The directory; created when missing.
         path: String,
     },
+    /// `<url>/<job id>.json` in an object store (`s3://bucket/reports`, `gs://...`,
+    /// `az://...`), with credentials from the worker's environment. Feature `object-store`.
+    ObjectStore {
+        /// The bucket and prefix.
+        url: String,
+        /// Store options without secrets: `endpoint`, `region`, `allow_http`, ...
+        options: std::collections::BTreeMap<String, String>,
+    },
 }
 
 impl SnapshotTarget {
@@ -24,10 +32,24 @@ impl SnapshotTarget {
         Self::Directory { path: path.into() }
     }
 
+    /// Reports go to `<url>/<job id>.json` in an object store.
+    pub fn object_store(url: impl Into<String>, options: std::collections::BTreeMap<String, String>) -> Self {
+        Self::ObjectStore { url: url.into(), options }
+    }
+
     /// Builds the snapshotter for this target.
-    pub fn build(&self) -> Box<dyn Snapshotter> {
+    pub fn build(&self) -> Result<Box<dyn Snapshotter>, ConnectorError> {
         match self {
-            Self::Directory { path } => Box::new(DirectorySnapshotter { dir: PathBuf::from(path) }),
+            Self::Directory { path } => Ok(Box::new(DirectorySnapshotter { dir: PathBuf::from(path) })),
+            #[cfg(feature = "object-store")]
+            Self::ObjectStore { url, options } => {
+                let (store, prefix) = crate::store::store_for(url, options)?;
+                Ok(Box::new(ObjectStoreSnapshotter { store, prefix, url: url.clone() }))
+            }
+            #[cfg(not(feature = "object-store"))]
+            Self::ObjectStore { url, .. } => Err(ConnectorError::config(format!(
+                "snapshots to `{url}` need the `object-store` feature of batch-orchestra on the worker"
+            ))),
         }
     }
 }
@@ -70,6 +92,31 @@ impl Snapshotter for DirectorySnapshotter {
             tokio::fs::rename(&tmp, &file)
                 .await
                 .map_err(|e| ConnectorError::io(format!("snapshot file {}", file.display()), &e))
+        })
+    }
+}
+
+/// Writes `<prefix>/<job id>.json` in an object store (one put: atomic).
+#[cfg(feature = "object-store")]
+pub struct ObjectStoreSnapshotter {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    prefix: object_store::path::Path,
+    url: String,
+}
+
+#[cfg(feature = "object-store")]
+impl Snapshotter for ObjectStoreSnapshotter {
+    fn save<'a>(&'a self, job_id: &'a str, report: &'a [u8]) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        use object_store::ObjectStoreExt;
+        Box::pin(async move {
+            let name = DirectorySnapshotter::file_for(Path::new(""), job_id);
+            let name = name.to_string_lossy();
+            let path = self.prefix.clone().join(name.as_ref());
+            self.store
+                .put(&path, report.to_vec().into())
+                .await
+                .map(drop)
+                .map_err(|e| crate::store::classify(&format!("{}/{name}", self.url.trim_end_matches('/')), e))
         })
     }
 }

@@ -14,9 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::csv::{ByteInput, CsvOptions, CsvReader};
 use crate::error::ConnectorError;
-
-/// Option keys that would put a secret into workflow history.
-const SECRET_WORDS: [&str; 7] = ["secret", "password", "token", "key", "sas", "credential", "signature"];
+use crate::store::{bad_url, classify, store_for};
 
 /// A CSV object in an object store.
 ///
@@ -73,71 +71,12 @@ pub struct ObjectInput {
     len: u64,
 }
 
-fn bad_url(url: &str, why: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::config(format!("bad object URL `{url}`: {why}"))
-}
-
-/// Builds the store for `url` from the worker's environment and the request's options.
-fn store_for(url: &str, options: &BTreeMap<String, String>) -> Result<(Arc<dyn ObjectStore>, Path), ConnectorError> {
-    for key in options.keys() {
-        if SECRET_WORDS.iter().any(|w| key.to_ascii_lowercase().contains(w)) {
-            return Err(ConnectorError::config(format!(
-                "`{url}`: the option `{key}` looks like a credential; credentials come from the worker's environment, never from the job request"
-            )));
-        }
-    }
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad_url(url, "expected s3://, gs://, az:// or file://"))?;
-    let option_error = |key: &str, e: object_store::Error| bad_url(url, format!("option `{key}`: {e}"));
-    let key_path = |rest: &str| -> Result<Path, ConnectorError> {
-        let (_, key) = rest.split_once('/').ok_or_else(|| bad_url(url, "no object name after the bucket"))?;
-        Path::parse(key).map_err(|e| bad_url(url, e))
-    };
-    let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" => {
-            let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-            for (k, v) in options {
-                b = b.with_config(k.parse().map_err(|e| option_error(k, e))?, v);
-            }
-            Arc::new(b.build().map_err(|e| bad_url(url, e))?)
-        }
-        "gs" => {
-            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
-            for (k, v) in options {
-                b = b.with_config(k.parse().map_err(|e| option_error(k, e))?, v);
-            }
-            Arc::new(b.build().map_err(|e| bad_url(url, e))?)
-        }
-        "az" | "azure" | "abfs" | "abfss" => {
-            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
-            for (k, v) in options {
-                b = b.with_config(k.parse().map_err(|e| option_error(k, e))?, v);
-            }
-            Arc::new(b.build().map_err(|e| bad_url(url, e))?)
-        }
-        "file" => {
-            let path = Path::from_filesystem_path(rest).map_err(|e| bad_url(url, e))?;
-            return Ok((Arc::new(object_store::local::LocalFileSystem::new()), path));
-        }
-        other => return Err(bad_url(url, format!("unknown scheme `{other}`; expected s3, gs, az or file"))),
-    };
-    Ok((store, key_path(rest)?))
-}
-
-/// Missing objects and refused credentials are configuration errors; the rest is retried.
-fn classify(url: &str, e: object_store::Error) -> ConnectorError {
-    use object_store::Error as E;
-    match e {
-        E::NotFound { .. } => ConnectorError::config(format!("{url}: no such object")),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::InvalidPath { .. } => {
-            ConnectorError::config(format!("{url}: {e}"))
-        }
-        e => ConnectorError::transient(format!("{url}: {e}")),
-    }
-}
-
 impl ObjectInput {
     async fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, ConnectorError> {
         let (store, path) = store_for(url, options)?;
+        if path.as_ref().is_empty() {
+            return Err(bad_url(url, "no object name after the bucket"));
+        }
         let meta = store.head(&path).await.map_err(|e| classify(url, e))?;
         Ok(Self { store, path, url: url.to_owned(), len: meta.size })
     }
