@@ -74,7 +74,9 @@ fn demo() -> Result<bool, Error> {
             std::env::set_var("MONGODB_URI", server.uri());
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(rows, temporal.as_ref()))
 }
 
@@ -92,24 +94,46 @@ async fn run(rows: u64, temporal: Option<&TemporalDevServer>) -> Result<bool, Er
         .with_bucket_name(BUCKET)
         .build()?;
     let len = bytes.len() as u64;
-    store.put(&"in/people.csv".into(), PutPayload::from(bytes)).await?;
+    store
+        .put(&"in/people.csv".into(), PutPayload::from(bytes))
+        .await?;
     let url = format!("s3://{BUCKET}/in/people.csv");
-    println!("CSV: {url} at {endpoint} ({rows} rows, {:.1} MB)", len as f64 / 1e6);
+    println!(
+        "CSV: {url} at {endpoint} ({rows} rows, {:.1} MB)",
+        len as f64 / 1e6
+    );
 
     let mongo = mongodb::Client::with_uri_str(std::env::var("MONGODB_URI")?).await?;
-    let collection = mongo.database("batch_orchestra_demo").collection::<Document>("people_from_s3");
+    let collection = mongo
+        .database("batch_orchestra_demo")
+        .collection::<Document>("people_from_s3");
     collection.drop().await?;
 
     let client = match temporal {
         Some(server) => server.client().await?,
         None => connect_from_env().await?,
     };
-    let mut worker = Worker::builder(client.clone(), TASK_QUEUE).pipeline::<ObjectToMongo>()?.build()?;
+    let mut worker = Worker::builder(client.clone(), TASK_QUEUE)
+        .pipeline::<ObjectToMongo>()?
+        .build()?;
     let jobs = JobClient::new(client, TASK_QUEUE);
-    let source = CsvObject::new(&url).option("endpoint", &endpoint).option("allow_http", "true").option("region", "us-east-1");
-    let job_id = format!("demo-s3-people-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs());
-    let request = ObjectToMongo::request(&job_id, source, MongoSink::new("batch_orchestra_demo", "people_from_s3"));
+    let source = CsvObject::new(&url)
+        .option("endpoint", &endpoint)
+        .option("allow_http", "true")
+        .option("region", "us-east-1");
+    let job_id = format!(
+        "demo-s3-people-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+    );
+    let request = ObjectToMongo::request(
+        &job_id,
+        source,
+        MongoSink::new("batch_orchestra_demo", "people_from_s3"),
+    );
     println!("Job `{job_id}`: workflow `{}`", ObjectToMongo::WORKFLOW);
-    let report = shared::run_with_progress::<ObjectToMongo>(&mut worker, &jobs, request, len).await?;
+    let report =
+        shared::run_with_progress::<ObjectToMongo>(&mut worker, &jobs, request, len).await?;
     shared::summarize(&report, rows, &collection).await
 }

@@ -25,16 +25,39 @@ impl Source for Squares {
     type Record = u64;
     type Offset = u64;
 
-    async fn plan(&self, from: Option<&u64>, size: u64, max: usize) -> Result<Plan<u64>, ConnectorError> {
-        let starts = (from.copied().unwrap_or(0)..self.count).step_by(size as usize).take(max);
-        let batches: Vec<_> =
-            starts.map(|s| PlannedBatch { start: s, end: (s + size).min(self.count), records: (s + size).min(self.count) - s }).collect();
-        Ok(Plan { end_of_source: batches.last().is_none_or(|b| b.end == self.count), batches })
+    async fn plan(
+        &self,
+        from: Option<&u64>,
+        size: u64,
+        max: usize,
+    ) -> Result<Plan<u64>, ConnectorError> {
+        let starts = (from.copied().unwrap_or(0)..self.count)
+            .step_by(size as usize)
+            .take(max);
+        let batches: Vec<_> = starts
+            .map(|s| PlannedBatch {
+                start: s,
+                end: (s + size).min(self.count),
+                records: (s + size).min(self.count) - s,
+            })
+            .collect();
+        Ok(Plan {
+            end_of_source: batches.last().is_none_or(|b| b.end == self.count),
+            batches,
+        })
     }
 
     async fn read(&self, range: &BatchRange<u64>) -> Result<ReadBatch<u64>, ConnectorError> {
-        let records = (range.start..range.end).map(|n| Positioned { position: Position::at(n), value: n * n }).collect();
-        Ok(ReadBatch { records, errors: vec![] })
+        let records = (range.start..range.end)
+            .map(|n| Positioned {
+                position: Position::at(n),
+                value: n * n,
+            })
+            .collect();
+        Ok(ReadBatch {
+            records,
+            errors: vec![],
+        })
     }
 }
 
@@ -54,9 +77,16 @@ impl Sum {
 impl Sink for Sum {
     type Record = u64;
 
-    async fn write(&self, _ctx: &WriteContext, records: Vec<Positioned<u64>>) -> Result<WriteOutcome, ConnectorError> {
+    async fn write(
+        &self,
+        _ctx: &WriteContext,
+        records: Vec<Positioned<u64>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
         TOTAL.fetch_add(records.iter().map(|r| r.value).sum(), Ordering::Relaxed);
-        Ok(WriteOutcome { written: records.len() as u64, ..Default::default() })
+        Ok(WriteOutcome {
+            written: records.len() as u64,
+            ..Default::default()
+        })
     }
 }
 
@@ -75,12 +105,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(server) => server.client().await?,
         None => connect_from_env().await?,
     };
-    let mut worker = Worker::builder(client.clone(), "examples").pipeline::<SumOfSquares>()?.build()?;
+    let mut worker = Worker::builder(client.clone(), "examples")
+        .pipeline::<SumOfSquares>()?
+        .build()?;
     let jobs = JobClient::new(client, "examples");
-    let request = SumOfSquares::request("sum-of-squares", Squares { count: 1_000 }, Sum).batch_size(100);
-    let report = worker.run_until(async { SumOfSquares::start(&jobs, request).await?.report().await }).await??;
+    let request =
+        SumOfSquares::request("sum-of-squares", Squares { count: 1_000 }, Sum).batch_size(100);
+    let report = worker
+        .run_until(async { SumOfSquares::start(&jobs, request).await?.report().await })
+        .await??;
     let expected: u64 = (0..1_000u64).map(|n| n * n).sum();
-    println!("workflow `{}`: {} records in {} batches; sum = {}", SumOfSquares::WORKFLOW, report.records_written, report.batches, TOTAL.load(Ordering::Relaxed));
+    println!(
+        "workflow `{}`: {} records in {} batches; sum = {}",
+        SumOfSquares::WORKFLOW,
+        report.records_written,
+        report.batches,
+        TOTAL.load(Ordering::Relaxed)
+    );
     assert_eq!(TOTAL.load(Ordering::Relaxed), expected);
     Ok(())
 }

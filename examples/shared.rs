@@ -14,7 +14,15 @@ pub type Error = Box<dyn std::error::Error>;
 pub fn sample_csv(path: &std::path::Path, rows: u64) -> Result<Vec<u64>, Error> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(out, "id,first_name,last_name,email,city,signup_date,score")?;
-    let cities = ["Lisbon", "Nairobi", "Osaka", "Lima", "Oslo", "Quebec, QC", "Perth"];
+    let cities = [
+        "Lisbon",
+        "Nairobi",
+        "Osaka",
+        "Lima",
+        "Oslo",
+        "Quebec, QC",
+        "Perth",
+    ];
     let malformed = [rows / 8, rows / 3, rows / 2 + 7, rows - 2];
     for i in 0..rows {
         if i == malformed[0] || i == malformed[3] {
@@ -26,8 +34,19 @@ pub fn sample_csv(path: &std::path::Path, rows: u64) -> Result<Vec<u64>, Error> 
             writeln!(out, "{i},Too,Many,many@example.com,Oslo,2024-01-01,1,extra")?;
         } else {
             let city = cities[(i % 7) as usize];
-            let city = if city.contains(',') { format!("\"{city}\"") } else { city.to_owned() };
-            writeln!(out, "{i},First{i},Last{},user{i}@example.com,{city},2024-{:02}-{:02},{}", i % 997, i % 12 + 1, i % 28 + 1, i * 37 % 1000)?;
+            let city = if city.contains(',') {
+                format!("\"{city}\"")
+            } else {
+                city.to_owned()
+            };
+            writeln!(
+                out,
+                "{i},First{i},Last{},user{i}@example.com,{city},2024-{:02}-{:02},{}",
+                i % 997,
+                i % 12 + 1,
+                i % 28 + 1,
+                i * 37 % 1000
+            )?;
         }
     }
     out.flush()?;
@@ -35,7 +54,12 @@ pub fn sample_csv(path: &std::path::Path, rows: u64) -> Result<Vec<u64>, Error> 
 }
 
 /// Starts the job, draws its progress until it ends, and returns its report.
-pub async fn run_with_progress<P>(worker: &mut Worker, jobs: &JobClient, request: RequestOf<P>, total_bytes: u64) -> Result<JobReport<CsvOffset>, Error>
+pub async fn run_with_progress<P>(
+    worker: &mut Worker,
+    jobs: &JobClient,
+    request: RequestOf<P>,
+    total_bytes: u64,
+) -> Result<JobReport<CsvOffset>, Error>
 where
     P: Pipeline,
     P::Source: batch_orchestra::SourceConfig<Offset = CsvOffset>,
@@ -65,11 +89,15 @@ where
             }
         })
         .await?;
-    Ok(report.map_err(|e: JobError| Box::new(e) as Error)?)
+    report.map_err(|e: JobError| Box::new(e) as Error)
 }
 
 /// Prints the summary and checks the collection against it; true when they agree.
-pub async fn summarize(report: &JobReport<CsvOffset>, rows: u64, collection: &mongodb::Collection<Document>) -> Result<bool, Error> {
+pub async fn summarize(
+    report: &JobReport<CsvOffset>,
+    rows: u64,
+    collection: &mongodb::Collection<Document>,
+) -> Result<bool, Error> {
     let secs = report.elapsed().as_secs_f64().max(0.001);
     println!();
     println!("Summary");
@@ -78,11 +106,21 @@ pub async fn summarize(report: &JobReport<CsvOffset>, rows: u64, collection: &mo
     println!("  already present  {:>10}", report.already_present);
     println!("  record errors    {:>10}", report.record_errors);
     for e in &report.error_samples {
-        println!("    line {:>7}: {}", e.position.line.unwrap_or_default(), e.message);
+        println!(
+            "    line {:>7}: {}",
+            e.position.line.unwrap_or_default(),
+            e.message
+        );
     }
-    println!("  batches          {:>10}   runs {}", report.batches, report.runs);
+    println!(
+        "  batches          {:>10}   runs {}",
+        report.batches, report.runs
+    );
     println!("  elapsed          {:>9.2}s", secs);
-    println!("  rows per second  {:>10.0}", report.records_read as f64 / secs);
+    println!(
+        "  rows per second  {:>10.0}",
+        report.records_read as f64 / secs
+    );
     let documents = collection.count_documents(doc! {}).await?;
     let expected = report.records_written + report.already_present;
     let ok = documents == expected && report.records_read == rows;

@@ -7,14 +7,17 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
 use batch_orchestra::connectors::csv::CsvRow;
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::object_store::CsvObject;
-use batch_orchestra::testing::{AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, FakeGcsServer, MongoServer, S3Server, TemporalDevServer, http_request};
+use batch_orchestra::testing::{
+    AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, FakeGcsServer, MongoServer, S3Server,
+    TemporalDevServer, http_request,
+};
 use batch_orchestra::{JobClient, JobError, SnapshotTarget, Worker, pipeline, pipelines};
 use batch_orchestra_tests::TASK_QUEUE;
-use base64::Engine;
 use hmac::Mac;
 use mongodb::bson::{Document, doc};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
@@ -48,8 +51,12 @@ fn csv_objects_in_s3_azure_and_gcs() {
     let data = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(data.path().join("gcs-bucket/exports")).unwrap();
     std::fs::write(data.path().join("gcs-bucket/exports/people.csv"), people()).unwrap();
-    let (s3, azurite, gcs, mongo) =
-        (S3Server::start().unwrap(), AzuriteServer::start().unwrap(), FakeGcsServer::start(data.path()).unwrap(), MongoServer::start().unwrap());
+    let (s3, azurite, gcs, mongo) = (
+        S3Server::start().unwrap(),
+        AzuriteServer::start().unwrap(),
+        FakeGcsServer::start(data.path()).unwrap(),
+        MongoServer::start().unwrap(),
+    );
     // SAFETY: set before the runtime or any client exists. Fake credentials only: every
     // endpoint is an emulator on loopback.
     unsafe {
@@ -60,16 +67,30 @@ fn csv_objects_in_s3_azure_and_gcs() {
         std::env::set_var("GOOGLE_SERVICE_ACCOUNT_KEY", gcs.service_account_key());
         std::env::set_var(URI_ENV, mongo.uri());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         seed_s3(&s3).await;
         seed_azure(&azurite).await;
         let server = TemporalDevServer::start().unwrap();
         let client = server.client().await.unwrap();
-        let mut worker = Worker::builder(client.clone(), TASK_QUEUE).pipelines(pipelines![ObjectToMongo, ObjectToNoop]).unwrap().build().unwrap();
+        let mut worker = Worker::builder(client.clone(), TASK_QUEUE)
+            .pipelines(pipelines![ObjectToMongo, ObjectToNoop])
+            .unwrap()
+            .build()
+            .unwrap();
         let jobs = JobClient::new(client, TASK_QUEUE);
-        let db = mongodb::Client::with_uri_str(mongo.uri()).await.unwrap().database("cloud");
-        worker.run_until(cases(&jobs, &db, &s3, &azurite)).await.unwrap();
+        let db = mongodb::Client::with_uri_str(mongo.uri())
+            .await
+            .unwrap()
+            .database("cloud");
+        worker
+            .run_until(cases(&jobs, &db, &s3, &azurite))
+            .await
+            .unwrap();
     });
 }
 
@@ -87,7 +108,13 @@ fn s3_store(s3: &S3Server) -> object_store::aws::AmazonS3 {
 
 async fn seed_s3(s3: &S3Server) {
     s3.create_bucket("exports").unwrap();
-    s3_store(s3).put(&ObjectPath::from("in/people.csv"), PutPayload::from(people())).await.unwrap();
+    s3_store(s3)
+        .put(
+            &ObjectPath::from("in/people.csv"),
+            PutPayload::from(people()),
+        )
+        .await
+        .unwrap();
 }
 
 /// Creates a container with a SharedKey-signed request (object_store cannot), then uploads.
@@ -97,7 +124,9 @@ async fn seed_azure(azurite: &AzuriteServer) {
     let to_sign = format!(
         "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/exports\nrestype:container"
     );
-    let key = base64::engine::general_purpose::STANDARD.decode(AZURITE_KEY).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(AZURITE_KEY)
+        .unwrap();
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
     mac.update(to_sign.as_bytes());
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
@@ -117,54 +146,165 @@ async fn seed_azure(azurite: &AzuriteServer) {
             .build()
             .unwrap(),
     );
-    store.put(&ObjectPath::from("in/people.csv"), PutPayload::from(people())).await.unwrap();
+    store
+        .put(
+            &ObjectPath::from("in/people.csv"),
+            PutPayload::from(people()),
+        )
+        .await
+        .unwrap();
 }
 
 fn source(url: &str, endpoint: &str) -> CsvObject {
-    CsvObject::new(url).option("endpoint", endpoint).option("allow_http", "true").option("region", "us-east-1")
+    CsvObject::new(url)
+        .option("endpoint", endpoint)
+        .option("allow_http", "true")
+        .option("region", "us-east-1")
 }
 
 async fn cases(jobs: &JobClient, db: &mongodb::Database, s3: &S3Server, azurite: &AzuriteServer) {
     // S3 into MongoDB: the recipe.
     let sink = MongoSink::new("cloud", "people").uri_env(URI_ENV);
-    let options: std::collections::BTreeMap<String, String> =
-        [("endpoint", s3.endpoint()), ("allow_http", "true".into()), ("region", "us-east-1".into())].map(|(k, v)| (k.to_owned(), v)).into();
-    let request = ObjectToMongo::request("s3-people", source("s3://exports/in/people.csv", &s3.endpoint()), sink.clone())
-        .batch_size(100)
-        .snapshot(SnapshotTarget::object_store("s3://exports/reports", options));
-    let report = ObjectToMongo::start(jobs, request).await.unwrap().report().await.unwrap();
-    assert_eq!((report.records_read, report.records_written, report.record_errors), (1_005, 1_002, 3), "s3: {report:?}");
-    let lines: Vec<_> = report.error_samples.iter().map(|e| e.position.line).collect();
-    assert_eq!(lines, vec![Some(1_002), Some(1_005), Some(1_006)], "s3: the same lines as a local file");
-    assert_eq!(db.collection::<Document>("people").count_documents(doc! {}).await.unwrap(), 1_002);
-    let quoted = db.collection::<Document>("people").find_one(doc! { "id": "1001" }).await.unwrap().unwrap();
+    let options: std::collections::BTreeMap<String, String> = [
+        ("endpoint", s3.endpoint()),
+        ("allow_http", "true".into()),
+        ("region", "us-east-1".into()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into();
+    let request = ObjectToMongo::request(
+        "s3-people",
+        source("s3://exports/in/people.csv", &s3.endpoint()),
+        sink.clone(),
+    )
+    .batch_size(100)
+    .snapshot(SnapshotTarget::object_store(
+        "s3://exports/reports",
+        options,
+    ));
+    let report = ObjectToMongo::start(jobs, request)
+        .await
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.records_read,
+            report.records_written,
+            report.record_errors
+        ),
+        (1_005, 1_002, 3),
+        "s3: {report:?}"
+    );
+    let lines: Vec<_> = report
+        .error_samples
+        .iter()
+        .map(|e| e.position.line)
+        .collect();
+    assert_eq!(
+        lines,
+        vec![Some(1_002), Some(1_005), Some(1_006)],
+        "s3: the same lines as a local file"
+    );
+    assert_eq!(
+        db.collection::<Document>("people")
+            .count_documents(doc! {})
+            .await
+            .unwrap(),
+        1_002
+    );
+    let quoted = db
+        .collection::<Document>("people")
+        .find_one(doc! { "id": "1001" })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(quoted.get_str("name").unwrap(), "quoted, with a\nnewline");
-    let saved = s3_store(s3).get(&ObjectPath::from("reports/s3-people.json")).await.unwrap().bytes().await.unwrap();
+    let saved = s3_store(s3)
+        .get(&ObjectPath::from("reports/s3-people.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let saved: serde_json::Value = serde_json::from_slice(&saved).unwrap();
-    assert_eq!((saved["status"].as_str(), saved["records_written"].as_u64()), (Some("Completed"), Some(1_002)), "the report snapshot in S3");
+    assert_eq!(
+        (saved["status"].as_str(), saved["records_written"].as_u64()),
+        (Some("Completed"), Some(1_002)),
+        "the report snapshot in S3"
+    );
 
     // Azure and GCS: the same records.
-    let gcs_source = CsvObject::new("gs://gcs-bucket/exports/people.csv").option("allow_http", "true");
-    let azure_source = CsvObject::new("az://exports/in/people.csv").option("endpoint", azurite.endpoint()).option("allow_http", "true");
+    let gcs_source =
+        CsvObject::new("gs://gcs-bucket/exports/people.csv").option("allow_http", "true");
+    let azure_source = CsvObject::new("az://exports/in/people.csv")
+        .option("endpoint", azurite.endpoint())
+        .option("allow_http", "true");
     for (case, src) in [("azure", azure_source), ("gcs", gcs_source)] {
-        let request = ObjectToNoop::request(case, src, NoopSink::new()).batch_size(64).max_in_flight(4);
-        let report = ObjectToNoop::start(jobs, request).await.unwrap().report().await.unwrap_or_else(|e| panic!("{case}: {e}"));
-        assert_eq!((report.records_read, report.records_written, report.record_errors), (1_005, 1_002, 3), "{case}: {report:?}");
-        let lines: Vec<_> = report.error_samples.iter().map(|e| e.position.line).collect();
+        let request = ObjectToNoop::request(case, src, NoopSink::new())
+            .batch_size(64)
+            .max_in_flight(4);
+        let report = ObjectToNoop::start(jobs, request)
+            .await
+            .unwrap()
+            .report()
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(
+            (
+                report.records_read,
+                report.records_written,
+                report.record_errors
+            ),
+            (1_005, 1_002, 3),
+            "{case}: {report:?}"
+        );
+        let lines: Vec<_> = report
+            .error_samples
+            .iter()
+            .map(|e| e.position.line)
+            .collect();
         assert_eq!(lines, vec![Some(1_002), Some(1_005), Some(1_006)], "{case}");
     }
 
     // Bad URLs, missing objects and secrets in the request fail at once, naming the input.
     let bad: [(&str, CsvObject, &str); 5] = [
-        ("no-scheme", CsvObject::new("exports/people.csv"), "bad object URL `exports/people.csv`"),
-        ("unknown-scheme", CsvObject::new("ftp://host/people.csv"), "unknown scheme `ftp`"),
-        ("no-object-name", source("s3://exports", &s3.endpoint()), "no object name after the bucket"),
-        ("missing-object", source("s3://exports/in/missing.csv", &s3.endpoint()), "s3://exports/in/missing.csv: no such object"),
-        ("secret-in-request", source("s3://exports/in/people.csv", &s3.endpoint()).option("aws_secret_access_key", "x"), "looks like a credential"),
+        (
+            "no-scheme",
+            CsvObject::new("exports/people.csv"),
+            "bad object URL `exports/people.csv`",
+        ),
+        (
+            "unknown-scheme",
+            CsvObject::new("ftp://host/people.csv"),
+            "unknown scheme `ftp`",
+        ),
+        (
+            "no-object-name",
+            source("s3://exports", &s3.endpoint()),
+            "no object name after the bucket",
+        ),
+        (
+            "missing-object",
+            source("s3://exports/in/missing.csv", &s3.endpoint()),
+            "s3://exports/in/missing.csv: no such object",
+        ),
+        (
+            "secret-in-request",
+            source("s3://exports/in/people.csv", &s3.endpoint())
+                .option("aws_secret_access_key", "x"),
+            "looks like a credential",
+        ),
     ];
     for (case, src, expected) in bad {
         let request = ObjectToNoop::request(case, src, NoopSink::new());
-        match ObjectToNoop::start(jobs, request).await.unwrap().report().await {
+        match ObjectToNoop::start(jobs, request)
+            .await
+            .unwrap()
+            .report()
+            .await
+        {
             Err(JobError::Failed { kind, message, .. }) => {
                 assert_eq!(kind, "ConfigError", "{case}: {message}");
                 assert!(message.contains(expected), "{case}: {message}");

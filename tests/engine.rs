@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use batch_orchestra::testing::{CountingSink, PAYLOAD_MARKER, RangeSource, RangeToCounting};
 use batch_orchestra::{
-    BatchProcessingRequest, JobClient, JobError, JobStatus, PipelineWorkflow, RequestOf, RetrySettings, SnapshotTarget,
+    BatchProcessingRequest, JobClient, JobError, JobStatus, PipelineWorkflow, RequestOf,
+    RetrySettings, SnapshotTarget,
 };
 use batch_orchestra_tests::{Harness, history, history_json};
 use prost::Message;
@@ -29,7 +30,11 @@ fn quick_retries(attempts: u32) -> RetrySettings {
 async fn counts_are_exact_and_offsets_continuous_across_continue_as_new() {
     let mut h = Harness::start().await;
     let job = "exact-counts";
-    let req = request(job, 2_537, CountingSink::new(job)).batch_size(100).max_in_flight(4).plan_ahead(6).max_batches_per_run(5);
+    let req = request(job, 2_537, CountingSink::new(job))
+        .batch_size(100)
+        .max_in_flight(4)
+        .plan_ahead(6)
+        .max_batches_per_run(5);
     let report = h
         .worker
         .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
@@ -49,7 +54,11 @@ async fn counts_are_exact_and_offsets_continuous_across_continue_as_new() {
     let log = CountingSink::log(job);
     assert_eq!(log.ids.len(), 2_537, "every record written");
     assert_eq!(log.ids.first(), Some(&0));
-    assert_eq!(log.ids.last(), Some(&2_536), "no gap: ids 0..2537 all present");
+    assert_eq!(
+        log.ids.last(),
+        Some(&2_536),
+        "no gap: ids 0..2537 all present"
+    );
     assert_eq!(log.rewrites, 0, "no record offered twice");
 }
 
@@ -57,7 +66,9 @@ async fn counts_are_exact_and_offsets_continuous_across_continue_as_new() {
 async fn resumes_from_a_start_offset() {
     let mut h = Harness::start().await;
     let job = "start-offset";
-    let req = request(job, 1_000, CountingSink::new(job)).batch_size(64).start_at(600);
+    let req = request(job, 1_000, CountingSink::new(job))
+        .batch_size(64)
+        .start_at(600);
     let report = h
         .worker
         .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
@@ -68,14 +79,20 @@ async fn resumes_from_a_start_offset() {
     assert_eq!(report.start_offset, Some(600));
     assert_eq!(report.end_offset, Some(1_000));
     let log = CountingSink::log(job);
-    assert_eq!(log.ids.iter().copied().collect::<Vec<_>>(), (600..1_000).collect::<Vec<_>>());
+    assert_eq!(
+        log.ids.iter().copied().collect::<Vec<_>>(),
+        (600..1_000).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_query_pause_and_resume() {
     let mut h = Harness::start().await;
     let job = "pause-resume";
-    let sink = CountingSink { delay_ms: 150, ..CountingSink::new(job) };
+    let sink = CountingSink {
+        delay_ms: 150,
+        ..CountingSink::new(job)
+    };
     let req = request(job, 600, sink).batch_size(10).max_in_flight(2);
     let outcome = h
         .worker
@@ -102,8 +119,14 @@ async fn progress_query_pause_and_resume() {
             assert_eq!(paused.max_in_flight, 3, "the signal changed the window");
             tokio::time::sleep(Duration::from_millis(1_500)).await;
             let still = handle.progress().await?;
-            assert_eq!(still.report.batches, paused.report.batches, "no batch ran while paused");
-            assert!(still.report.records_written < 600, "the job did not finish while paused");
+            assert_eq!(
+                still.report.batches, paused.report.batches,
+                "no batch ran while paused"
+            );
+            assert!(
+                still.report.records_written < 600,
+                "the job did not finish while paused"
+            );
             handle.resume().await?;
             handle.report().await
         })
@@ -118,8 +141,13 @@ async fn progress_query_pause_and_resume() {
 async fn a_sink_failing_twice_then_succeeding_is_retried() {
     let mut h = Harness::start().await;
     let job = "retry-twice";
-    let sink = CountingSink { fail_attempts: 2, ..CountingSink::new(job) };
-    let req = request(job, 300, sink).batch_size(100).retry("process", quick_retries(5));
+    let sink = CountingSink {
+        fail_attempts: 2,
+        ..CountingSink::new(job)
+    };
+    let req = request(job, 300, sink)
+        .batch_size(100)
+        .retry("process", quick_retries(5));
     let report = h
         .worker
         .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
@@ -136,16 +164,26 @@ async fn a_sink_failing_twice_then_succeeding_is_retried() {
 async fn retries_exhausted_fail_the_job_with_the_original_message() {
     let mut h = Harness::start().await;
     let job = "retry-exhausted";
-    let sink = CountingSink { fail_attempts: 10, ..CountingSink::new(job) };
-    let req = request(job, 100, sink).batch_size(100).retry("range-to-counting.process", quick_retries(2));
+    let sink = CountingSink {
+        fail_attempts: 10,
+        ..CountingSink::new(job)
+    };
+    let req = request(job, 100, sink)
+        .batch_size(100)
+        .retry("range-to-counting.process", quick_retries(2));
     let err = h
         .worker
         .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
         .await
         .unwrap()
         .unwrap_err();
-    let JobError::Failed { message, .. } = &err else { panic!("expected a failed job, got {err}") };
-    assert!(message.contains("unavailable on attempt 2 of batch 0 (injected)"), "{message}");
+    let JobError::Failed { message, .. } = &err else {
+        panic!("expected a failed job, got {err}")
+    };
+    assert!(
+        message.contains("unavailable on attempt 2 of batch 0 (injected)"),
+        "{message}"
+    );
     assert!(message.contains("batch 0 (records 0..100"), "{message}");
     assert_eq!(CountingSink::log(job).calls, 2);
 }
@@ -154,11 +192,19 @@ async fn retries_exhausted_fail_the_job_with_the_original_message() {
 async fn configuration_errors_fail_fast_with_the_original_message() {
     let mut h = Harness::start().await;
     let (sink_job, source_job) = ("fatal-sink", "missing-source");
-    let sink = CountingSink { fatal_at_batch: Some(1), ..CountingSink::new(sink_job) };
-    let bad_sink = request(sink_job, 500, sink).batch_size(100).max_in_flight(1);
+    let sink = CountingSink {
+        fatal_at_batch: Some(1),
+        ..CountingSink::new(sink_job)
+    };
+    let bad_sink = request(sink_job, 500, sink)
+        .batch_size(100)
+        .max_in_flight(1);
     let bad_source = BatchProcessingRequest::new(
         source_job,
-        RangeSource { missing_input: Some("/data/missing.csv".into()), ..RangeSource::new(10) },
+        RangeSource {
+            missing_input: Some("/data/missing.csv".into()),
+            ..RangeSource::new(10)
+        },
         CountingSink::new(source_job),
     );
     let started = Instant::now();
@@ -171,20 +217,37 @@ async fn configuration_errors_fail_fast_with_the_original_message() {
         })
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(20), "no retries of configuration errors");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no retries of configuration errors"
+    );
     match sink_err {
-        JobError::Failed { message, kind, job_id } => {
+        JobError::Failed {
+            message,
+            kind,
+            job_id,
+        } => {
             assert_eq!(job_id, sink_job);
             assert_eq!(kind, "ConfigError");
-            assert!(message.contains("sink `fatal-sink` refuses batch 1 (injected)"), "{message}");
+            assert!(
+                message.contains("sink `fatal-sink` refuses batch 1 (injected)"),
+                "{message}"
+            );
         }
         other => panic!("expected a failed job, got {other}"),
     }
-    assert_eq!(CountingSink::log(sink_job).calls, 2, "batch 0 once, batch 1 once: no retry");
+    assert_eq!(
+        CountingSink::log(sink_job).calls,
+        2,
+        "batch 0 once, batch 1 once: no retry"
+    );
     match source_err {
         JobError::Failed { message, kind, .. } => {
             assert_eq!(kind, "ConfigError");
-            assert!(message.contains("cannot open /data/missing.csv"), "{message}");
+            assert!(
+                message.contains("cannot open /data/missing.csv"),
+                "{message}"
+            );
             assert!(message.contains("building source `range`"), "{message}");
         }
         other => panic!("expected a failed job, got {other}"),
@@ -195,8 +258,12 @@ async fn configuration_errors_fail_fast_with_the_original_message() {
 async fn record_errors_are_counted_and_the_limit_fails_the_job() {
     let mut h = Harness::start().await;
     let (ok_job, limit_job) = ("record-errors", "record-error-limit");
-    let source = RangeSource { bad_every: Some(10), ..RangeSource::new(1_000) };
-    let counted = BatchProcessingRequest::new(ok_job, source.clone(), CountingSink::new(ok_job)).batch_size(100);
+    let source = RangeSource {
+        bad_every: Some(10),
+        ..RangeSource::new(1_000)
+    };
+    let counted = BatchProcessingRequest::new(ok_job, source.clone(), CountingSink::new(ok_job))
+        .batch_size(100);
     let limited = BatchProcessingRequest::new(limit_job, source, CountingSink::new(limit_job))
         .batch_size(100)
         .max_in_flight(1)
@@ -215,14 +282,24 @@ async fn record_errors_are_counted_and_the_limit_fails_the_job() {
     assert_eq!(report.record_errors, 100);
     assert_eq!(report.error_samples.len(), 20, "samples are bounded");
     assert_eq!(report.error_samples[0].position.record, 9);
-    assert!(report.error_samples[0].message.contains("record 9 is unreadable"));
+    assert!(
+        report.error_samples[0]
+            .message
+            .contains("record 9 is unreadable")
+    );
     assert_eq!(CountingSink::log(ok_job).ids.len(), 900);
 
     match err {
         JobError::Failed { message, kind, .. } => {
             assert_eq!(kind, "RecordErrorLimit");
-            assert!(message.contains("30 record errors, more than max_record_errors = 25"), "{message}");
-            assert!(message.contains("first: record 9: record 9 is unreadable"), "{message}");
+            assert!(
+                message.contains("30 record errors, more than max_record_errors = 25"),
+                "{message}"
+            );
+            assert!(
+                message.contains("first: record 9: record 9 is unreadable"),
+                "{message}"
+            );
         }
         other => panic!("expected a failed job, got {other}"),
     }
@@ -232,7 +309,10 @@ async fn record_errors_are_counted_and_the_limit_fails_the_job() {
 async fn a_second_start_of_a_running_job_is_refused() {
     let mut h = Harness::start().await;
     let job = "twice";
-    let slow = CountingSink { delay_ms: 200, ..CountingSink::new(job) };
+    let slow = CountingSink {
+        delay_ms: 200,
+        ..CountingSink::new(job)
+    };
     let req = request(job, 200, slow).batch_size(20).max_in_flight(1);
     let (second, report) = h
         .worker
@@ -256,7 +336,10 @@ async fn a_second_start_of_a_running_job_is_refused() {
 async fn cancel_stops_the_job() {
     let mut h = Harness::start().await;
     let job = "cancelled";
-    let slow = CountingSink { delay_ms: 200, ..CountingSink::new(job) };
+    let slow = CountingSink {
+        delay_ms: 200,
+        ..CountingSink::new(job)
+    };
     let req = request(job, 10_000, slow).batch_size(10).max_in_flight(1);
     let err = h
         .worker
@@ -287,7 +370,9 @@ async fn the_report_is_snapshotted_to_a_directory() {
         .await
         .unwrap()
         .unwrap();
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("snapshotted.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("snapshotted.json")).unwrap())
+            .unwrap();
     assert_eq!(saved["status"], "Completed");
     assert_eq!(saved["records_written"], 250);
     assert_eq!(saved["runs"], 3);
@@ -298,16 +383,31 @@ async fn the_report_is_snapshotted_to_a_directory() {
 /// Runs a 40-batch job of records with `payload` bytes each and checks its history: returns
 /// events and encoded bytes per batch.
 async fn history_per_batch(jobs: &JobClient, job: &str, payload: usize) -> (f64, f64) {
-    let source = RangeSource { payload_bytes: payload, ..RangeSource::new(2_000) };
-    let req = BatchProcessingRequest::new(job, source, CountingSink::new(job)).batch_size(50).max_in_flight(4);
-    let report = jobs.start::<RangeToCounting>(req).await.unwrap().report().await.unwrap();
+    let source = RangeSource {
+        payload_bytes: payload,
+        ..RangeSource::new(2_000)
+    };
+    let req = BatchProcessingRequest::new(job, source, CountingSink::new(job))
+        .batch_size(50)
+        .max_in_flight(4);
+    let report = jobs
+        .start::<RangeToCounting>(req)
+        .await
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
     let events = history(jobs, job).await;
     assert_eq!(report.batches, 40);
     assert_eq!(report.runs, 1);
     let marker = PAYLOAD_MARKER.as_bytes();
     for event in &events {
         let bytes = event.encode_to_vec();
-        assert!(!bytes.windows(marker.len()).any(|w| w == marker), "record content in history: event {}", event.event_id);
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker),
+            "record content in history: event {}",
+            event.event_id
+        );
     }
     let bytes: usize = events.iter().map(|e| e.encoded_len()).sum();
     (events.len() as f64 / 40.0, bytes as f64 / 40.0)
@@ -320,20 +420,40 @@ async fn history_is_small_and_holds_no_record_content() {
     let ((small_events, small_bytes), (big_events, big_bytes)) = h
         .worker
         .run_until(async {
-            (history_per_batch(jobs, "history-small", 16).await, history_per_batch(jobs, "history-big", 4_000).await)
+            (
+                history_per_batch(jobs, "history-small", 16).await,
+                history_per_batch(jobs, "history-big", 4_000).await,
+            )
         })
         .await
         .unwrap();
-    println!("history per batch: {small_events:.1} events, {small_bytes:.0} bytes (16 B records); {big_events:.1} events, {big_bytes:.0} bytes (4 kB records)");
-    assert!(small_events <= 6.0 && big_events <= 6.0, "events per batch: {small_events}, {big_events}");
-    assert!(small_bytes <= 2_048.0 && big_bytes <= 2_048.0, "bytes per batch: {small_bytes}, {big_bytes}");
-    assert!((big_bytes - small_bytes).abs() < 200.0, "history does not grow with record size: {small_bytes} vs {big_bytes}");
+    println!(
+        "history per batch: {small_events:.1} events, {small_bytes:.0} bytes (16 B records); {big_events:.1} events, {big_bytes:.0} bytes (4 kB records)"
+    );
+    assert!(
+        small_events <= 6.0 && big_events <= 6.0,
+        "events per batch: {small_events}, {big_events}"
+    );
+    assert!(
+        small_bytes <= 2_048.0 && big_bytes <= 2_048.0,
+        "bytes per batch: {small_bytes}, {big_bytes}"
+    );
+    assert!(
+        (big_bytes - small_bytes).abs() < 200.0,
+        "history does not grow with record size: {small_bytes} vs {big_bytes}"
+    );
 }
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/range-to-counting.history.json");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/range-to-counting.history.json"
+);
 
 fn replayer() -> WorkflowReplayer {
-    let options = WorkflowReplayerOptions::new().register_workflow::<PipelineWorkflow<RangeToCounting>>().unwrap().build();
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<PipelineWorkflow<RangeToCounting>>()
+        .unwrap()
+        .build();
     WorkflowReplayer::new(options).unwrap()
 }
 
@@ -344,8 +464,14 @@ fn replayer() -> WorkflowReplayer {
 async fn replays_a_recorded_history_deterministically() {
     let mut h = Harness::start().await;
     let job = "replayed";
-    let sink = CountingSink { fail_attempts: 1, ..CountingSink::new(job) };
-    let source = RangeSource { bad_every: Some(7), ..RangeSource::new(400) };
+    let sink = CountingSink {
+        fail_attempts: 1,
+        ..CountingSink::new(job)
+    };
+    let source = RangeSource {
+        bad_every: Some(7),
+        ..RangeSource::new(400)
+    };
     let req = BatchProcessingRequest::new(job, source, sink)
         .batch_size(25)
         .max_in_flight(3)
@@ -354,16 +480,28 @@ async fn replays_a_recorded_history_deterministically() {
     let json = h
         .worker
         .run_until(async {
-            h.jobs.start::<RangeToCounting>(req).await.unwrap().report().await.unwrap();
+            h.jobs
+                .start::<RangeToCounting>(req)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
             history_json(&h.jobs, job).await
         })
         .await
         .unwrap();
-    replayer().replay_workflow(WorkflowHistory::from_json(&json).unwrap()).await.expect("replay of a fresh history");
+    replayer()
+        .replay_workflow(WorkflowHistory::from_json(&json).unwrap())
+        .await
+        .expect("replay of a fresh history");
 
     if std::env::var_os("BATCH_ORCHESTRA_RECORD_HISTORY").is_some() {
         std::fs::write(FIXTURE, &json).unwrap();
     }
     let recorded = std::fs::read(FIXTURE).expect("the recorded history fixture");
-    replayer().replay_workflow(WorkflowHistory::from_json(&recorded).unwrap()).await.expect("replay of the recorded history");
+    replayer()
+        .replay_workflow(WorkflowHistory::from_json(&recorded).unwrap())
+        .await
+        .expect("replay of the recorded history");
 }

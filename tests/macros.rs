@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use batch_orchestra::testing::{CountingSink, EvenOnly, RangeSource, RangeToCounting, TemporalDevServer};
+use batch_orchestra::testing::{
+    CountingSink, EvenOnly, RangeSource, RangeToCounting, TemporalDevServer,
+};
 use batch_orchestra::{JobClient, Worker, pipelines};
 use batch_orchestra_tests::{TASK_QUEUE, history};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
@@ -20,12 +22,20 @@ async fn two_pipelines_run_side_by_side_under_their_generated_names() {
     let (all, even) = ("side-all", "side-even");
     let (all_report, even_report, all_history) = worker
         .run_until(async {
-            let a = RangeToCounting::start(&jobs, RangeToCounting::request(all, RangeSource::new(1_000), CountingSink::new(all)).batch_size(100))
-                .await
-                .unwrap();
-            let b = EvenOnly::start(&jobs, EvenOnly::request(even, RangeSource::new(1_000), CountingSink::new(even)).batch_size(100))
-                .await
-                .unwrap();
+            let a = RangeToCounting::start(
+                &jobs,
+                RangeToCounting::request(all, RangeSource::new(1_000), CountingSink::new(all))
+                    .batch_size(100),
+            )
+            .await
+            .unwrap();
+            let b = EvenOnly::start(
+                &jobs,
+                EvenOnly::request(even, RangeSource::new(1_000), CountingSink::new(even))
+                    .batch_size(100),
+            )
+            .await
+            .unwrap();
             let (ra, rb) = futures::join!(a.report(), b.report());
             (ra.unwrap(), rb.unwrap(), history(&jobs, all).await)
         })
@@ -56,13 +66,22 @@ async fn two_pipelines_run_side_by_side_under_their_generated_names() {
             _ => {}
         }
     }
-    assert_eq!(workflow_types, BTreeSet::from([RangeToCounting::WORKFLOW.to_owned()]));
+    assert_eq!(
+        workflow_types,
+        BTreeSet::from([RangeToCounting::WORKFLOW.to_owned()])
+    );
     assert_eq!(RangeToCounting::WORKFLOW, "range-to-counting");
     assert_eq!(
         activity_types,
-        BTreeSet::from([RangeToCounting::PLAN_ACTIVITY.to_owned(), RangeToCounting::PROCESS_ACTIVITY.to_owned()])
+        BTreeSet::from([
+            RangeToCounting::PLAN_ACTIVITY.to_owned(),
+            RangeToCounting::PROCESS_ACTIVITY.to_owned()
+        ])
     );
-    assert_eq!(RangeToCounting::PROCESS_ACTIVITY, "range-to-counting.process");
+    assert_eq!(
+        RangeToCounting::PROCESS_ACTIVITY,
+        "range-to-counting.process"
+    );
     assert_eq!(RangeSource::SOURCE_NAME, "range");
     assert_eq!(CountingSink::SINK_NAME, "counting");
 }
@@ -77,7 +96,11 @@ async fn registering_a_pipeline_twice_is_refused() {
         .pipeline::<RangeToCounting>()
         .err()
         .expect("a second registration of the same names");
-    assert!(err.to_string().contains("`range-to-counting` is registered twice"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`range-to-counting` is registered twice"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -29,7 +29,11 @@ impl Harness {
             .expect("register the pipeline")
             .build()
             .expect("build the worker");
-        Self { server, jobs: JobClient::new(client, TASK_QUEUE), worker }
+        Self {
+            server,
+            jobs: JobClient::new(client, TASK_QUEUE),
+            worker,
+        }
     }
 }
 

@@ -96,11 +96,17 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
     let item = match syn::parse2::<Item>(input) {
         Ok(Item::Struct(item)) => Some(item),
         Ok(Item::Enum(e)) => {
-            errors.push(e.enum_token.span, format!("`#[{attr}]` goes on a config struct, not on an enum"));
+            errors.push(
+                e.enum_token.span,
+                format!("`#[{attr}]` goes on a config struct, not on an enum"),
+            );
             None
         }
         Ok(Item::Union(u)) => {
-            errors.push(u.union_token.span, format!("`#[{attr}]` goes on a config struct, not on a union"));
+            errors.push(
+                u.union_token.span,
+                format!("`#[{attr}]` goes on a config struct, not on a union"),
+            );
             None
         }
         Ok(other) => {
@@ -109,10 +115,13 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
         }
         Err(e) => return Err(e),
     };
-    if let Some(item) = &item {
-        if !item.generics.params.is_empty() {
-            errors.push(item.generics.span(), format!("`#[{attr}]` config structs cannot be generic"));
-        }
+    if let Some(item) = &item
+        && !item.generics.params.is_empty()
+    {
+        errors.push(
+            item.generics.span(),
+            format!("`#[{attr}]` config structs cannot be generic"),
+        );
     }
 
     let mut name: Option<LitStr> = None;
@@ -123,7 +132,13 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
         let Arg { key, value } = arg;
         let key_name = key.to_string();
         let Some(value) = value else {
-            errors.push(key.span(), format!("`{key_name}` needs a value, like `{}`", example(&key_name, built_arg)));
+            errors.push(
+                key.span(),
+                format!(
+                    "`{key_name}` needs a value, like `{}`",
+                    example(&key_name, built_arg)
+                ),
+            );
             continue;
         };
         let span = value.span();
@@ -158,7 +173,12 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
         }
     }
     if name.is_none() {
-        errors.push(Span::call_site(), format!("missing `name`: write `#[{attr}(name = \"my-connector\", {built_arg} = MyType)]`"));
+        errors.push(
+            Span::call_site(),
+            format!(
+                "missing `name`: write `#[{attr}(name = \"my-connector\", {built_arg} = MyType)]`"
+            ),
+        );
     }
     if built.is_none() {
         errors.push(
@@ -174,7 +194,10 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
             build_fn: build_fn.unwrap_or_else(|| format_ident!("{}", side.default_build())),
             item,
         }),
-        _ => Err(syn::Error::new(Span::call_site(), "invalid connector attribute")),
+        _ => Err(syn::Error::new(
+            Span::call_site(),
+            "invalid connector attribute",
+        )),
     }
 }
 
@@ -236,7 +259,12 @@ fn example(key: &str, built_arg: &str) -> String {
 }
 
 fn generate(side: Side, c: &Connector) -> TokenStream {
-    let Connector { name, built, build_fn, item } = c;
+    let Connector {
+        name,
+        built,
+        build_fn,
+        item,
+    } = c;
     let ident = &item.ident;
     let build_call = quote_spanned! {build_fn.span()=> #ident::#build_fn(self) };
     let serde_check = quote_spanned! {ident.span()=>

@@ -5,7 +5,9 @@
 pub fn is_valid(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-')
         && !name.contains("--")
 }
@@ -54,7 +56,16 @@ mod tests {
     fn names_are_lowercase_digits_and_dashes() {
         assert!(is_valid("csv-to-mongo"));
         assert!(is_valid("s3v2"));
-        for bad in ["", "Csv", "csv_to", "-csv", "csv-", "csv--mongo", "2csv", "csv mongo"] {
+        for bad in [
+            "",
+            "Csv",
+            "csv_to",
+            "-csv",
+            "csv-",
+            "csv--mongo",
+            "2csv",
+            "csv mongo",
+        ] {
             assert!(!is_valid(bad), "{bad}");
         }
     }

@@ -40,14 +40,22 @@ impl Parse for Declaration {
                 value.extend([body.parse::<TokenTree>()?]);
             }
             if value.is_empty() {
-                return Err(syn::Error::new(key.span(), format!("`{key}` needs a value")));
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("`{key}` needs a value"),
+                ));
             }
             entries.push(Entry { key, value });
             if !body.is_empty() {
                 body.parse::<Token![,]>()?;
             }
         }
-        Ok(Self { attrs, vis, ident, entries })
+        Ok(Self {
+            attrs,
+            vis,
+            ident,
+            entries,
+        })
     }
 }
 
@@ -79,12 +87,16 @@ fn check(decl: Declaration) -> syn::Result<Model> {
             "sink" => set(&mut sink, syn::parse2::<Type>(value), &mut errors),
             "transform" => set(&mut transform, syn::parse2::<Expr>(value), &mut errors),
             "workflow" => {
-                let parsed = syn::parse2::<LitStr>(value.clone())
-                    .map_err(|_| syn::Error::new(value.span(), "`workflow` takes a string literal, like `workflow: \"csv-to-mongo\"`"));
-                if let Ok(lit) = &parsed {
-                    if !names::is_valid(&lit.value()) {
-                        errors.push(lit.span(), names::invalid("workflow name", &lit.value()));
-                    }
+                let parsed = syn::parse2::<LitStr>(value.clone()).map_err(|_| {
+                    syn::Error::new(
+                        value.span(),
+                        "`workflow` takes a string literal, like `workflow: \"csv-to-mongo\"`",
+                    )
+                });
+                if let Ok(lit) = &parsed
+                    && !names::is_valid(&lit.value())
+                {
+                    errors.push(lit.span(), names::invalid("workflow name", &lit.value()));
                 }
                 set(&mut workflow, parsed, &mut errors)
             }
@@ -99,14 +111,25 @@ fn check(decl: Declaration) -> syn::Result<Model> {
     }
     let ident = decl.ident;
     if source.is_none() {
-        errors.push(ident.span(), format!("pipeline `{ident}` has no source: add `source: MySourceConfig,`"));
+        errors.push(
+            ident.span(),
+            format!("pipeline `{ident}` has no source: add `source: MySourceConfig,`"),
+        );
     }
     if sink.is_none() {
-        errors.push(ident.span(), format!("pipeline `{ident}` has no sink: add `sink: MySinkConfig,`"));
+        errors.push(
+            ident.span(),
+            format!("pipeline `{ident}` has no sink: add `sink: MySinkConfig,`"),
+        );
     }
     let default_name = names::kebab_case(&ident.to_string());
     if workflow.is_none() && !names::is_valid(&default_name) {
-        errors.push(ident.span(), format!("cannot derive a workflow name from `{ident}`: add `workflow: \"my-pipeline\",`"));
+        errors.push(
+            ident.span(),
+            format!(
+                "cannot derive a workflow name from `{ident}`: add `workflow: \"my-pipeline\",`"
+            ),
+        );
     }
     errors.finish()?;
     match (source, sink) {
@@ -139,7 +162,15 @@ fn set<T>(slot: &mut Option<T>, parsed: syn::Result<T>, errors: &mut Errors) -> 
 }
 
 fn generate(m: &Model) -> TokenStream {
-    let Model { attrs, vis, ident, source, sink, transform, workflow } = m;
+    let Model {
+        attrs,
+        vis,
+        ident,
+        source,
+        sink,
+        transform,
+        workflow,
+    } = m;
     let bo = quote!(::batch_orchestra);
     let source_record = quote!(<#source as #bo::SourceConfig>::Record);
     let sink_record = quote!(<#sink as #bo::SinkConfig>::Record);
@@ -151,10 +182,14 @@ fn generate(m: &Model) -> TokenStream {
             ::core::result::Result::Ok(#bo::__private::SameRecord::<#sink_record, #ident>::same_record(record))
         },
     };
-    let source_check = quote_spanned! {source.span()=> #bo::__private::assert_source::<#source>(); };
+    let source_check =
+        quote_spanned! {source.span()=> #bo::__private::assert_source::<#source>(); };
     let sink_check = quote_spanned! {sink.span()=> #bo::__private::assert_sink::<#sink>(); };
     let alias = format_ident!("{}Workflow", ident);
-    let doc_alias = format!("The concrete Temporal workflow of pipeline [`{ident}`], registered as `{}`.", workflow.value());
+    let doc_alias = format!(
+        "The concrete Temporal workflow of pipeline [`{ident}`], registered as `{}`.",
+        workflow.value()
+    );
     quote! {
         #(#attrs)*
         #vis struct #ident;
@@ -219,7 +254,11 @@ pub fn expand_list(input: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     if types.is_empty() {
-        return syn::Error::new(Span::call_site(), "`pipelines!` needs at least one pipeline type").to_compile_error();
+        return syn::Error::new(
+            Span::call_site(),
+            "`pipelines!` needs at least one pipeline type",
+        )
+        .to_compile_error();
     }
     let bo = quote!(::batch_orchestra);
     let mut checks = Vec::new();
@@ -240,7 +279,8 @@ pub fn expand_list(input: TokenStream) -> TokenStream {
     quote! {{
         const _: () = { #(#checks)* };
         #bo::PipelineList::new(|worker: #bo::WorkerBuilder| {
-            ::core::result::Result::Ok(worker #(.pipeline::<#types>()?)*)
+            #(let worker = worker.pipeline::<#types>()?;)*
+            ::core::result::Result::Ok(worker)
         })
     }}
 }

@@ -16,7 +16,7 @@ use temporalio_sdk::activities::{
 };
 
 use crate::cache::ConnectorCache;
-use crate::connector::{BatchRange, Plan, SinkConfig, Source, SourceConfig, Sink, WriteContext};
+use crate::connector::{BatchRange, Plan, Sink, SinkConfig, Source, SourceConfig, WriteContext};
 use crate::error::{CONFIG_ERROR_TYPE, ConnectorError, ErrorKind, RecordError};
 use crate::model::{BatchReport, JobReport};
 use crate::pipeline::{OffsetOf, Pipeline};
@@ -76,30 +76,57 @@ pub struct PipelineActivities<P> {
 
 impl<P: Pipeline> PipelineActivities<P> {
     pub(crate) fn new(connectors: ConnectorCache) -> Self {
-        Self { connectors, _pipeline: PhantomData }
+        Self {
+            connectors,
+            _pipeline: PhantomData,
+        }
     }
 
-    async fn source(&self, config: &P::Source) -> Result<Arc<<P::Source as SourceConfig>::Source>, ConnectorError> {
+    async fn source(
+        &self,
+        config: &P::Source,
+    ) -> Result<Arc<<P::Source as SourceConfig>::Source>, ConnectorError> {
         self.connectors
             .get_or_build(config, || config.build())
             .await
-            .map_err(|e| e.context(format_args!("building source `{}`", <P::Source as SourceConfig>::NAME)))
+            .map_err(|e| {
+                e.context(format_args!(
+                    "building source `{}`",
+                    <P::Source as SourceConfig>::NAME
+                ))
+            })
     }
 
-    async fn sink(&self, config: &P::Sink) -> Result<Arc<<P::Sink as SinkConfig>::Sink>, ConnectorError> {
+    async fn sink(
+        &self,
+        config: &P::Sink,
+    ) -> Result<Arc<<P::Sink as SinkConfig>::Sink>, ConnectorError> {
         self.connectors
             .get_or_build(config, || config.build())
             .await
-            .map_err(|e| e.context(format_args!("building sink `{}`", <P::Sink as SinkConfig>::NAME)))
+            .map_err(|e| {
+                e.context(format_args!(
+                    "building sink `{}`",
+                    <P::Sink as SinkConfig>::NAME
+                ))
+            })
     }
 
     async fn plan(&self, input: PlanInput<P::Source>) -> Result<Plan<OffsetOf<P>>, ConnectorError> {
         let source = self.source(&input.source).await?;
-        let max_batches = usize::try_from(input.max_batches).unwrap_or(usize::MAX).max(1);
-        source.plan(input.from.as_ref(), input.batch_size.max(1), max_batches).await
+        let max_batches = usize::try_from(input.max_batches)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        source
+            .plan(input.from.as_ref(), input.batch_size.max(1), max_batches)
+            .await
     }
 
-    async fn process(&self, ctx: &ActivityContext, input: ProcessInput<P::Source, P::Sink>) -> Result<BatchReport, ConnectorError> {
+    async fn process(
+        &self,
+        ctx: &ActivityContext,
+        input: ProcessInput<P::Source, P::Sink>,
+    ) -> Result<BatchReport, ConnectorError> {
         let source = self.source(&input.source).await?;
         let sink = self.sink(&input.sink).await?;
         let batch = &input.batch;
@@ -109,12 +136,23 @@ impl<P: Pipeline> PipelineActivities<P> {
         let mut out = Vec::with_capacity(read.records.len());
         for record in read.records {
             match P::transform(record.value) {
-                Ok(value) => out.push(crate::connector::Positioned { position: record.position, value }),
+                Ok(value) => out.push(crate::connector::Positioned {
+                    position: record.position,
+                    value,
+                }),
                 Err(e) => errors.push(RecordError::new(record.position, e.0)),
             }
         }
-        let write_ctx = WriteContext { job_id: input.job_id.clone(), batch: batch.index, attempt: ctx.info().attempt };
-        let outcome = if out.is_empty() { Default::default() } else { sink.write(&write_ctx, out).await? };
+        let write_ctx = WriteContext {
+            job_id: input.job_id.clone(),
+            batch: batch.index,
+            attempt: ctx.info().attempt,
+        };
+        let outcome = if out.is_empty() {
+            Default::default()
+        } else {
+            sink.write(&write_ctx, out).await?
+        };
         errors.extend(outcome.errors);
         let record_errors = errors.len() as u64;
         errors.truncate(input.max_error_samples as usize);
@@ -161,8 +199,14 @@ pub(crate) fn activity_error(err: ConnectorError) -> ActivityError {
     )
 }
 
-fn instance<P>(receiver: Option<Arc<PipelineActivities<P>>>) -> Result<Arc<PipelineActivities<P>>, ActivityError> {
-    receiver.ok_or_else(|| activity_error(ConnectorError::config("pipeline activities were registered without an instance")))
+fn instance<P>(
+    receiver: Option<Arc<PipelineActivities<P>>>,
+) -> Result<Arc<PipelineActivities<P>>, ActivityError> {
+    receiver.ok_or_else(|| {
+        activity_error(ConnectorError::config(
+            "pipeline activities were registered without an instance",
+        ))
+    })
 }
 
 macro_rules! activity_marker {
@@ -219,7 +263,9 @@ impl<P: Pipeline> ExecutableActivity for PlanActivity<P> {
     ) -> BoxFuture<'static, Result<Self::Output, ActivityError>> {
         Box::pin(async move {
             let me = instance(receiver)?;
-            with_heartbeats(&ctx, me.plan(input)).await.map_err(activity_error)
+            with_heartbeats(&ctx, me.plan(input))
+                .await
+                .map_err(activity_error)
         })
     }
 }
@@ -237,7 +283,9 @@ impl<P: Pipeline> ExecutableActivity for ProcessActivity<P> {
     ) -> BoxFuture<'static, Result<Self::Output, ActivityError>> {
         Box::pin(async move {
             let me = instance(receiver)?;
-            with_heartbeats(&ctx, me.process(&ctx, input)).await.map_err(activity_error)
+            with_heartbeats(&ctx, me.process(&ctx, input))
+                .await
+                .map_err(activity_error)
         })
     }
 }
@@ -254,10 +302,16 @@ impl<P: Pipeline> ExecutableActivity for SnapshotActivity<P> {
         input: Self::Input,
     ) -> BoxFuture<'static, Result<Self::Output, ActivityError>> {
         Box::pin(async move {
-            let json = serde_json::to_vec_pretty(&input.report)
-                .map_err(|e| activity_error(ConnectorError::config(format!("cannot serialize the job report: {e}"))))?;
+            let json = serde_json::to_vec_pretty(&input.report).map_err(|e| {
+                activity_error(ConnectorError::config(format!(
+                    "cannot serialize the job report: {e}"
+                )))
+            })?;
             let snapshotter = input.target.build().map_err(activity_error)?;
-            snapshotter.save(&input.report.job_id, &json).await.map_err(activity_error)
+            snapshotter
+                .save(&input.report.job_id, &json)
+                .await
+                .map_err(activity_error)
         })
     }
 }

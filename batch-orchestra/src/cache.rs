@@ -33,31 +33,41 @@ pub(crate) struct ConnectorCache {
 impl ConnectorCache {
     /// Returns the connector built from `config`, building it with `build` on first use. A
     /// failed build is not cached: the next call tries again.
-    pub(crate) async fn get_or_build<C, T, F, Fut>(&self, config: &C, build: F) -> Result<Arc<T>, ConnectorError>
+    pub(crate) async fn get_or_build<C, T, F, Fut>(
+        &self,
+        config: &C,
+        build: F,
+    ) -> Result<Arc<T>, ConnectorError>
     where
         C: Serialize,
         T: Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ConnectorError>>,
     {
-        let json = serde_json::to_string(config)
-            .map_err(|e| ConnectorError::config(format!("cannot serialize connector config: {e}")))?;
+        let json = serde_json::to_string(config).map_err(|e| {
+            ConnectorError::config(format!("cannot serialize connector config: {e}"))
+        })?;
         let key = (TypeId::of::<T>(), json);
         let cell = self.cell::<T>(key);
-        cell.get_or_try_init(|| async { build().await.map(Arc::new) }).await.cloned()
+        cell.get_or_try_init(|| async { build().await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     fn cell<T: Send + Sync + 'static>(&self, key: Key) -> Arc<OnceCell<Arc<T>>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(found) = entries.map.get(&key) {
-            if let Ok(cell) = Arc::clone(found).downcast::<OnceCell<Arc<T>>>() {
-                return cell;
-            }
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = entries.map.get(&key)
+            && let Ok(cell) = Arc::clone(found).downcast::<OnceCell<Arc<T>>>()
+        {
+            return cell;
         }
-        if entries.order.len() >= CAPACITY {
-            if let Some(oldest) = entries.order.pop_front() {
-                entries.map.remove(&oldest);
-            }
+        if entries.order.len() >= CAPACITY
+            && let Some(oldest) = entries.order.pop_front()
+        {
+            entries.map.remove(&oldest);
         }
         let cell = Arc::new(OnceCell::<Arc<T>>::new());
         entries.map.insert(key.clone(), cell.clone());

@@ -18,9 +18,15 @@ use crate::error::{ConnectorError, RecordError};
 
 /// A position in a source from which reading can resume: a byte offset for a CSV file, a key
 /// for a database cursor. It is stored in workflow history, so keep it small.
-pub trait Offset: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static {}
+pub trait Offset:
+    Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
+{
+}
 
-impl<T> Offset for T where T: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static {}
+impl<T> Offset for T where
+    T: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
+{
+}
 
 /// Where a record sits in its source: used in error messages and for idempotent ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,7 +44,11 @@ pub struct Position {
 impl Position {
     /// The position of record number `record` (from 0).
     pub fn at(record: u64) -> Self {
-        Self { record, line: None, byte: None }
+        Self {
+            record,
+            line: None,
+            byte: None,
+        }
     }
 
     /// Sets the line number (from 1).
@@ -124,7 +134,10 @@ pub struct ReadBatch<R> {
 
 impl<R> Default for ReadBatch<R> {
     fn default() -> Self {
-        Self { records: Vec::new(), errors: Vec::new() }
+        Self {
+            records: Vec::new(),
+            errors: Vec::new(),
+        }
     }
 }
 

@@ -40,12 +40,18 @@ pub struct ConnectorError {
 impl ConnectorError {
     /// A configuration error: the job fails at once, without retries.
     pub fn config(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Config, message: message.into() }
+        Self {
+            kind: ErrorKind::Config,
+            message: message.into(),
+        }
     }
 
     /// An infrastructure error: the activity is retried with back-off.
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Transient, message: message.into() }
+        Self {
+            kind: ErrorKind::Transient,
+            message: message.into(),
+        }
     }
 
     /// Classifies an I/O error on `what` (a path or URL): missing files and denied access are
@@ -73,7 +79,10 @@ impl ConnectorError {
 
     /// Prefixes the message with context, keeping the kind.
     pub fn context(self, context: impl fmt::Display) -> Self {
-        Self { kind: self.kind, message: format!("{context}: {}", self.message) }
+        Self {
+            kind: self.kind,
+            message: format!("{context}: {}", self.message),
+        }
     }
 }
 
@@ -104,7 +113,10 @@ pub struct RecordError {
 impl RecordError {
     /// A record error at `position`.
     pub fn new(position: Position, message: impl Into<String>) -> Self {
-        Self { position, message: message.into() }
+        Self {
+            position,
+            message: message.into(),
+        }
     }
 }
 

@@ -47,7 +47,9 @@ where
 }
 
 /// Checks `f` is a transform from `In` to `Out` and returns it as a function.
-pub fn as_transform<In, Out, F: Transform<In, Out>>(f: F) -> impl Fn(In) -> Result<Out, TransformError> {
+pub fn as_transform<In, Out, F: Transform<In, Out>>(
+    f: F,
+) -> impl Fn(In) -> Result<Out, TransformError> {
     move |record| f.apply(record)
 }
 

@@ -122,7 +122,10 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
 
     /// Pauses for `pause` after every `every_records` records.
     pub fn throttle(mut self, every_records: u64, pause: Duration) -> Self {
-        self.throttle = Some(Throttle { every_records, pause });
+        self.throttle = Some(Throttle {
+            every_records,
+            pause,
+        });
         self
     }
 
@@ -152,19 +155,34 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             return bad("job_id is empty".into());
         }
         if self.batch_size == 0 {
-            return bad(format!("job `{}`: batch_size must be at least 1", self.job_id));
+            return bad(format!(
+                "job `{}`: batch_size must be at least 1",
+                self.job_id
+            ));
         }
         if self.max_in_flight == 0 {
-            return bad(format!("job `{}`: max_in_flight must be at least 1", self.job_id));
+            return bad(format!(
+                "job `{}`: max_in_flight must be at least 1",
+                self.job_id
+            ));
         }
         if self.max_batches_per_run == 0 {
-            return bad(format!("job `{}`: max_batches_per_run must be at least 1", self.job_id));
+            return bad(format!(
+                "job `{}`: max_batches_per_run must be at least 1",
+                self.job_id
+            ));
         }
         if self.plan_ahead == 0 {
-            return bad(format!("job `{}`: plan_ahead must be at least 1", self.job_id));
+            return bad(format!(
+                "job `{}`: plan_ahead must be at least 1",
+                self.job_id
+            ));
         }
         if self.throttle.as_ref().is_some_and(|t| t.every_records == 0) {
-            return bad(format!("job `{}`: throttle.every_records must be at least 1", self.job_id));
+            return bad(format!(
+                "job `{}`: throttle.every_records must be at least 1",
+                self.job_id
+            ));
         }
         Ok(())
     }
@@ -282,7 +300,11 @@ impl<O: Offset> JobReport<O> {
     /// Records per second over the elapsed time.
     pub fn records_per_second(&self) -> f64 {
         let secs = self.elapsed().as_secs_f64();
-        if secs > 0.0 { self.records_read as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.records_read as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 

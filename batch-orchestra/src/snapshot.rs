@@ -33,18 +33,30 @@ impl SnapshotTarget {
     }
 
     /// Reports go to `<url>/<job id>.json` in an object store.
-    pub fn object_store(url: impl Into<String>, options: std::collections::BTreeMap<String, String>) -> Self {
-        Self::ObjectStore { url: url.into(), options }
+    pub fn object_store(
+        url: impl Into<String>,
+        options: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        Self::ObjectStore {
+            url: url.into(),
+            options,
+        }
     }
 
     /// Builds the snapshotter for this target.
     pub fn build(&self) -> Result<Box<dyn Snapshotter>, ConnectorError> {
         match self {
-            Self::Directory { path } => Ok(Box::new(DirectorySnapshotter { dir: PathBuf::from(path) })),
+            Self::Directory { path } => Ok(Box::new(DirectorySnapshotter {
+                dir: PathBuf::from(path),
+            })),
             #[cfg(feature = "object-store")]
             Self::ObjectStore { url, options } => {
                 let (store, prefix) = crate::store::store_for(url, options)?;
-                Ok(Box::new(ObjectStoreSnapshotter { store, prefix, url: url.clone() }))
+                Ok(Box::new(ObjectStoreSnapshotter {
+                    store,
+                    prefix,
+                    url: url.clone(),
+                }))
             }
             #[cfg(not(feature = "object-store"))]
             Self::ObjectStore { url, .. } => Err(ConnectorError::config(format!(
@@ -57,7 +69,11 @@ impl SnapshotTarget {
 /// Saves job reports. Implement it to send reports somewhere new.
 pub trait Snapshotter: Send + Sync {
     /// Saves `report` (JSON) for `job_id`, replacing any earlier one.
-    fn save<'a>(&'a self, job_id: &'a str, report: &'a [u8]) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    fn save<'a>(
+        &'a self,
+        job_id: &'a str,
+        report: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
 }
 
 /// Writes `<dir>/<job id>.json`, atomically (a temporary file, then a rename).
@@ -71,19 +87,29 @@ impl DirectorySnapshotter {
     pub fn file_for(dir: &Path, job_id: &str) -> PathBuf {
         let safe: String = job_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         dir.join(format!("{safe}.json"))
     }
 }
 
 impl Snapshotter for DirectorySnapshotter {
-    fn save<'a>(&'a self, job_id: &'a str, report: &'a [u8]) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    fn save<'a>(
+        &'a self,
+        job_id: &'a str,
+        report: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(async move {
             let dir = &self.dir;
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| ConnectorError::io(format!("snapshot directory {}", dir.display()), &e))?;
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                ConnectorError::io(format!("snapshot directory {}", dir.display()), &e)
+            })?;
             let file = Self::file_for(dir, job_id);
             let tmp = file.with_extension("json.tmp");
             tokio::fs::write(&tmp, report)
@@ -106,7 +132,11 @@ pub struct ObjectStoreSnapshotter {
 
 #[cfg(feature = "object-store")]
 impl Snapshotter for ObjectStoreSnapshotter {
-    fn save<'a>(&'a self, job_id: &'a str, report: &'a [u8]) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    fn save<'a>(
+        &'a self,
+        job_id: &'a str,
+        report: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         use object_store::ObjectStoreExt;
         Box::pin(async move {
             let name = DirectorySnapshotter::file_for(Path::new(""), job_id);
@@ -116,7 +146,9 @@ impl Snapshotter for ObjectStoreSnapshotter {
                 .put(&path, report.to_vec().into())
                 .await
                 .map(drop)
-                .map_err(|e| crate::store::classify(&format!("{}/{name}", self.url.trim_end_matches('/')), e))
+                .map_err(|e| {
+                    crate::store::classify(&format!("{}/{name}", self.url.trim_end_matches('/')), e)
+                })
         })
     }
 }

@@ -10,23 +10,40 @@ use object_store::path::Path;
 use crate::error::ConnectorError;
 
 /// Option keys that would put a secret into workflow history.
-const SECRET_WORDS: [&str; 7] = ["secret", "password", "token", "key", "sas", "credential", "signature"];
+const SECRET_WORDS: [&str; 7] = [
+    "secret",
+    "password",
+    "token",
+    "key",
+    "sas",
+    "credential",
+    "signature",
+];
 
 pub(crate) fn bad_url(url: &str, why: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::config(format!("bad object URL `{url}`: {why}"))
 }
 
 /// Builds the store for `url` from the worker's environment and the request's options.
-pub(crate) fn store_for(url: &str, options: &BTreeMap<String, String>) -> Result<(Arc<dyn ObjectStore>, Path), ConnectorError> {
+pub(crate) fn store_for(
+    url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<(Arc<dyn ObjectStore>, Path), ConnectorError> {
     for key in options.keys() {
-        if SECRET_WORDS.iter().any(|w| key.to_ascii_lowercase().contains(w)) {
+        if SECRET_WORDS
+            .iter()
+            .any(|w| key.to_ascii_lowercase().contains(w))
+        {
             return Err(ConnectorError::config(format!(
                 "`{url}`: the option `{key}` looks like a credential; credentials come from the worker's environment, never from the job request"
             )));
         }
     }
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad_url(url, "expected s3://, gs://, az:// or file://"))?;
-    let option_error = |key: &str, e: object_store::Error| bad_url(url, format!("option `{key}`: {e}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad_url(url, "expected s3://, gs://, az:// or file://"))?;
+    let option_error =
+        |key: &str, e: object_store::Error| bad_url(url, format!("option `{key}`: {e}"));
     // The key after the bucket; empty for a bare bucket URL.
     let key_path = |rest: &str| -> Result<Path, ConnectorError> {
         let key = rest.split_once('/').map_or("", |(_, key)| key);
@@ -58,7 +75,12 @@ pub(crate) fn store_for(url: &str, options: &BTreeMap<String, String>) -> Result
             let path = Path::from_filesystem_path(rest).map_err(|e| bad_url(url, e))?;
             return Ok((Arc::new(object_store::local::LocalFileSystem::new()), path));
         }
-        other => return Err(bad_url(url, format!("unknown scheme `{other}`; expected s3, gs, az or file"))),
+        other => {
+            return Err(bad_url(
+                url,
+                format!("unknown scheme `{other}`; expected s3, gs, az or file"),
+            ));
+        }
     };
     Ok((store, key_path(rest)?))
 }
@@ -74,4 +96,3 @@ pub(crate) fn classify(url: &str, e: object_store::Error) -> ConnectorError {
         e => ConnectorError::transient(format!("{url}: {e}")),
     }
 }
-

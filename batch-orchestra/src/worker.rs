@@ -12,7 +12,9 @@ use crate::workflow::PipelineWorkflow;
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// Two pipelines registered on one worker share a workflow or activity name.
-    #[error("the name `{0}` is registered twice on this worker: give each pipeline its own workflow name")]
+    #[error(
+        "the name `{0}` is registered twice on this worker: give each pipeline its own workflow name"
+    )]
     DuplicateName(&'static str),
     /// The Temporal SDK refused the worker.
     #[error("cannot create the worker: {0}")]
@@ -53,7 +55,8 @@ impl WorkerBuilder {
         self.options
             .register_workflow::<PipelineWorkflow<P>>()
             .map_err(|e| WorkerError::Create(e.to_string()))?;
-        self.options.register_activities(PipelineActivities::<P>::new(self.connectors.clone()));
+        self.options
+            .register_activities(PipelineActivities::<P>::new(self.connectors.clone()));
         Ok(self)
     }
 
@@ -64,10 +67,14 @@ impl WorkerBuilder {
 
     /// Builds the worker. Call it inside a Tokio runtime.
     pub fn build(self) -> Result<Worker, WorkerError> {
-        let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| WorkerError::Create(e.to_string()))?;
+        let runtime = Runtime::from_current_tokio(Default::default())
+            .map_err(|e| WorkerError::Create(e.to_string()))?;
         let inner = temporalio_sdk::Worker::new(&runtime, self.client, self.options)
             .map_err(|e| WorkerError::Create(e.to_string()))?;
-        Ok(Worker { inner, _runtime: runtime })
+        Ok(Worker {
+            inner,
+            _runtime: runtime,
+        })
     }
 }
 
@@ -92,7 +99,10 @@ impl Worker {
     /// Runs until [`shutdown_handle`](Self::shutdown_handle) is called. The future is not
     /// `Send`: await it on the main task or a `LocalSet`.
     pub async fn run(&mut self) -> Result<(), WorkerError> {
-        self.inner.run().await.map_err(|e| WorkerError::Run(e.to_string()))
+        self.inner
+            .run()
+            .await
+            .map_err(|e| WorkerError::Run(e.to_string()))
     }
 
     /// Runs the worker while `work` runs, then shuts it down and returns `work`'s output.
@@ -126,7 +136,11 @@ pub struct PipelineList {
 
 impl PipelineList {
     #[doc(hidden)]
-    pub fn new(register: impl FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError> + 'static) -> Self {
-        Self { register: Box::new(register) }
+    pub fn new(
+        register: impl FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError> + 'static,
+    ) -> Self {
+        Self {
+            register: Box::new(register),
+        }
     }
 }

@@ -38,7 +38,9 @@ use temporalio_sdk::{
     SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowTermination,
 };
 
-use crate::activities::{PlanActivity, PlanInput, ProcessActivity, ProcessInput, SnapshotActivity, SnapshotInput};
+use crate::activities::{
+    PlanActivity, PlanInput, ProcessActivity, ProcessInput, SnapshotActivity, SnapshotInput,
+};
 use crate::connector::{BatchRange, Plan, SourceConfig};
 use crate::error::{ACTIVITY_FAILED_TYPE, CONFIG_ERROR_TYPE, RECORD_ERROR_LIMIT_TYPE};
 use crate::model::{BatchReport, CarriedState, JobReport, JobStatus, Progress, RetrySettings};
@@ -210,7 +212,11 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
             workflow_type: P::NAMES.workflow.to_owned(),
             has_init: true,
             init_takes_input: true,
-            signals: vec![PAUSE_SIGNAL.into(), RESUME_SIGNAL.into(), SET_MAX_IN_FLIGHT_SIGNAL.into()],
+            signals: vec![
+                PAUSE_SIGNAL.into(),
+                RESUME_SIGNAL.into(),
+                SET_MAX_IN_FLIGHT_SIGNAL.into(),
+            ],
             queries: vec![PROGRESS_QUERY.into()],
             updates: vec![],
         }
@@ -220,12 +226,26 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
         // Signals may arrive in the first activation: set the carried state before they apply.
         let (report, paused, max_in_flight) = match &input {
             Some(req) => match &req.state {
-                Some(carried) => (carried.report.clone(), carried.paused, carried.max_in_flight),
-                None => (JobReport::new(&req.job_id, P::NAMES.workflow, req.start_at.clone()), false, req.max_in_flight),
+                Some(carried) => (
+                    carried.report.clone(),
+                    carried.paused,
+                    carried.max_in_flight,
+                ),
+                None => (
+                    JobReport::new(&req.job_id, P::NAMES.workflow, req.start_at.clone()),
+                    false,
+                    req.max_in_flight,
+                ),
             },
             None => (JobReport::new("", P::NAMES.workflow, None), false, 1),
         };
-        Self { request: input, report, in_flight: 0, max_in_flight: max_in_flight.max(1), paused }
+        Self {
+            request: input,
+            report,
+            in_flight: 0,
+            max_in_flight: max_in_flight.max(1),
+            paused,
+        }
     }
 
     fn run(
@@ -284,7 +304,9 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
         input: Box<dyn Any>,
     ) -> Result<Box<dyn WorkflowOutputValue>, WorkflowError> {
         match name {
-            PROGRESS_QUERY => <Self as ExecutableQuery<ProgressQuery<P>>>::dispatch(self, &ctx, input),
+            PROGRESS_QUERY => {
+                <Self as ExecutableQuery<ProgressQuery<P>>>::dispatch(self, &ctx, input)
+            }
             other => Err(unknown_handler("query", other)),
         }
     }
@@ -321,7 +343,10 @@ struct Stop {
 
 impl Stop {
     fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     fn cancelled() -> Self {
@@ -347,10 +372,10 @@ fn root_cause(failure: &Failure) -> (&'static str, String) {
         if !f.message.is_empty() {
             message = f.message.clone();
         }
-        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &f.failure_info {
-            if info.r#type == CONFIG_ERROR_TYPE {
-                kind = CONFIG_ERROR_TYPE;
-            }
+        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &f.failure_info
+            && info.r#type == CONFIG_ERROR_TYPE
+        {
+            kind = CONFIG_ERROR_TYPE;
         }
         current = f.cause.as_deref();
     }
@@ -394,7 +419,10 @@ struct Job<'a, P: Pipeline> {
 impl<'a, P: Pipeline> Job<'a, P> {
     fn options(&self, name: &str, kind: &str) -> ActivityOptions {
         let policies = &self.req.retry_policies;
-        activity_options(policies.get(name).or_else(|| policies.get(kind)), self.req.activity_timeout)
+        activity_options(
+            policies.get(name).or_else(|| policies.get(kind)),
+            self.req.activity_timeout,
+        )
     }
 
     fn plan(&self, from: Option<OffsetOf<P>>) -> LocalBoxFuture<'a, Event<OffsetOf<P>>> {
@@ -405,7 +433,10 @@ impl<'a, P: Pipeline> Job<'a, P> {
             max_batches: self.req.plan_ahead,
         };
         let opts = self.options(P::NAMES.plan, "plan");
-        self.ctx.execute_activity(PlanActivity::<P>::new(), input, opts).map(Event::Planned).boxed_local()
+        self.ctx
+            .execute_activity(PlanActivity::<P>::new(), input, opts)
+            .map(Event::Planned)
+            .boxed_local()
     }
 
     fn process(&self, range: BatchRange<OffsetOf<P>>) -> LocalBoxFuture<'a, Event<OffsetOf<P>>> {
@@ -445,13 +476,21 @@ impl<'a, P: Pipeline> Job<'a, P> {
         // Keep the earliest errors by position, whatever order batches finish in.
         r.error_samples.extend(batch.error_samples);
         r.error_samples.sort_by_key(|e| e.position.record);
-        r.error_samples.truncate(self.req.max_error_samples as usize);
+        r.error_samples
+            .truncate(self.req.max_error_samples as usize);
         match self.req.max_record_errors {
             Some(max) if r.record_errors > max => {
-                let first = r.error_samples.first().map(|e| format!("; first: {e}")).unwrap_or_default();
+                let first = r
+                    .error_samples
+                    .first()
+                    .map(|e| format!("; first: {e}"))
+                    .unwrap_or_default();
                 Err(Stop::new(
                     RECORD_ERROR_LIMIT_TYPE,
-                    format!("{} record errors, more than max_record_errors = {max}{first}", r.record_errors),
+                    format!(
+                        "{} record errors, more than max_record_errors = {max}{first}",
+                        r.record_errors
+                    ),
                 ))
             }
             _ => Ok(()),
@@ -459,8 +498,13 @@ impl<'a, P: Pipeline> Job<'a, P> {
     }
 
     async fn snapshot(&self) -> Result<(), Stop> {
-        let Some(target) = self.req.snapshot.clone() else { return Ok(()) };
-        let input = SnapshotInput { target, report: self.report.clone() };
+        let Some(target) = self.req.snapshot.clone() else {
+            return Ok(());
+        };
+        let input = SnapshotInput {
+            target,
+            report: self.report.clone(),
+        };
         let opts = self.options(P::NAMES.snapshot, "snapshot");
         self.ctx
             .execute_activity(SnapshotActivity::<P>::new(), input, opts)
@@ -478,21 +522,29 @@ impl<'a, P: Pipeline> Job<'a, P> {
         let _ = self.snapshot().await;
         let message = format!("job `{}`: {}", self.req.job_id, stop.message);
         WorkflowTermination::failed_application(
-            ApplicationFailure::builder(message).type_name(stop.kind.to_owned()).non_retryable(true).build(),
+            ApplicationFailure::builder(message)
+                .type_name(stop.kind.to_owned())
+                .non_retryable(true)
+                .build(),
         )
     }
 }
 
 /// Runs one workflow run of a job to completion, failure or continue-as-new.
-async fn run_job<P: Pipeline>(ctx: &WorkflowContext<PipelineWorkflow<P>>) -> Result<ReportOf<P>, WorkflowTermination> {
+async fn run_job<P: Pipeline>(
+    ctx: &WorkflowContext<PipelineWorkflow<P>>,
+) -> Result<ReportOf<P>, WorkflowTermination> {
     let Some(req) = ctx.state(|w| w.request.clone()) else {
-        return Err(WorkflowTermination::failed_application(ApplicationFailure::non_retryable(
-            "the workflow was started without a job request",
-        )));
+        return Err(WorkflowTermination::failed_application(
+            ApplicationFailure::non_retryable("the workflow was started without a job request"),
+        ));
     };
     if let Err(e) = req.validate() {
         return Err(WorkflowTermination::failed_application(
-            ApplicationFailure::builder(e.to_string()).type_name(INVALID_REQUEST_TYPE.to_owned()).non_retryable(true).build(),
+            ApplicationFailure::builder(e.to_string())
+                .type_name(INVALID_REQUEST_TYPE.to_owned())
+                .non_retryable(true)
+                .build(),
         ));
     }
     let carried: Option<CarriedState<OffsetOf<P>>> = req.state.clone();
@@ -585,14 +637,24 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
             rolling_over = true;
         }
         let (paused, max_in_flight) = ctx.state(|w| (w.paused, w.max_in_flight.max(1)));
-        let throttle = job.req.throttle.clone().filter(|t| job.report.records_read >= job.throttle_mark + t.every_records);
-        if !exhausted && !plan_pending && !rolling_over && planned.len() < plan_ahead.div_ceil(2).max(max_in_flight as usize) {
+        let throttle = job
+            .req
+            .throttle
+            .clone()
+            .filter(|t| job.report.records_read >= job.throttle_mark + t.every_records);
+        if !exhausted
+            && !plan_pending
+            && !rolling_over
+            && planned.len() < plan_ahead.div_ceil(2).max(max_in_flight as usize)
+        {
             window.push(job.plan(plan_cursor.clone()));
             plan_pending = true;
         }
         if !paused && throttle.is_none() && !rolling_over {
             while in_flight < max_in_flight && this_run < max_per_run {
-                let Some(range) = planned.pop_front() else { break };
+                let Some(range) = planned.pop_front() else {
+                    break;
+                };
                 job.next_record = range.first_record + range.records;
                 in_flight += 1;
                 this_run += 1;
@@ -619,7 +681,10 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
                 }
                 continue;
             }
-            return Err(Stop::new(ACTIVITY_FAILED_TYPE, "the workflow has nothing to wait for (internal error)"));
+            return Err(Stop::new(
+                ACTIVITY_FAILED_TYPE,
+                "the workflow has nothing to wait for (internal error)",
+            ));
         }
         let (event, _, rest) = futures::future::select_all(window).await;
         window = rest;
@@ -645,7 +710,13 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
                 }
                 for b in plan.batches {
                     plan_cursor = Some(b.end.clone());
-                    planned.push_back(BatchRange { index: next_index, start: b.start, end: b.end, first_record: plan_record, records: b.records });
+                    planned.push_back(BatchRange {
+                        index: next_index,
+                        start: b.start,
+                        end: b.end,
+                        first_record: plan_record,
+                        records: b.records,
+                    });
                     plan_record += b.records;
                     next_index += 1;
                 }
@@ -656,7 +727,10 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
                 let batch = result.map_err(|e| {
                     let last = range.first_record + range.records;
                     Stop::from_activity(
-                        format!("batch {} (records {}..{}, offsets {:?}..{:?})", range.index, range.first_record, last, range.start, range.end),
+                        format!(
+                            "batch {} (records {}..{}, offsets {:?}..{:?})",
+                            range.index, range.first_record, last, range.start, range.end
+                        ),
                         &e,
                     )
                 })?;

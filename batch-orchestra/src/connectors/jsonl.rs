@@ -24,7 +24,9 @@ impl JsonLinesDir {
 
     async fn build_sink(&self) -> Result<JsonLinesWriter, ConnectorError> {
         let dir = PathBuf::from(&self.dir);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| ConnectorError::io(format!("cannot create {}", self.dir), &e))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| ConnectorError::io(format!("cannot create {}", self.dir), &e))?;
         Ok(JsonLinesWriter { dir })
     }
 }
@@ -37,8 +39,22 @@ pub struct JsonLinesWriter {
 impl Sink for JsonLinesWriter {
     type Record = serde_json::Value;
 
-    async fn write(&self, ctx: &WriteContext, records: Vec<Positioned<serde_json::Value>>) -> Result<WriteOutcome, ConnectorError> {
-        let safe_job: String = ctx.job_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    async fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<serde_json::Value>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let safe_job: String = ctx
+            .job_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let file = self.dir.join(format!("{safe_job}-{:08}.jsonl", ctx.batch));
         let tmp = file.with_extension("jsonl.tmp");
         let count = records.len() as u64;
@@ -55,6 +71,9 @@ impl Sink for JsonLinesWriter {
         .await
         .map_err(|e| ConnectorError::transient(format!("{}: {e}", file.display())))?
         .map_err(|e| ConnectorError::io(format!("cannot write {}", tmp.display()), &e))?;
-        Ok(WriteOutcome { written: count, ..WriteOutcome::default() })
+        Ok(WriteOutcome {
+            written: count,
+            ..WriteOutcome::default()
+        })
     }
 }

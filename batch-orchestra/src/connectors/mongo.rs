@@ -103,17 +103,32 @@ impl MongoSink {
                 self.uri_env
             ))
         })?;
-        let mut options = ClientOptions::parse(&uri)
-            .await
-            .map_err(|e| ConnectorError::config(format!("bad MongoDB connection string in `{}`: {e}", self.uri_env)))?;
+        let mut options = ClientOptions::parse(&uri).await.map_err(|e| {
+            ConnectorError::config(format!(
+                "bad MongoDB connection string in `{}`: {e}",
+                self.uri_env
+            ))
+        })?;
         // Fail in seconds, not thirty, when the server is unreachable; the URI may say otherwise.
-        options.server_selection_timeout.get_or_insert(Duration::from_secs(5));
-        options.app_name.get_or_insert_with(|| "batch-orchestra".into());
-        let hosts = options.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(5));
+        options
+            .app_name
+            .get_or_insert_with(|| "batch-orchestra".into());
+        let hosts = options
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let client = mongodb::Client::with_options(options)
             .map_err(|e| ConnectorError::config(format!("bad MongoDB options for {hosts}: {e}")))?;
         let database = client.database(&self.database);
-        database.run_command(doc! { "ping": 1 }).await.map_err(|e| classify(&hosts, &e))?;
+        database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| classify(&hosts, &e))?;
         Ok(MongoWriter {
             collection: database.collection(&self.collection),
             id: self.id.clone(),
@@ -127,7 +142,9 @@ impl MongoSink {
 fn classify(target: &str, e: &mongodb::error::Error) -> ConnectorError {
     let message = format!("MongoDB at {target}: {e}");
     match &*e.kind {
-        ErrorKind::Authentication { .. } | ErrorKind::InvalidArgument { .. } => ConnectorError::config(message),
+        ErrorKind::Authentication { .. } | ErrorKind::InvalidArgument { .. } => {
+            ConnectorError::config(message)
+        }
         ErrorKind::Command(c) if c.code == AUTH_FAILED => ConnectorError::config(message),
         _ => ConnectorError::transient(message),
     }
@@ -142,8 +159,15 @@ pub struct MongoWriter {
 }
 
 impl MongoWriter {
-    fn with_id(&self, ctx: &WriteContext, record: Positioned<Document>) -> Result<Document, RecordError> {
-        let Positioned { position, value: mut doc } = record;
+    fn with_id(
+        &self,
+        ctx: &WriteContext,
+        record: Positioned<Document>,
+    ) -> Result<Document, RecordError> {
+        let Positioned {
+            position,
+            value: mut doc,
+        } = record;
         match &self.id {
             IdStrategy::Position => {
                 let key = position.byte.unwrap_or(position.record);
@@ -151,7 +175,10 @@ impl MongoWriter {
             }
             IdStrategy::Field(field) => match doc.get(field).cloned() {
                 Some(Bson::Null) | None => {
-                    return Err(RecordError::new(position, format!("the id field `{field}` is missing or null")));
+                    return Err(RecordError::new(
+                        position,
+                        format!("the id field `{field}` is missing or null"),
+                    ));
                 }
                 Some(value) => {
                     doc.insert("_id", value);
@@ -165,7 +192,11 @@ impl MongoWriter {
 impl Sink for MongoWriter {
     type Record = Document;
 
-    async fn write(&self, ctx: &WriteContext, records: Vec<Positioned<Document>>) -> Result<WriteOutcome, ConnectorError> {
+    async fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<Document>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
         let mut outcome = WriteOutcome::default();
         let mut docs = Vec::with_capacity(records.len());
         let mut positions = Vec::with_capacity(records.len());
@@ -190,7 +221,12 @@ impl Sink for MongoWriter {
 }
 
 impl MongoWriter {
-    async fn insert(&self, docs: Vec<Document>, positions: &[crate::Position], mut outcome: WriteOutcome) -> Result<WriteOutcome, ConnectorError> {
+    async fn insert(
+        &self,
+        docs: Vec<Document>,
+        positions: &[crate::Position],
+        mut outcome: WriteOutcome,
+    ) -> Result<WriteOutcome, ConnectorError> {
         let total = docs.len() as u64;
         match self.collection.insert_many(docs).ordered(false).await {
             Ok(_) => outcome.written += total,
@@ -201,7 +237,10 @@ impl MongoWriter {
                         if err.code == DUPLICATE_KEY {
                             outcome.already_present += 1;
                         } else if let Some(position) = positions.get(err.index) {
-                            outcome.errors.push(RecordError::new(*position, format!("MongoDB refused the document: {}", err.message)));
+                            outcome.errors.push(RecordError::new(
+                                *position,
+                                format!("MongoDB refused the document: {}", err.message),
+                            ));
                         }
                     }
                     outcome.written += total - errors.len() as u64;
@@ -212,14 +251,23 @@ impl MongoWriter {
         Ok(outcome)
     }
 
-    async fn upsert(&self, docs: Vec<Document>, mut outcome: WriteOutcome) -> Result<WriteOutcome, ConnectorError> {
+    async fn upsert(
+        &self,
+        docs: Vec<Document>,
+        mut outcome: WriteOutcome,
+    ) -> Result<WriteOutcome, ConnectorError> {
         for doc in docs {
             let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
-            let result = self.collection.replace_one(doc! { "_id": id }, doc).upsert(true).await;
+            let result = self
+                .collection
+                .replace_one(doc! { "_id": id }, doc)
+                .upsert(true)
+                .await;
             match result {
                 Ok(r) if r.upserted_id.is_some() => outcome.written += 1,
                 Ok(_) => outcome.already_present += 1,
-                Err(e) if matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY) => {
+                Err(e) if matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY) =>
+                {
                     outcome.already_present += 1;
                 }
                 Err(e) => return Err(classify(&self.target, &e)),
@@ -232,7 +280,9 @@ impl MongoWriter {
 /// Converts a CSV row to a document of strings, in column order: the transform of the
 /// CSV -> MongoDB recipe.
 #[cfg(feature = "csv")]
-pub fn row_to_document(row: crate::connectors::csv::CsvRow) -> Result<Document, crate::TransformError> {
+pub fn row_to_document(
+    row: crate::connectors::csv::CsvRow,
+) -> Result<Document, crate::TransformError> {
     let mut doc = Document::new();
     for (column, value) in row.iter() {
         doc.insert(column.into_owned(), value);

@@ -21,7 +21,9 @@ pub struct NoopSink<R> {
 impl<R> NoopSink<R> {
     /// The sink.
     pub fn new() -> Self {
-        Self { _record: PhantomData }
+        Self {
+            _record: PhantomData,
+        }
     }
 }
 
@@ -50,7 +52,14 @@ impl<R: Send + 'static> SinkConfig for NoopSink<R> {
 impl<R: Send + 'static> Sink for NoopSink<R> {
     type Record = R;
 
-    async fn write(&self, _ctx: &WriteContext, records: Vec<Positioned<R>>) -> Result<WriteOutcome, ConnectorError> {
-        Ok(WriteOutcome { written: records.len() as u64, ..WriteOutcome::default() })
+    async fn write(
+        &self,
+        _ctx: &WriteContext,
+        records: Vec<Positioned<R>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        Ok(WriteOutcome {
+            written: records.len() as u64,
+            ..WriteOutcome::default()
+        })
     }
 }

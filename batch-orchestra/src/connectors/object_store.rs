@@ -42,7 +42,11 @@ pub struct CsvObject {
 impl CsvObject {
     /// The object at `url`, comma-separated, with a header.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), options: BTreeMap::new(), csv: CsvOptions::default() }
+        Self {
+            url: url.into(),
+            options: BTreeMap::new(),
+            csv: CsvOptions::default(),
+        }
     }
 
     /// Sets a store option (`endpoint`, `region`, `allow_http`, ...).
@@ -78,7 +82,12 @@ impl ObjectInput {
             return Err(bad_url(url, "no object name after the bucket"));
         }
         let meta = store.head(&path).await.map_err(|e| classify(url, e))?;
-        Ok(Self { store, path, url: url.to_owned(), len: meta.size })
+        Ok(Self {
+            store,
+            path,
+            url: url.to_owned(),
+            len: meta.size,
+        })
     }
 }
 
@@ -95,7 +104,11 @@ impl ByteInput for ObjectInput {
         if start >= end {
             return Ok(Vec::new());
         }
-        let bytes = self.store.get_range(&self.path, start..end).await.map_err(|e| classify(&self.url, e))?;
+        let bytes = self
+            .store
+            .get_range(&self.path, start..end)
+            .await
+            .map_err(|e| classify(&self.url, e))?;
         Ok(bytes.to_vec())
     }
 }
