@@ -1,0 +1,385 @@
+//! The benchmark: `cargo xtask bench [-- --rows N --reps N --big-mb N]`.
+//!
+//! Measures, each on a fresh MongoDB-wire server:
+//! 1. the direct loop: the same CSV parser and MongoDB writer, no Temporal, with as many
+//!    concurrent writers as the pipeline keeps in flight;
+//! 2. the CSV -> MongoDB pipeline through Temporal with its default settings;
+//! 3. the CSV -> no-op pipeline, on a tuned dev server and on one with default settings;
+//! 4. workflow history per batch, from the fetched history;
+//! 5. the worker's peak RSS on a large CSV into the no-op sink (in a child process).
+//!
+//! Each figure is the median of `--reps` runs with min and max, written to
+//! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
+//! server's (SecantusDB), not `mongod`'s.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use batch_orchestra::connectors::csv::{CsvFile, CsvRow};
+use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
+use batch_orchestra::connectors::noop::NoopSink;
+use batch_orchestra::testing::{MongoServer, TemporalDevServer};
+use batch_orchestra::{
+    BatchRange, JobClient, Pipeline, RequestOf, Sink, SinkConfig, Source, SourceConfig, Worker,
+    WriteContext, pipeline,
+};
+use temporalio_client::WorkflowFetchHistoryOptions;
+use temporalio_common::UntypedWorkflow;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+pipeline! {
+    /// CSV rows into MongoDB documents.
+    pub BenchToMongo { source: CsvFile, transform: row_to_document, sink: MongoSink, workflow: "bench-csv-to-mongo" }
+}
+
+pipeline! {
+    /// CSV rows, dropped.
+    pub BenchToNoop { source: CsvFile, sink: NoopSink<CsvRow>, workflow: "bench-csv-to-noop" }
+}
+
+type Error = Box<dyn std::error::Error>;
+const QUEUE: &str = "bench";
+const URI_ENV: &str = "BATCH_ORCHESTRA_BENCH_MONGODB_URI";
+
+struct Args {
+    rows: u64,
+    reps: usize,
+    big_mb: u64,
+}
+
+fn args() -> Result<Args, Error> {
+    let mut a = Args {
+        rows: 1_000_000,
+        reps: 3,
+        big_mb: 1_024,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--rows" => a.rows = value.parse()?,
+            "--reps" => a.reps = value.parse()?,
+            "--big-mb" => a.big_mb = value.parse()?,
+            "--rss-child" => {
+                return Err(format!("--rss-child {value}: internal flag used alone").into());
+            }
+            other => {
+                return Err(
+                    format!("unknown flag {other}; expected --rows, --reps or --big-mb").into(),
+                );
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// About 100 bytes a row.
+fn write_csv(path: &std::path::Path, rows: u64) -> Result<u64, Error> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "id,first_name,last_name,email,city,score")?;
+    for i in 0..rows {
+        writeln!(
+            out,
+            "{i:08},Firstname{:05},Lastname{:05},user{i:08}@example.com,City{:03},{:06}",
+            i % 99_991,
+            i % 88_883,
+            i % 997,
+            i * 37 % 1_000_000
+        )?;
+    }
+    out.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+#[derive(Clone, Copy)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stat(mut xs: Vec<f64>) -> Stat {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    Stat {
+        median: xs[xs.len() / 2],
+        min: xs[0],
+        max: xs[xs.len() - 1],
+    }
+}
+
+fn main() -> Result<(), Error> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--rss-child") {
+        return rss_child(&argv[2], argv.get(3).map(String::as_str).unwrap_or(""));
+    }
+    let a = args()?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let csv = dir.join("bench.csv");
+    let bytes = write_csv(&csv, a.rows)?;
+    println!("CSV: {} rows, {:.0} MB", a.rows, bytes as f64 / 1e6);
+
+    // Fresh MongoDB-wire servers, started before the runtime so the sink's variable is set
+    // before other threads exist; one per repetition of each MongoDB measurement.
+    let mongos: Vec<MongoServer> = (0..2 * a.reps)
+        .map(|_| MongoServer::start())
+        .collect::<Result<_, _>>()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let tuned = TemporalDevServer::start()?;
+    let default = TemporalDevServer::start_with(false, false)?;
+
+    let csv_path = csv.to_string_lossy().into_owned();
+    let mut direct = Vec::new();
+    let mut piped = Vec::new();
+    let mut noop = Vec::new();
+    let mut noop_default = Vec::new();
+    let mut history = (0.0, 0.0);
+    for rep in 0..a.reps {
+        let (m1, m2) = (&mongos[2 * rep], &mongos[2 * rep + 1]);
+        direct.push(runtime.block_on(direct_loop(&csv_path, &m1.uri(), 1_000, 8))?);
+        // SAFETY: the only other threads are the runtime's idle workers, which read no
+        // environment; the sink reads the variable when it is built, after this.
+        unsafe { std::env::set_var(URI_ENV, m2.uri()) };
+        let (rate, h) = runtime.block_on(pipeline_run::<BenchToMongo>(
+            &tuned,
+            &format!("mongo-{rep}"),
+            &csv_path,
+            MongoSink::new("bench", "rows").uri_env(URI_ENV),
+        ))?;
+        piped.push(rate);
+        history = h;
+        noop.push(
+            runtime
+                .block_on(pipeline_run::<BenchToNoop>(
+                    &tuned,
+                    &format!("noop-{rep}"),
+                    &csv_path,
+                    NoopSink::new(),
+                ))?
+                .0,
+        );
+        noop_default.push(
+            runtime
+                .block_on(pipeline_run::<BenchToNoop>(
+                    &default,
+                    &format!("noop-default-{rep}"),
+                    &csv_path,
+                    NoopSink::new(),
+                ))?
+                .0,
+        );
+        println!(
+            "rep {rep}: direct {:.0}, pipeline {:.0}, no-op {:.0}, no-op (default server) {:.0} rows/s",
+            direct[rep], piped[rep], noop[rep], noop_default[rep]
+        );
+    }
+    drop(mongos);
+
+    // Peak RSS of a worker on a large file, in a child process of its own.
+    let big = dir.join("big.csv");
+    let big_rows = a.big_mb * 1_000_000 / 100;
+    let big_bytes = write_csv(&big, big_rows)?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--rss-child", &big.to_string_lossy(), &tuned.address()])
+        .output()?;
+    let child_out = String::from_utf8_lossy(&child.stdout);
+    let peak_rss_mb: f64 = child_out
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_mb "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "the RSS child failed: {child_out} {}",
+                String::from_utf8_lossy(&child.stderr)
+            )
+        })?;
+    let _ = std::fs::remove_file(&big);
+
+    let (d, p, n, nd) = (stat(direct), stat(piped), stat(noop), stat(noop_default));
+    let report = serde_json::json!({
+        "rows": a.rows,
+        "batch_size": 1000,
+        "max_in_flight": 8,
+        "direct_rows_per_s": d.median, "direct_min": d.min, "direct_max": d.max,
+        "pipeline_rows_per_s": p.median, "pipeline_min": p.min, "pipeline_max": p.max,
+        "ratio": p.median / d.median,
+        "noop_rows_per_s": n.median, "noop_min": n.min, "noop_max": n.max,
+        "noop_rows_per_s_default_server": nd.median, "noop_default_min": nd.min, "noop_default_max": nd.max,
+        "history_events_per_batch": history.0,
+        "history_bytes_per_batch": history.1,
+        "peak_rss_mb": peak_rss_mb,
+        "peak_rss_file_mb": big_bytes as f64 / 1e6,
+        "repetitions": a.reps,
+        "sink_server": "SecantusDB 0.5.3-beta.196 (MongoDB wire protocol), not mongod",
+    });
+    std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    println!();
+    println!("| measure | median | min | max |");
+    println!("|---|---:|---:|---:|");
+    for (name, s) in [
+        ("direct loop, rows/s", d),
+        ("CSV -> MongoDB pipeline, rows/s", p),
+        ("CSV -> no-op, tuned dev server, rows/s", n),
+        ("CSV -> no-op, default dev server, rows/s", nd),
+    ] {
+        println!("| {name} | {:.0} | {:.0} | {:.0} |", s.median, s.min, s.max);
+    }
+    println!(
+        "| ratio pipeline / direct | {:.2} | | |",
+        p.median / d.median
+    );
+    println!("| history events per batch | {:.1} | | |", history.0);
+    println!("| history bytes per batch | {:.0} | | |", history.1);
+    println!(
+        "| worker peak RSS, MB ({:.0} MB CSV into no-op) | {peak_rss_mb:.0} | | |",
+        big_bytes as f64 / 1e6
+    );
+    println!("\nwritten to target/bench/report.json");
+    Ok(())
+}
+
+/// The direct loop: plan every batch, then `writers` tasks read, transform and insert.
+async fn direct_loop(csv: &str, uri: &str, batch: u64, writers: usize) -> Result<f64, Error> {
+    let source = Arc::new(CsvFile::new(csv).build().await?);
+    // SAFETY: see `main`; the variable is read by `build` just below.
+    unsafe { std::env::set_var("BATCH_ORCHESTRA_BENCH_DIRECT_URI", uri) };
+    let sink = Arc::new(
+        MongoSink::new("bench", "direct")
+            .uri_env("BATCH_ORCHESTRA_BENCH_DIRECT_URI")
+            .build()
+            .await?,
+    );
+    let started = Instant::now();
+    let plan = source.plan(None, batch, usize::MAX).await?;
+    let mut first = 0;
+    let ranges: Vec<BatchRange<_>> = plan
+        .batches
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let r = BatchRange {
+                index: i as u64,
+                start: b.start,
+                end: b.end,
+                first_record: first,
+                records: b.records,
+            };
+            first += b.records;
+            r
+        })
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(ranges));
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (source, sink, queue) = (source.clone(), sink.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rows = 0u64;
+            loop {
+                let Some(range) = queue.lock().unwrap().pop() else {
+                    return Ok::<u64, batch_orchestra::ConnectorError>(rows);
+                };
+                let read = source.read(&range).await?;
+                let docs: Vec<_> = read
+                    .records
+                    .into_iter()
+                    .filter_map(|r| {
+                        row_to_document(r.value)
+                            .ok()
+                            .map(|value| batch_orchestra::Positioned {
+                                position: r.position,
+                                value,
+                            })
+                    })
+                    .collect();
+                let ctx = WriteContext {
+                    job_id: "direct".into(),
+                    batch: range.index,
+                    attempt: 1,
+                };
+                rows += sink.write(&ctx, docs).await?.written;
+            }
+        }));
+    }
+    let mut rows = 0;
+    for t in tasks {
+        rows += t.await??;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Runs one job of `P` and returns rows/s and (events, bytes) of history per batch of its
+/// last run.
+async fn pipeline_run<P>(
+    server: &TemporalDevServer,
+    job: &str,
+    csv: &str,
+    sink: P::Sink,
+) -> Result<(f64, (f64, f64)), Error>
+where
+    P: Pipeline<Source = CsvFile>,
+{
+    let client = server.client().await?;
+    let mut worker = Worker::builder(client.clone(), QUEUE)
+        .pipeline::<P>()?
+        .build()?;
+    let jobs = JobClient::new(client, QUEUE);
+    let request: RequestOf<P> =
+        batch_orchestra::BatchProcessingRequest::new(job, CsvFile::new(csv), sink);
+    let started = Instant::now();
+    let report = worker
+        .run_until(async { jobs.start::<P>(request).await?.report().await })
+        .await??;
+    let rate = report.records_read as f64 / started.elapsed().as_secs_f64();
+    let events = jobs
+        .temporal()
+        .get_workflow_handle::<UntypedWorkflow>(job.to_owned())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await?;
+    let batches = events
+        .iter()
+        .filter(|e| matches!(&e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(a)) if a.activity_type.as_ref().is_some_and(|t| t.name == P::NAMES.process)))
+        .count()
+        .max(1) as f64;
+    let bytes: usize = events.iter().map(prost::Message::encoded_len).sum();
+    Ok((
+        rate,
+        (events.len() as f64 / batches, bytes as f64 / batches),
+    ))
+}
+
+/// The child process: a worker runs the no-op pipeline over `csv`; prints its peak RSS.
+fn rss_child(csv: &str, address: &str) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = batch_orchestra::connect(address, "default").await?;
+        let mut worker = Worker::builder(client.clone(), "bench-rss")
+            .pipeline::<BenchToNoop>()?
+            .build()?;
+        let jobs = JobClient::new(client, "bench-rss");
+        let request = BenchToNoop::request("rss", CsvFile::new(csv), NoopSink::new());
+        let started = Instant::now();
+        let report = worker
+            .run_until(async { jobs.start::<BenchToNoop>(request).await?.report().await })
+            .await??;
+        eprintln!(
+            "rss child: {} rows in {:?}",
+            report.records_read,
+            started.elapsed()
+        );
+        Ok::<_, Error>(())
+    })?;
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmHWM in /proc/self/status")?;
+    println!("peak_rss_mb {:.1}", kb / 1024.0);
+    Ok(())
+}
