@@ -17,7 +17,7 @@ use batch_orchestra::testing::{
     TemporalDevServer, http_request,
 };
 use batch_orchestra::{JobClient, JobError, SnapshotTarget, Worker, pipeline, pipelines};
-use batch_orchestra_tests::TASK_QUEUE;
+use batch_orchestra_tests::{TASK_QUEUE, people_with_bad_rows};
 use hmac::Mac;
 use mongodb::bson::{Document, doc};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
@@ -34,23 +34,15 @@ pipeline! {
 
 const URI_ENV: &str = "BATCH_ORCHESTRA_CLOUD_TEST_MONGODB_URI";
 
-/// 1,000 good rows, a quoted newline, three bad rows; as in `csv_mongo.rs`.
-fn people() -> Vec<u8> {
-    let mut s = String::from("id,name,city\n");
-    for i in 0..1_000 {
-        s.push_str(&format!("{i},person {i},\"City, {}\"\n", i % 7));
-    }
-    s.push_str("1000,ragged row\n1001,\"quoted, with a\nnewline\",Paris\n");
-    let mut bytes = s.into_bytes();
-    bytes.extend_from_slice(b"1002,bad \xFF utf8,Rome\n1003,also,ragged,row\n1004,last,Oslo");
-    bytes
-}
-
 #[test]
 fn csv_objects_in_s3_azure_and_gcs() {
     let data = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(data.path().join("gcs-bucket/exports")).unwrap();
-    std::fs::write(data.path().join("gcs-bucket/exports/people.csv"), people()).unwrap();
+    std::fs::write(
+        data.path().join("gcs-bucket/exports/people.csv"),
+        people_with_bad_rows(),
+    )
+    .unwrap();
     let (s3, azurite, gcs, mongo) = (
         S3Server::start().unwrap(),
         AzuriteServer::start().unwrap(),
@@ -111,7 +103,7 @@ async fn seed_s3(s3: &S3Server) {
     s3_store(s3)
         .put(
             &ObjectPath::from("in/people.csv"),
-            PutPayload::from(people()),
+            PutPayload::from(people_with_bad_rows()),
         )
         .await
         .unwrap();
@@ -149,7 +141,7 @@ async fn seed_azure(azurite: &AzuriteServer) {
     store
         .put(
             &ObjectPath::from("in/people.csv"),
-            PutPayload::from(people()),
+            PutPayload::from(people_with_bad_rows()),
         )
         .await
         .unwrap();

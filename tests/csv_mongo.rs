@@ -11,7 +11,7 @@ use batch_orchestra::connectors::csv::{CsvFile, RaggedRows};
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::testing::{MongoServer, TemporalDevServer};
 use batch_orchestra::{JobClient, JobError, JobReport, RetrySettings, Worker, pipeline};
-use batch_orchestra_tests::TASK_QUEUE;
+use batch_orchestra_tests::{TASK_QUEUE, people_with_bad_rows};
 use mongodb::bson::{Document, doc};
 
 pipeline! {
@@ -35,14 +35,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path.to_string_lossy().into_owned()
-}
-
-fn people(rows: usize) -> String {
-    let mut s = String::from("id,name,city\n");
-    for i in 0..rows {
-        s.push_str(&format!("{i},person {i},\"City, {}\"\n", i % 7));
-    }
-    s
 }
 
 #[test]
@@ -109,12 +101,7 @@ async fn count(db: &mongodb::Database, collection: &str) -> u64 {
 
 async fn cases(jobs: &JobClient, db: &mongodb::Database, dir: &Path) {
     // A good file, quoted commas included, with three bad rows; then the same job again.
-    let mut text = people(1_000);
-    text.push_str("1000,ragged row\n");
-    text.push_str("1001,\"quoted, with a\nnewline\",Paris\n");
-    let mut bytes = text.into_bytes();
-    bytes.extend_from_slice(b"1002,bad \xFF utf8,Rome\n");
-    bytes.extend_from_slice(b"1003,also,ragged,row\n1004,last,Oslo");
+    let bytes = people_with_bad_rows();
     let path = write(dir, "people.csv", &bytes);
     let report = run(jobs, "people", CsvFile::new(&path), "people")
         .await

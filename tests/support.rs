@@ -56,3 +56,16 @@ pub async fn history_json(jobs: &JobClient, id: &str) -> Vec<u8> {
         .await
         .expect("fetch the history as JSON")
 }
+
+/// A CSV of 1,000 good rows (quoted commas included), a row with a quoted newline, three bad
+/// rows (lines 1,002, 1,005 and 1,006) and a last row without a final newline.
+pub fn people_with_bad_rows() -> Vec<u8> {
+    let mut s = String::from("id,name,city\n");
+    for i in 0..1_000 {
+        s.push_str(&format!("{i},person {i},\"City, {}\"\n", i % 7));
+    }
+    s.push_str("1000,ragged row\n1001,\"quoted, with a\nnewline\",Paris\n");
+    let mut bytes = s.into_bytes();
+    bytes.extend_from_slice(b"1002,bad \xFF utf8,Rome\n1003,also,ragged,row\n1004,last,Oslo");
+    bytes
+}
