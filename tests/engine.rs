@@ -10,6 +10,7 @@ use batch_orchestra::{
 use batch_orchestra_tests::{Harness, history, history_json};
 use prost::Message;
 use temporalio_client::WorkflowHistory;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
 fn request(job: &str, count: u64, sink: CountingSink) -> RequestOf<RangeToCounting> {
@@ -303,6 +304,50 @@ async fn record_errors_are_counted_and_the_limit_fails_the_job() {
         }
         other => panic!("expected a failed job, got {other}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_pauses_every_n_records() {
+    let mut h = Harness::start().await;
+    let job = "throttled";
+    let req = request(job, 300, CountingSink::new(job))
+        .batch_size(50)
+        .max_in_flight(2)
+        .throttle(100, Duration::from_millis(300));
+    let jobs = &h.jobs;
+    let (report, events) = h
+        .worker
+        .run_until(async {
+            let report = jobs
+                .start::<RangeToCounting>(req)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            (report, history(jobs, job).await)
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.records_written, 300);
+    let pauses: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::TimerStartedEventAttributes(t)) => t.start_to_fire_timeout.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pauses.len(),
+        2,
+        "a pause after 100 and after 200 records, none at the end"
+    );
+    assert!(
+        pauses
+            .iter()
+            .all(|d| d.nanos == 300_000_000 && d.seconds == 0),
+        "{pauses:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
