@@ -333,7 +333,7 @@ async fn the_throttle_pauses_every_n_records() {
     let pauses: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.attributes {
-            Some(Attributes::TimerStartedEventAttributes(t)) => t.start_to_fire_timeout.clone(),
+            Some(Attributes::TimerStartedEventAttributes(t)) => t.start_to_fire_timeout,
             _ => None,
         })
         .collect();
