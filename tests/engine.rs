@@ -148,6 +148,7 @@ async fn a_sink_failing_twice_then_succeeding_is_retried() {
     };
     let req = request(job, 300, sink)
         .batch_size(100)
+        .batches_per_activity(1)
         .retry("process", quick_retries(5));
     let report = h
         .worker
@@ -268,6 +269,7 @@ async fn record_errors_are_counted_and_the_limit_fails_the_job() {
     let limited = BatchProcessingRequest::new(limit_job, source, CountingSink::new(limit_job))
         .batch_size(100)
         .max_in_flight(1)
+        .batches_per_activity(1)
         .max_record_errors(25);
     let (report, err) = h
         .worker
@@ -313,6 +315,7 @@ async fn the_throttle_pauses_every_n_records() {
     let req = request(job, 300, CountingSink::new(job))
         .batch_size(50)
         .max_in_flight(2)
+        .batches_per_activity(1)
         .throttle(100, Duration::from_millis(300));
     let jobs = &h.jobs;
     let (report, events) = h

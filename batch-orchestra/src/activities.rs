@@ -41,7 +41,7 @@ pub struct PlanInput<S: SourceConfig> {
     pub max_batches: u32,
 }
 
-/// Input of the `process` activity: configs and one offset range, never records.
+/// Input of the `process` activity: configs and consecutive offset ranges, never records.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct ProcessInput<S: SourceConfig, K: SinkConfig> {
@@ -51,8 +51,8 @@ pub struct ProcessInput<S: SourceConfig, K: SinkConfig> {
     pub source: S,
     /// The sink's config.
     pub sink: K,
-    /// The range to read.
-    pub batch: BatchRange<S::Offset>,
+    /// The consecutive ranges to read, in order.
+    pub batches: Vec<BatchRange<S::Offset>>,
     /// Record errors to return with positions, at most.
     pub max_error_samples: u32,
 }
@@ -129,40 +129,41 @@ impl<P: Pipeline> PipelineActivities<P> {
     ) -> Result<BatchReport, ConnectorError> {
         let source = self.source(&input.source).await?;
         let sink = self.sink(&input.sink).await?;
-        let batch = &input.batch;
-        let read = source.read(batch).await?;
-        let mut errors = read.errors;
-        let records_read = (read.records.len() + errors.len()) as u64;
-        let mut out = Vec::with_capacity(read.records.len());
-        for record in read.records {
-            match P::transform(record.value) {
-                Ok(value) => out.push(crate::connector::Positioned {
-                    position: record.position,
-                    value,
-                }),
-                Err(e) => errors.push(RecordError::new(record.position, e.0)),
+        let mut report = BatchReport::default();
+        let mut samples = Vec::new();
+        for batch in &input.batches {
+            let read = source.read(batch).await?;
+            let mut errors = read.errors;
+            report.records_read += (read.records.len() + errors.len()) as u64;
+            let mut out = Vec::with_capacity(read.records.len());
+            for record in read.records {
+                match P::transform(record.value) {
+                    Ok(value) => out.push(crate::connector::Positioned {
+                        position: record.position,
+                        value,
+                    }),
+                    Err(e) => errors.push(RecordError::new(record.position, e.0)),
+                }
             }
+            let write_ctx = WriteContext {
+                job_id: input.job_id.clone(),
+                batch: batch.index,
+                attempt: ctx.info().attempt,
+            };
+            let outcome = if out.is_empty() {
+                Default::default()
+            } else {
+                sink.write(&write_ctx, out).await?
+            };
+            report.records_written += outcome.written;
+            report.already_present += outcome.already_present;
+            errors.extend(outcome.errors);
+            report.record_errors += errors.len() as u64;
+            samples.extend(errors);
+            samples.truncate(input.max_error_samples as usize);
         }
-        let write_ctx = WriteContext {
-            job_id: input.job_id.clone(),
-            batch: batch.index,
-            attempt: ctx.info().attempt,
-        };
-        let outcome = if out.is_empty() {
-            Default::default()
-        } else {
-            sink.write(&write_ctx, out).await?
-        };
-        errors.extend(outcome.errors);
-        let record_errors = errors.len() as u64;
-        errors.truncate(input.max_error_samples as usize);
-        Ok(BatchReport {
-            records_read,
-            records_written: outcome.written,
-            already_present: outcome.already_present,
-            record_errors,
-            error_samples: errors,
-        })
+        report.error_samples = samples;
+        Ok(report)
     }
 }
 
@@ -242,7 +243,7 @@ activity_marker!(
     PlanActivity, plan, PlanInput<P::Source>, Plan<OffsetOf<P>>
 );
 activity_marker!(
-    /// The `<workflow>.process` activity: reads, transforms and writes one batch.
+    /// The `<workflow>.process` activity: reads, transforms and writes a group of batches.
     ProcessActivity, process, ProcessInput<P::Source, P::Sink>, BatchReport
 );
 activity_marker!(

@@ -41,6 +41,11 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
     pub max_batches_per_run: u32,
     /// Batch boundaries returned per plan call: one server round trip yields this many batches.
     pub plan_ahead: u32,
+    /// Consecutive batches one `process` activity handles: more amortizes the per-activity
+    /// cost of orchestration; a retry then redoes the whole group (harmlessly: writes are
+    /// idempotent).
+    #[serde(default = "one")]
+    pub batches_per_activity: u32,
     /// Offset to start from; the source's start when `None`.
     pub start_at: Option<S::Offset>,
     /// Fail the job once more than this many record errors were seen; `None` for no limit.
@@ -62,7 +67,8 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
 }
 
 impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
-    /// A request with default settings: batches of 1,000, 8 in flight, 1,000 batches per run.
+    /// A request with default settings: batches of 1,000, 4 batches per activity, 8
+    /// activities in flight, 1,000 batches per run.
     pub fn new(job_id: impl Into<String>, source: S, sink: K) -> Self {
         Self {
             job_id: job_id.into(),
@@ -71,7 +77,8 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             batch_size: 1_000,
             max_in_flight: 8,
             max_batches_per_run: 1_000,
-            plan_ahead: 32,
+            plan_ahead: 64,
+            batches_per_activity: 4,
             start_at: None,
             max_record_errors: None,
             max_error_samples: 20,
@@ -105,6 +112,12 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
     /// Sets how many batch boundaries one plan call returns.
     pub fn plan_ahead(mut self, n: u32) -> Self {
         self.plan_ahead = n;
+        self
+    }
+
+    /// Sets how many consecutive batches one `process` activity handles.
+    pub fn batches_per_activity(mut self, n: u32) -> Self {
+        self.batches_per_activity = n;
         self
     }
 
@@ -172,6 +185,12 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
                 self.job_id
             ));
         }
+        if self.batches_per_activity == 0 {
+            return bad(format!(
+                "job `{}`: batches_per_activity must be at least 1",
+                self.job_id
+            ));
+        }
         if self.plan_ahead == 0 {
             return bad(format!(
                 "job `{}`: plan_ahead must be at least 1",
@@ -188,7 +207,13 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
     }
 }
 
-/// Pause for `pause` after every `every_records` records.
+fn one() -> u32 {
+    1
+}
+
+/// Pause for `pause` after every `every_records` records. The count is checked between
+/// `process` activities, so the pause comes at the first activity boundary past each mark: keep
+/// `batch_size * batches_per_activity` at or below `every_records` for an exact cadence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Throttle {
     /// Records between pauses.

@@ -332,7 +332,10 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
 /// What the workflow waits for: a plan or a processed batch.
 enum Event<O: crate::connector::Offset> {
     Planned(Result<Plan<O>, ActivityExecutionError>),
-    Processed(BatchRange<O>, Result<BatchReport, ActivityExecutionError>),
+    Processed(
+        Vec<BatchRange<O>>,
+        Result<BatchReport, ActivityExecutionError>,
+    ),
 }
 
 /// Why a job stops early.
@@ -439,18 +442,21 @@ impl<'a, P: Pipeline> Job<'a, P> {
             .boxed_local()
     }
 
-    fn process(&self, range: BatchRange<OffsetOf<P>>) -> LocalBoxFuture<'a, Event<OffsetOf<P>>> {
+    fn process(
+        &self,
+        group: Vec<BatchRange<OffsetOf<P>>>,
+    ) -> LocalBoxFuture<'a, Event<OffsetOf<P>>> {
         let input = ProcessInput {
             job_id: self.req.job_id.clone(),
             source: self.req.source.clone(),
             sink: self.req.sink.clone(),
-            batch: range.clone(),
+            batches: group.clone(),
             max_error_samples: self.req.max_error_samples,
         };
         let opts = self.options(P::NAMES.process, "process");
         self.ctx
             .execute_activity(ProcessActivity::<P>::new(), input, opts)
-            .map(move |result| Event::Processed(range, result))
+            .map(move |result| Event::Processed(group, result))
             .boxed_local()
     }
 
@@ -466,13 +472,13 @@ impl<'a, P: Pipeline> Job<'a, P> {
         });
     }
 
-    fn add(&mut self, batch: BatchReport) -> Result<(), Stop> {
+    fn add(&mut self, batches: u64, batch: BatchReport) -> Result<(), Stop> {
         let r = &mut self.report;
         r.records_read += batch.records_read;
         r.records_written += batch.records_written;
         r.already_present += batch.already_present;
         r.record_errors += batch.record_errors;
-        r.batches += 1;
+        r.batches += batches;
         // Keep the earliest errors by position, whatever order batches finish in.
         r.error_samples.extend(batch.error_samples);
         r.error_samples.sort_by_key(|e| e.position.record);
@@ -617,6 +623,7 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
     let ctx = job.ctx;
     let max_per_run = job.req.max_batches_per_run;
     let plan_ahead = job.req.plan_ahead as usize;
+    let per_activity = job.req.batches_per_activity.max(1) as usize;
     // Batches are numbered across runs; all earlier batches completed before continue-as-new.
     let mut next_index = job.report.batches;
     let mut plan_cursor = job.report.end_offset.clone();
@@ -645,20 +652,27 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
         if !exhausted
             && !plan_pending
             && !rolling_over
-            && planned.len() < plan_ahead.div_ceil(2).max(max_in_flight as usize)
+            && planned.len()
+                < plan_ahead
+                    .div_ceil(2)
+                    .max(max_in_flight as usize * per_activity)
         {
             window.push(job.plan(plan_cursor.clone()));
             plan_pending = true;
         }
         if !paused && throttle.is_none() && !rolling_over {
-            while in_flight < max_in_flight && this_run < max_per_run {
-                let Some(range) = planned.pop_front() else {
-                    break;
-                };
-                job.next_record = range.first_record + range.records;
+            while in_flight < max_in_flight && this_run < max_per_run && !planned.is_empty() {
+                // A group of consecutive batches, within the run's limit.
+                let take = per_activity
+                    .min(planned.len())
+                    .min((max_per_run - this_run) as usize);
+                let group: Vec<_> = planned.drain(..take).collect();
+                if let Some(last) = group.last() {
+                    job.next_record = last.first_record + last.records;
+                }
                 in_flight += 1;
-                this_run += 1;
-                window.push(job.process(range));
+                this_run += take as u32;
+                window.push(job.process(group));
             }
             job.publish(in_flight);
         }
@@ -722,28 +736,46 @@ async fn drive<P: Pipeline>(job: &mut Job<'_, P>) -> Result<Next, Stop> {
                 }
                 exhausted = plan.end_of_source;
             }
-            Event::Processed(range, result) => {
+            Event::Processed(group, result) => {
                 in_flight -= 1;
-                let batch = result.map_err(|e| {
-                    let last = range.first_record + range.records;
-                    Stop::from_activity(
-                        format!(
-                            "batch {} (records {}..{}, offsets {:?}..{:?})",
-                            range.index, range.first_record, last, range.start, range.end
-                        ),
-                        &e,
-                    )
-                })?;
-                completed.insert(range.index, range.end);
+                let batch = result.map_err(|e| Stop::from_activity(describe(&group), &e))?;
+                let count = group.len() as u64;
+                for range in group {
+                    completed.insert(range.index, range.end);
+                }
                 while let Some(end) = completed.remove(&frontier) {
                     job.report.end_offset = Some(end);
                     frontier += 1;
                 }
                 job.touch();
-                let added = job.add(batch);
+                let added = job.add(count, batch);
                 job.publish(in_flight);
                 added?;
             }
         }
+    }
+}
+
+/// `batch 3 (records 3000..4000, offsets ..)`, or `batches 3..=6 (...)`, for error messages.
+fn describe<O: crate::connector::Offset>(group: &[BatchRange<O>]) -> String {
+    match (group.first(), group.last()) {
+        (Some(a), Some(b)) if a.index == b.index => format!(
+            "batch {} (records {}..{}, offsets {:?}..{:?})",
+            a.index,
+            a.first_record,
+            a.first_record + a.records,
+            a.start,
+            a.end
+        ),
+        (Some(a), Some(b)) => format!(
+            "batches {}..={} (records {}..{}, offsets {:?}..{:?})",
+            a.index,
+            b.index,
+            a.first_record,
+            b.first_record + b.records,
+            a.start,
+            b.end
+        ),
+        _ => "an empty group of batches".to_owned(),
     }
 }
