@@ -77,15 +77,16 @@ fn args() -> Result<Args, Error> {
 /// About 100 bytes a row.
 fn write_csv(path: &std::path::Path, rows: u64) -> Result<u64, Error> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(out, "id,first_name,last_name,email,city,score")?;
+    writeln!(out, "id,first_name,last_name,email,city,score,note")?;
     for i in 0..rows {
         writeln!(
             out,
-            "{i:08},Firstname{:05},Lastname{:05},user{i:08}@example.com,City{:03},{:06}",
+            "{i:08},Firstname{:05},Lastname{:05},user{i:08}@example.com,City{:03},{:06},note{:016}",
             i % 99_991,
             i % 88_883,
             i % 997,
-            i * 37 % 1_000_000
+            i * 37 % 1_000_000,
+            i * 7
         )?;
     }
     out.flush()?;
@@ -339,11 +340,23 @@ where
         .fetch_history(WorkflowFetchHistoryOptions::default())
         .into_events()
         .await?;
-    let batches = events
+    // Batches in this run: each scheduled `process` activity carries a group of ranges.
+    let batches: usize = events
         .iter()
-        .filter(|e| matches!(&e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(a)) if a.activity_type.as_ref().is_some_and(|t| t.name == P::NAMES.process)))
-        .count()
-        .max(1) as f64;
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+                if a.activity_type
+                    .as_ref()
+                    .is_some_and(|t| t.name == P::NAMES.process) =>
+            {
+                let payload = a.input.as_ref()?.payloads.first()?;
+                let input: serde_json::Value = serde_json::from_slice(&payload.data).ok()?;
+                Some(input["batches"].as_array()?.len())
+            }
+            _ => None,
+        })
+        .sum();
+    let batches = batches.max(1) as f64;
     let bytes: usize = events.iter().map(prost::Message::encoded_len).sum();
     Ok((
         rate,
