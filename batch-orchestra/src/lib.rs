@@ -55,39 +55,133 @@ pub use worker::{PipelineList, Worker, WorkerBuilder, WorkerError};
 /// Arguments: `name = "..."` (the connector's fixed name: lowercase letters, digits, dashes),
 /// `reader = Type` (the type implementing [`Source`]) and optionally `build = method` (the
 /// config's async method that makes the reader; `build_source` by default). It implements
-/// [`SourceConfig`] and adds a `SOURCE_NAME` constant. See the crate docs for an example.
+/// [`SourceConfig`] and adds a `SOURCE_NAME` constant.
+///
+/// ```
+/// use batch_orchestra::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// /// The numbers `0..count`; the offset is the next number.
+/// #[batch_source(name = "numbers", reader = Self)]
+/// #[derive(Clone, Serialize, Deserialize)]
+/// pub struct Numbers {
+///     count: u64,
+/// }
+///
+/// impl Numbers {
+///     async fn build_source(&self) -> Result<Self, ConnectorError> {
+///         Ok(self.clone())
+///     }
+/// }
+///
+/// impl Source for Numbers {
+///     type Record = u64;
+///     type Offset = u64;
+///
+///     async fn plan(&self, from: Option<&u64>, size: u64, max: usize) -> Result<Plan<u64>, ConnectorError> {
+///         let mut start = from.copied().unwrap_or(0);
+///         let mut batches = Vec::new();
+///         while start < self.count && batches.len() < max {
+///             let end = (start + size).min(self.count);
+///             batches.push(PlannedBatch { start, end, records: end - start });
+///             start = end;
+///         }
+///         Ok(Plan { batches, end_of_source: start >= self.count })
+///     }
+///
+///     async fn read(&self, range: &BatchRange<u64>) -> Result<ReadBatch<u64>, ConnectorError> {
+///         let records = (range.start..range.end).map(|n| Positioned { position: Position::at(n), value: n }).collect();
+///         Ok(ReadBatch { records, errors: vec![] })
+///     }
+/// }
+///
+/// assert_eq!(Numbers::SOURCE_NAME, "numbers");
+/// assert_eq!(<Numbers as SourceConfig>::NAME, "numbers");
+/// ```
 pub use batch_orchestra_macros::batch_source;
 
 /// Turns a config struct into a batch sink.
 ///
 /// Arguments: `name = "..."`, `writer = Type` (the type implementing [`Sink`]) and optionally
 /// `build = method` (`build_sink` by default). It implements [`SinkConfig`] and adds a
-/// `SINK_NAME` constant. See the crate docs for an example.
+/// `SINK_NAME` constant.
+///
+/// ```
+/// use batch_orchestra::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// /// Prints what it receives.
+/// #[batch_sink(name = "stdout", writer = Self, build = open)]
+/// #[derive(Clone, Serialize, Deserialize)]
+/// pub struct Stdout;
+///
+/// impl Stdout {
+///     async fn open(&self) -> Result<Self, ConnectorError> {
+///         Ok(Stdout)
+///     }
+/// }
+///
+/// impl Sink for Stdout {
+///     type Record = String;
+///
+///     async fn write(&self, _ctx: &WriteContext, records: Vec<Positioned<String>>) -> Result<WriteOutcome, ConnectorError> {
+///         for r in &records {
+///             println!("{}: {}", r.position, r.value);
+///         }
+///         Ok(WriteOutcome { written: records.len() as u64, ..Default::default() })
+///     }
+/// }
+///
+/// assert_eq!(Stdout::SINK_NAME, "stdout");
+/// ```
 pub use batch_orchestra_macros::batch_sink;
 
 /// Declares a pipeline: a unit struct implementing [`Pipeline`], its concrete workflow type
-/// `<Name>Workflow`, name constants and typed helpers.
+/// `<Name>Workflow`, name constants and typed helpers (`request`, `register`, `start`, `job`).
 ///
-/// ```text
-/// pipeline! {
-///     pub CsvToMongo {
-///         source: CsvSource,
-///         transform: to_document,     // optional: fn(SourceRecord) -> Result<SinkRecord, TransformError>
-///         sink: MongoSink,
-///         workflow: "csv-to-mongo",   // optional: the type name in kebab-case by default
-///     }
-/// }
-/// ```
+/// Keys: `source` and `sink` (config types), optionally `transform` (a
+/// `fn(SourceRecord) -> Result<SinkRecord, TransformError>`; required when the record types
+/// differ) and `workflow` (the type name in kebab-case by default).
 ///
 /// Names are fixed: the workflow is `<workflow>` and its activities `<workflow>.plan`,
 /// `<workflow>.process` and `<workflow>.snapshot`, whatever module the type lives in.
+///
+/// ```
+/// use batch_orchestra::testing::{CountingSink, RangeSource, TestRecord};
+/// use batch_orchestra::{Pipeline, TransformError, pipeline};
+///
+/// fn shout(mut record: TestRecord) -> Result<TestRecord, TransformError> {
+///     record.payload = record.payload.to_uppercase();
+///     Ok(record)
+/// }
+///
+/// pipeline! {
+///     /// Copies records, shouting.
+///     pub Loud {
+///         source: RangeSource,
+///         transform: shout,
+///         sink: CountingSink,
+///     }
+/// }
+///
+/// assert_eq!(Loud::WORKFLOW, "loud");
+/// assert_eq!(Loud::PROCESS_ACTIVITY, "loud.process");
+/// let request = Loud::request("job-1", RangeSource::new(100), CountingSink::new("job-1")).batch_size(10);
+/// assert_eq!(request.batch_size, 10);
+/// let _workflow: Option<LoudWorkflow> = None;
+/// ```
 pub use batch_orchestra_macros::pipeline;
 
 /// Lists the pipelines a worker serves, for [`WorkerBuilder::pipelines`]: two pipelines with
 /// the same workflow name are a compile error.
 ///
-/// ```ignore
-/// let worker = Worker::builder(client, "jobs").pipelines(pipelines![CsvToMongo, CsvToJson])?.build()?;
+/// ```
+/// use batch_orchestra::testing::{EvenOnly, RangeToCounting};
+/// use batch_orchestra::{PipelineList, pipelines};
+///
+/// // `Worker::builder(client, "jobs").pipelines(list)?.build()?` registers both.
+/// let list: PipelineList = pipelines![RangeToCounting, EvenOnly];
+/// # drop(list);
 /// ```
 pub use batch_orchestra_macros::pipelines;
 pub use workflow::PipelineWorkflow;
