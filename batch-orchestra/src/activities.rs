@@ -5,6 +5,7 @@
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,8 +183,6 @@ async fn with_heartbeats<T>(ctx: &ActivityContext, work: impl Future<Output = T>
         never = beat => never,
     }
 }
-
-use std::future::Future;
 
 /// Converts a connector error into an activity failure: configuration errors are
 /// non-retryable, the rest are retried by the activity's retry policy.

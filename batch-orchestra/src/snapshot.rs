@@ -82,20 +82,25 @@ pub struct DirectorySnapshotter {
     dir: PathBuf,
 }
 
+/// `job_id` as a file name: characters other than ASCII letters, digits, `-`, `_` and `.`
+/// become `_`. Shared by every connector that names files after jobs.
+pub(crate) fn file_safe(job_id: &str) -> String {
+    job_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl DirectorySnapshotter {
     /// The file a job's report goes to.
     pub fn file_for(dir: &Path, job_id: &str) -> PathBuf {
-        let safe: String = job_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        dir.join(format!("{safe}.json"))
+        dir.join(format!("{}.json", file_safe(job_id)))
     }
 }
 
@@ -139,9 +144,8 @@ impl Snapshotter for ObjectStoreSnapshotter {
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         use object_store::ObjectStoreExt;
         Box::pin(async move {
-            let name = DirectorySnapshotter::file_for(Path::new(""), job_id);
-            let name = name.to_string_lossy();
-            let path = self.prefix.clone().join(name.as_ref());
+            let name = format!("{}.json", file_safe(job_id));
+            let path = self.prefix.clone().join(name.as_str());
             self.store
                 .put(&path, report.to_vec().into())
                 .await

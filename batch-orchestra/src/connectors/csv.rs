@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::connector::{BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Source};
@@ -126,8 +127,6 @@ pub trait ByteInput: Send + Sync + 'static {
         end: u64,
     ) -> impl Future<Output = Result<Vec<u8>, ConnectorError>> + Send;
 }
-
-use std::future::Future;
 
 /// A built CSV source over any [`ByteInput`].
 pub struct CsvReader<B> {

@@ -44,18 +44,8 @@ impl Sink for JsonLinesWriter {
         ctx: &WriteContext,
         records: Vec<Positioned<serde_json::Value>>,
     ) -> Result<WriteOutcome, ConnectorError> {
-        let safe_job: String = ctx
-            .job_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let file = self.dir.join(format!("{safe_job}-{:08}.jsonl", ctx.batch));
+        let job = crate::snapshot::file_safe(&ctx.job_id);
+        let file = self.dir.join(format!("{job}-{:08}.jsonl", ctx.batch));
         let tmp = file.with_extension("jsonl.tmp");
         let count = records.len() as u64;
         let (tmp2, file2) = (tmp.clone(), file.clone());
