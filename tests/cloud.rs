@@ -13,11 +13,10 @@ use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::object_store::CsvObject;
 use batch_orchestra::testing::{
-    AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, FakeGcsServer, MongoServer, S3Server,
-    TemporalDevServer, http_request,
+    AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, FakeGcsServer, MongoServer, S3Server, http_request,
 };
-use batch_orchestra::{JobClient, JobError, SnapshotTarget, Worker, pipeline, pipelines};
-use batch_orchestra_tests::{TASK_QUEUE, people_with_bad_rows};
+use batch_orchestra::{JobClient, JobError, SnapshotTarget, pipeline, pipelines};
+use batch_orchestra_tests::{Harness, people_with_bad_rows};
 use hmac::Mac;
 use mongodb::bson::{Document, doc};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
@@ -67,20 +66,13 @@ fn csv_objects_in_s3_azure_and_gcs() {
     runtime.block_on(async {
         seed_s3(&s3).await;
         seed_azure(&azurite).await;
-        let server = TemporalDevServer::start().unwrap();
-        let client = server.client().await.unwrap();
-        let mut worker = Worker::builder(client.clone(), TASK_QUEUE)
-            .pipelines(pipelines![ObjectToMongo, ObjectToNoop])
-            .unwrap()
-            .build()
-            .unwrap();
-        let jobs = JobClient::new(client, TASK_QUEUE);
+        let mut h = Harness::with(pipelines![ObjectToMongo, ObjectToNoop]).await;
         let db = mongodb::Client::with_uri_str(mongo.uri())
             .await
             .unwrap()
             .database("cloud");
-        worker
-            .run_until(cases(&jobs, &db, &s3, &azurite))
+        h.worker
+            .run_until(cases(&h.jobs, &db, &s3, &azurite))
             .await
             .unwrap();
     });

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use batch_orchestra::connectors::csv::{CsvFile, RaggedRows};
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
-use batch_orchestra::testing::{MongoServer, TemporalDevServer};
-use batch_orchestra::{JobClient, JobError, JobReport, RetrySettings, Worker, pipeline};
-use batch_orchestra_tests::{TASK_QUEUE, people_with_bad_rows};
+use batch_orchestra::testing::MongoServer;
+use batch_orchestra::{JobClient, JobError, JobReport, RetrySettings, pipeline, pipelines};
+use batch_orchestra_tests::{Harness, people_with_bad_rows};
 use mongodb::bson::{Document, doc};
 
 pipeline! {
@@ -60,21 +60,14 @@ fn csv_to_mongo_recipe_with_bad_inputs() {
 }
 
 async fn recipe(mongo: &MongoServer) {
-    let server = TemporalDevServer::start().unwrap();
-    let client = server.client().await.unwrap();
-    let mut worker = Worker::builder(client.clone(), TASK_QUEUE)
-        .pipeline::<CsvToMongo>()
-        .unwrap()
-        .build()
-        .unwrap();
-    let jobs = JobClient::new(client, TASK_QUEUE);
+    let mut h = Harness::with(pipelines![CsvToMongo]).await;
     let db = mongodb::Client::with_uri_str(mongo.uri())
         .await
         .unwrap()
         .database("recipe");
     let dir = tempfile::tempdir().unwrap();
-    worker
-        .run_until(cases(&jobs, &db, dir.path()))
+    h.worker
+        .run_until(cases(&h.jobs, &db, dir.path()))
         .await
         .unwrap();
 }

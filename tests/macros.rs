@@ -5,20 +5,14 @@ use std::collections::BTreeSet;
 use batch_orchestra::testing::{
     CountingSink, EvenOnly, RangeSource, RangeToCounting, TemporalDevServer,
 };
-use batch_orchestra::{JobClient, Worker, pipelines};
-use batch_orchestra_tests::{TASK_QUEUE, history};
+use batch_orchestra::{Worker, pipelines};
+use batch_orchestra_tests::{Harness, TASK_QUEUE, history};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pipelines_run_side_by_side_under_their_generated_names() {
-    let server = TemporalDevServer::start().unwrap();
-    let client = server.client().await.unwrap();
-    let mut worker = Worker::builder(client.clone(), TASK_QUEUE)
-        .pipelines(pipelines![RangeToCounting, EvenOnly])
-        .unwrap()
-        .build()
-        .unwrap();
-    let jobs = JobClient::new(client, TASK_QUEUE);
+    let h = Harness::with(pipelines![RangeToCounting, EvenOnly]).await;
+    let (jobs, mut worker) = (h.jobs, h.worker);
     let (all, even) = ("side-all", "side-even");
     let (all_report, even_report, all_history) = worker
         .run_until(async {

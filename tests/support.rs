@@ -1,7 +1,7 @@
 //! Shared set-up for the integration tests: a real Temporal dev server and a worker.
 
 use batch_orchestra::testing::{RangeToCounting, TemporalDevServer};
-use batch_orchestra::{JobClient, Worker};
+use batch_orchestra::{JobClient, PipelineList, Worker, pipelines};
 use temporalio_client::WorkflowFetchHistoryOptions;
 use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
@@ -9,7 +9,7 @@ use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 /// The task queue every test worker polls.
 pub const TASK_QUEUE: &str = "batch-orchestra-tests";
 
-/// A dev server, a job client and a worker serving [`RangeToCounting`].
+/// A dev server, a job client and a worker serving some pipelines.
 pub struct Harness {
     /// The dev server; stopped when the harness is dropped.
     pub server: TemporalDevServer,
@@ -22,11 +22,16 @@ pub struct Harness {
 impl Harness {
     /// Starts a tuned dev server and a worker for [`RangeToCounting`].
     pub async fn start() -> Self {
+        Self::with(pipelines![RangeToCounting]).await
+    }
+
+    /// Starts a tuned dev server and a worker for the `pipelines`.
+    pub async fn with(pipelines: PipelineList) -> Self {
         let server = TemporalDevServer::start().expect("start the Temporal dev server");
         let client = server.client().await.expect("connect to the dev server");
         let worker = Worker::builder(client.clone(), TASK_QUEUE)
-            .pipeline::<RangeToCounting>()
-            .expect("register the pipeline")
+            .pipelines(pipelines)
+            .expect("register the pipelines")
             .build()
             .expect("build the worker");
         Self {
