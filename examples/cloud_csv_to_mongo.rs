@@ -34,14 +34,7 @@ const TASK_QUEUE: &str = "batch-orchestra-demo";
 const BUCKET: &str = "demo-exports";
 
 fn main() -> ExitCode {
-    match demo() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("demo failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::exit_code(demo())
 }
 
 fn demo() -> Result<bool, Error> {

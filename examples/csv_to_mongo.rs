@@ -65,14 +65,7 @@ fn options() -> Result<Options, Error> {
 }
 
 fn main() -> ExitCode {
-    match demo() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("demo failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::exit_code(demo())
 }
 
 fn demo() -> Result<bool, Error> {

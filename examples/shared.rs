@@ -10,6 +10,18 @@ use mongodb::bson::{Document, doc};
 
 pub type Error = Box<dyn std::error::Error>;
 
+/// Success when the demo ran and its check passed.
+pub fn exit_code(outcome: Result<bool, Error>) -> std::process::ExitCode {
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Writes `rows` people, with a few malformed rows at known lines.
 pub fn sample_csv(path: &std::path::Path, rows: u64) -> Result<Vec<u64>, Error> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 setup   install the Temporal CLI and the MongoDB-wire server into the tools folder\n  \
+                 setup   install the Temporal CLI, the MongoDB-wire server and the object-store emulators\n  \
                  test    setup, then run the whole test suite against real servers\n  \
                  demo    setup, then run the CSV -> MongoDB demo end to end\n  \
                  bench   setup, then run the benchmark (writes target/bench/report.json)"
@@ -194,31 +194,19 @@ fn test(extra: &[String]) -> Result {
 }
 
 fn demo(extra: &[String]) -> Result {
-    let tools = setup()?;
-    run(cargo(&tools)
-        .args([
-            "run",
-            "--release",
-            "--package",
-            "batch-orchestra-examples",
-            "--example",
-            "csv_to_mongo",
-            "--",
-        ])
-        .args(extra))
+    run_release(["--example", "csv_to_mongo"], extra)
 }
 
 fn bench(extra: &[String]) -> Result {
+    run_release(["--bin", "bench"], extra)
+}
+
+/// Sets up, then runs a target of the examples package in release mode.
+fn run_release(target: [&str; 2], extra: &[String]) -> Result {
     let tools = setup()?;
     run(cargo(&tools)
-        .args([
-            "run",
-            "--release",
-            "--package",
-            "batch-orchestra-examples",
-            "--bin",
-            "bench",
-            "--",
-        ])
+        .args(["run", "--release", "--package", "batch-orchestra-examples"])
+        .args(target)
+        .arg("--")
         .args(extra))
 }
