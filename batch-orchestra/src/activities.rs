@@ -1,7 +1,14 @@
 //! The three activities of a pipeline: `plan`, `process` and `snapshot`.
 //!
 //! They are generic over the pipeline and registered under its fixed names. Connectors are
-//! built once per worker and config (see [`ConnectorCache`]) and reused by every batch.
+//! built once per worker and config and reused by every batch; a built source whose input
+//! changed ([`Source::is_current`]) and connectors that failed are built again.
+//!
+//! Liveness: activities heartbeat four times per heartbeat timeout, so a dead worker's
+//! batches move on within that timeout; each read, write and plan call is bounded by the
+//! job's `call_timeout`, so a hung call is abandoned and retried instead of looking alive.
+//! Cancellation is heard through heartbeats: a cancelled `process` activity stops before its
+//! next read, lets a write in progress finish, and reports exactly what it wrote.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -18,15 +25,16 @@ use temporalio_sdk::activities::{
 
 use crate::cache::ConnectorCache;
 use crate::connector::{BatchRange, Plan, Sink, SinkConfig, Source, SourceConfig, WriteContext};
-use crate::error::{CONFIG_ERROR_TYPE, ConnectorError, ErrorKind, RecordError};
+use crate::error::{
+    BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE, ConnectorError, ErrorKind, RecordError,
+    TRANSIENT_ERROR_TYPE,
+};
 use crate::model::{BatchReport, JobReport};
 use crate::pipeline::{OffsetOf, Pipeline};
 use crate::snapshot::SnapshotTarget;
 
-/// How often a long activity tells the server it is alive.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-/// Failure type of retryable connector errors.
-const TRANSIENT_ERROR_TYPE: &str = "TransientError";
+/// Heartbeats per heartbeat timeout.
+const HEARTBEATS_PER_TIMEOUT: u32 = 4;
 
 /// Input of the `plan` activity.
 #[derive(Clone, Serialize, Deserialize)]
@@ -40,6 +48,13 @@ pub struct PlanInput<S: SourceConfig> {
     pub batch_size: u64,
     /// Batches to return, at most.
     pub max_batches: u32,
+    /// Longest time the plan call may take.
+    #[serde(default = "no_timeout")]
+    pub call_timeout: Duration,
+}
+
+fn no_timeout() -> Duration {
+    Duration::MAX
 }
 
 /// Input of the `process` activity: configs and consecutive offset ranges, never records.
@@ -56,6 +71,9 @@ pub struct ProcessInput<S: SourceConfig, K: SinkConfig> {
     pub batches: Vec<BatchRange<S::Offset>>,
     /// Record errors to return with positions, at most.
     pub max_error_samples: u32,
+    /// Longest time one read or write call may take.
+    #[serde(default = "no_timeout")]
+    pub call_timeout: Duration,
 }
 
 /// Input of the `snapshot` activity.
@@ -64,6 +82,9 @@ pub struct ProcessInput<S: SourceConfig, K: SinkConfig> {
 pub struct SnapshotInput<O: crate::connector::Offset> {
     /// Where to save.
     pub target: SnapshotTarget,
+    /// The name to save under: the workflow id.
+    #[serde(default)]
+    pub name: String,
     /// What to save.
     pub report: JobReport<O>,
 }
@@ -87,23 +108,37 @@ impl<P: Pipeline> PipelineActivities<P> {
         &self,
         config: &P::Source,
     ) -> Result<Arc<<P::Source as SourceConfig>::Source>, ConnectorError> {
-        self.connectors
-            .get_or_build(config, || config.build())
+        let build = || {
+            let config = config.clone();
+            async move { config.build().await }
+        };
+        let context = || format!("building source `{}`", <P::Source as SourceConfig>::NAME);
+        let source = self
+            .connectors
+            .get_or_build(config, build)
             .await
-            .map_err(|e| {
-                e.context(format_args!(
-                    "building source `{}`",
-                    <P::Source as SourceConfig>::NAME
-                ))
-            })
+            .map_err(|e| e.context(context()))?;
+        if source.is_current().await {
+            return Ok(source);
+        }
+        // The input changed since the source was built: build it again.
+        self.evict_source(config);
+        self.connectors
+            .get_or_build(config, build)
+            .await
+            .map_err(|e| e.context(context()))
     }
 
     async fn sink(
         &self,
         config: &P::Sink,
     ) -> Result<Arc<<P::Sink as SinkConfig>::Sink>, ConnectorError> {
+        let build = || {
+            let config = config.clone();
+            async move { config.build().await }
+        };
         self.connectors
-            .get_or_build(config, || config.build())
+            .get_or_build(config, build)
             .await
             .map_err(|e| {
                 e.context(format_args!(
@@ -113,14 +148,30 @@ impl<P: Pipeline> PipelineActivities<P> {
             })
     }
 
+    fn evict_source(&self, config: &P::Source) {
+        self.connectors
+            .evict::<_, <P::Source as SourceConfig>::Source>(config);
+    }
+
+    fn evict_sink(&self, config: &P::Sink) {
+        self.connectors
+            .evict::<_, <P::Sink as SinkConfig>::Sink>(config);
+    }
+
     async fn plan(&self, input: PlanInput<P::Source>) -> Result<Plan<OffsetOf<P>>, ConnectorError> {
         let source = self.source(&input.source).await?;
         let max_batches = usize::try_from(input.max_batches)
             .unwrap_or(usize::MAX)
             .max(1);
-        source
-            .plan(input.from.as_ref(), input.batch_size.max(1), max_batches)
-            .await
+        let from = input.from.as_ref();
+        let planned = bounded(input.call_timeout, "planning batches", async {
+            source.plan(from, input.batch_size.max(1), max_batches).await
+        })
+        .await;
+        if planned.is_err() {
+            self.evict_source(&input.source);
+        }
+        planned
     }
 
     async fn process(
@@ -128,12 +179,42 @@ impl<P: Pipeline> PipelineActivities<P> {
         ctx: &ActivityContext,
         input: ProcessInput<P::Source, P::Sink>,
     ) -> Result<BatchReport, ConnectorError> {
+        let processed = self.process_batches(ctx, &input).await;
+        if let Err(e) = &processed
+            && e.kind() != ErrorKind::Batch
+        {
+            // A connector that failed may hold a broken connection: build it afresh.
+            self.evict_source(&input.source);
+            self.evict_sink(&input.sink);
+        }
+        processed
+    }
+
+    async fn process_batches(
+        &self,
+        ctx: &ActivityContext,
+        input: &ProcessInput<P::Source, P::Sink>,
+    ) -> Result<BatchReport, ConnectorError> {
         let source = self.source(&input.source).await?;
         let sink = self.sink(&input.sink).await?;
         let mut report = BatchReport::default();
         let mut samples = Vec::new();
-        for batch in &input.batches {
-            let read = source.read(batch).await?;
+        for (done, batch) in input.batches.iter().enumerate() {
+            // Cancelled: stop before reading more; what was written is reported exactly.
+            let reading = bounded(
+                input.call_timeout,
+                format!("reading batch {} from source `{}`", batch.index, <P::Source as SourceConfig>::NAME),
+                source.read(batch),
+            );
+            let read = tokio::select! {
+                biased;
+                _ = ctx.cancelled() => None,
+                read = reading => Some(read?),
+            };
+            let Some(read) = read else {
+                report.cancelled_after = Some(done as u32);
+                break;
+            };
             let mut errors = read.errors;
             report.records_read += (read.records.len() + errors.len()) as u64;
             let mut out = Vec::with_capacity(read.records.len());
@@ -151,10 +232,21 @@ impl<P: Pipeline> PipelineActivities<P> {
                 batch: batch.index,
                 attempt: ctx.info().attempt,
             };
+            // A write in progress is not interrupted by a cancel: it finishes (or times out), so
+            // the counts say exactly what the sink holds.
             let outcome = if out.is_empty() {
                 Default::default()
             } else {
-                sink.write(&write_ctx, out).await?
+                bounded(
+                    input.call_timeout,
+                    format!(
+                        "writing batch {} to sink `{}`",
+                        batch.index,
+                        <P::Sink as SinkConfig>::NAME
+                    ),
+                    sink.write(&write_ctx, out),
+                )
+                .await?
             };
             report.records_written += outcome.written;
             report.already_present += outcome.already_present;
@@ -168,12 +260,32 @@ impl<P: Pipeline> PipelineActivities<P> {
     }
 }
 
+/// Runs one connector call, abandoning it past `timeout` with a transient error naming it.
+async fn bounded<T>(
+    timeout: Duration,
+    what: impl std::fmt::Display,
+    call: impl Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectorError::transient(format!(
+            "{what} took longer than {timeout:?} (the job's call_timeout): abandoned, to be retried"
+        ))),
+    }
+}
+
 /// Runs `work`, heartbeating while it goes so a dead worker is noticed within the heartbeat
-/// timeout rather than the activity timeout.
+/// timeout rather than the activity timeout, and a cancellation is heard.
 async fn with_heartbeats<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -> T {
+    let every = ctx
+        .info()
+        .heartbeat_timeout
+        .map_or(Duration::from_secs(5), |t| t / HEARTBEATS_PER_TIMEOUT)
+        .max(Duration::from_millis(100));
     let beat = async {
+        let _ = ctx.record_heartbeat(()).await;
         loop {
-            tokio::time::sleep(HEARTBEAT_EVERY).await;
+            tokio::time::sleep(every).await;
             // A failed heartbeat is not the work's failure: the server times us out if it must.
             let _ = ctx.record_heartbeat(()).await;
         }
@@ -184,12 +296,19 @@ async fn with_heartbeats<T>(ctx: &ActivityContext, work: impl Future<Output = T>
     }
 }
 
-/// Converts a connector error into an activity failure: configuration errors are
-/// non-retryable, the rest are retried by the activity's retry policy.
-pub(crate) fn activity_error(err: ConnectorError) -> ActivityError {
+/// Converts a connector error into an activity failure: configuration and batch errors are
+/// non-retryable, the rest are retried by the activity's retry policy. The attempt is added to
+/// the message (` (attempt 3)`), where the workflow reads it back for its failed-batch record.
+pub(crate) fn activity_error(err: ConnectorError, attempt: u32) -> ActivityError {
     let (type_name, non_retryable) = match err.kind() {
         ErrorKind::Config => (CONFIG_ERROR_TYPE, true),
         ErrorKind::Transient => (TRANSIENT_ERROR_TYPE, false),
+        ErrorKind::Batch => (BATCH_ERROR_TYPE, true),
+    };
+    let err = if attempt > 0 {
+        ConnectorError::transient(format!("{err}{ATTEMPT_PREFIX}{attempt})"))
+    } else {
+        err
     };
     ActivityError::application(
         ApplicationFailure::builder(err)
@@ -199,13 +318,17 @@ pub(crate) fn activity_error(err: ConnectorError) -> ActivityError {
     )
 }
 
+/// What [`activity_error`] puts before the attempt number.
+pub(crate) const ATTEMPT_PREFIX: &str = " (attempt ";
+
 fn instance<P>(
     receiver: Option<Arc<PipelineActivities<P>>>,
 ) -> Result<Arc<PipelineActivities<P>>, ActivityError> {
     receiver.ok_or_else(|| {
-        activity_error(ConnectorError::config(
-            "pipeline activities were registered without an instance",
-        ))
+        activity_error(
+            ConnectorError::config("pipeline activities were registered without an instance"),
+            0,
+        )
     })
 }
 
@@ -263,9 +386,10 @@ impl<P: Pipeline> ExecutableActivity for PlanActivity<P> {
     ) -> BoxFuture<'static, Result<Self::Output, ActivityError>> {
         Box::pin(async move {
             let me = instance(receiver)?;
+            let attempt = ctx.info().attempt;
             with_heartbeats(&ctx, me.plan(input))
                 .await
-                .map_err(activity_error)
+                .map_err(|e| activity_error(e, attempt))
         })
     }
 }
@@ -283,9 +407,10 @@ impl<P: Pipeline> ExecutableActivity for ProcessActivity<P> {
     ) -> BoxFuture<'static, Result<Self::Output, ActivityError>> {
         Box::pin(async move {
             let me = instance(receiver)?;
+            let attempt = ctx.info().attempt;
             with_heartbeats(&ctx, me.process(&ctx, input))
                 .await
-                .map_err(activity_error)
+                .map_err(|e| activity_error(e, attempt))
         })
     }
 }
@@ -303,15 +428,21 @@ impl<P: Pipeline> ExecutableActivity for SnapshotActivity<P> {
     ) -> BoxFuture<'static, Result<Self::Output, ActivityError>> {
         Box::pin(async move {
             let json = serde_json::to_vec_pretty(&input.report).map_err(|e| {
-                activity_error(ConnectorError::config(format!(
-                    "cannot serialize the job report: {e}"
-                )))
+                activity_error(
+                    ConnectorError::config(format!("cannot serialize the job report: {e}")),
+                    0,
+                )
             })?;
-            let snapshotter = input.target.build().map_err(activity_error)?;
+            let snapshotter = input.target.build().map_err(|e| activity_error(e, 0))?;
+            let name = if input.name.is_empty() {
+                &input.report.job_id
+            } else {
+                &input.name
+            };
             snapshotter
-                .save(&input.report.job_id, &json)
+                .save(name, &json)
                 .await
-                .map_err(activity_error)
+                .map_err(|e| activity_error(e, 0))
         })
     }
 }

@@ -1,13 +1,19 @@
 //! The per-worker cache of built connectors: a database client and its pool are made once per
 //! config, not once per batch.
+//!
+//! Concurrent first uses of one config share one build. A failed build is not kept: every
+//! activity that was waiting on it gets its error at once (so eight activities whose sink is
+//! unreachable fail together and are retried in parallel, instead of queueing one 5-second
+//! connect behind another), and the next use builds again.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use serde::Serialize;
-use tokio::sync::OnceCell;
 
 use crate::error::ConnectorError;
 
@@ -16,78 +22,118 @@ use crate::error::ConnectorError;
 const CAPACITY: usize = 64;
 
 type Key = (TypeId, String);
+type Built = Arc<dyn Any + Send + Sync>;
+type Build = Shared<BoxFuture<'static, Result<Built, ConnectorError>>>;
 
 #[derive(Default)]
 struct Entries {
-    map: HashMap<Key, Arc<dyn Any + Send + Sync>>,
+    map: HashMap<Key, Build>,
     order: VecDeque<Key>,
 }
 
 /// Built connectors, keyed by their type and serialized config. Shared by every pipeline on a
-/// worker. Concurrent first uses of one config build it once.
+/// worker.
 #[derive(Clone, Default)]
 pub(crate) struct ConnectorCache {
     entries: Arc<Mutex<Entries>>,
 }
 
 impl ConnectorCache {
-    /// Returns the connector built from `config`, building it with `build` on first use. A
-    /// failed build is not cached: the next call tries again.
-    pub(crate) async fn get_or_build<C, T, F, Fut>(
+    /// Returns the connector built from `config`, building it with `build` on first use.
+    pub(crate) async fn get_or_build<C, T, Fut>(
         &self,
         config: &C,
-        build: F,
+        build: impl FnOnce() -> Fut,
     ) -> Result<Arc<T>, ConnectorError>
     where
         C: Serialize,
         T: Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, ConnectorError>>,
+        Fut: Future<Output = Result<T, ConnectorError>> + Send + 'static,
     {
-        let json = serde_json::to_string(config).map_err(|e| {
-            ConnectorError::config(format!("cannot serialize connector config: {e}"))
-        })?;
-        let key = (TypeId::of::<T>(), json);
-        let cell = self.cell::<T>(key);
-        cell.get_or_try_init(|| async { build().await.map(Arc::new) })
-            .await
-            .cloned()
+        let key = key::<C, T>(config)?;
+        let shared = {
+            let mut entries = self.lock();
+            match entries.map.get(&key) {
+                Some(found) => found.clone(),
+                None => {
+                    let fut = build();
+                    let shared = async move { fut.await.map(|t| Arc::new(t) as Built) }
+                        .boxed()
+                        .shared();
+                    entries.insert(key.clone(), shared.clone());
+                    shared
+                }
+            }
+        };
+        match shared.clone().await {
+            Ok(built) => built.downcast::<T>().map_err(|_| {
+                ConnectorError::config("connector cache holds another type under this config")
+            }),
+            Err(e) => {
+                // Forget the failed build (unless a newer one replaced it already).
+                let mut entries = self.lock();
+                if entries.map.get(&key).is_some_and(|b| b.ptr_eq(&shared)) {
+                    entries.remove(&key);
+                }
+                Err(e)
+            }
+        }
     }
 
-    fn cell<T: Send + Sync + 'static>(&self, key: Key) -> Arc<OnceCell<Arc<T>>> {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(found) = entries.map.get(&key)
-            && let Ok(cell) = Arc::clone(found).downcast::<OnceCell<Arc<T>>>()
-        {
-            return cell;
+    /// Drops the connector built from `config`: the next use builds it again (after its
+    /// input changed, or after it failed).
+    pub(crate) fn evict<C: Serialize, T: 'static>(&self, config: &C) {
+        if let Ok(key) = key::<C, T>(config) {
+            self.lock().remove(&key);
         }
-        if entries.order.len() >= CAPACITY
-            && let Some(oldest) = entries.order.pop_front()
-        {
-            entries.map.remove(&oldest);
-        }
-        let cell = Arc::new(OnceCell::<Arc<T>>::new());
-        entries.map.insert(key.clone(), cell.clone());
-        entries.order.push_back(key);
-        cell
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Entries {
+    fn insert(&mut self, key: Key, build: Build) {
+        if self.order.len() >= CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.map.remove(&oldest);
+        }
+        self.map.insert(key.clone(), build);
+        self.order.push_back(key);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        self.map.remove(key);
+        self.order.retain(|k| k != key);
+    }
+}
+
+fn key<C: Serialize, T: 'static>(config: &C) -> Result<Key, ConnectorError> {
+    let json = serde_json::to_string(config)
+        .map_err(|e| ConnectorError::config(format!("cannot serialize connector config: {e}")))?;
+    Ok((TypeId::of::<T>(), json))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
 
     #[tokio::test]
     async fn builds_once_per_config_and_retries_failed_builds() {
         let cache = ConnectorCache::default();
-        let builds = AtomicU32::new(0);
-        let build = || async {
-            builds.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ConnectorError>(String::from("client"))
+        let builds = Arc::new(AtomicU32::new(0));
+        let build = || {
+            let builds = builds.clone();
+            async move {
+                builds.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ConnectorError>(String::from("client"))
+            }
         };
         let a = cache.get_or_build(&"config-a", build).await.unwrap();
         let b = cache.get_or_build(&"config-a", build).await.unwrap();
@@ -99,5 +145,34 @@ mod tests {
         assert!(cache.get_or_build(&"config-c", failing).await.is_err());
         cache.get_or_build(&"config-c", build).await.unwrap();
         assert_eq!(builds.load(Ordering::SeqCst), 3);
+
+        cache.evict::<_, String>(&"config-a");
+        let c = cache.get_or_build(&"config-a", build).await.unwrap();
+        assert!(!Arc::ptr_eq(&a, &c), "an evicted config is built again");
+    }
+
+    #[tokio::test]
+    async fn concurrent_users_of_a_failing_build_fail_together() {
+        let cache = ConnectorCache::default();
+        let builds = Arc::new(AtomicU32::new(0));
+        let slow_failure = || {
+            let builds = builds.clone();
+            async move {
+                builds.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err::<String, _>(ConnectorError::transient("connection refused"))
+            }
+        };
+        let started = Instant::now();
+        let results =
+            futures::future::join_all((0..8).map(|_| cache.get_or_build(&"sink", slow_failure)))
+                .await;
+        assert!(results.iter().all(Result::is_err));
+        assert_eq!(builds.load(Ordering::SeqCst), 1, "one build shared by all");
+        assert!(
+            started.elapsed() < Duration::from_millis(1_500),
+            "failures are not serialised: {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -2,19 +2,21 @@
 
 use std::marker::PhantomData;
 use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use temporalio_client::errors::{
     WorkflowGetResultError, WorkflowInteractionError, WorkflowQueryError, WorkflowStartError,
 };
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
-    WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions,
-    WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
+    WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_common::error::IncomingError;
 
 use crate::error::{ACTIVITY_FAILED_TYPE, JobError};
-use crate::model::Progress;
+use crate::model::{JobStatus, Progress, Redrive, redrive_workflow_id};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 use crate::workflow::{JobRun, PauseSignal, ProgressQuery, ResumeSignal, SetMaxInFlightSignal};
 
@@ -31,7 +33,10 @@ pub async fn connect(address: &str, namespace: &str) -> Result<Client, JobError>
     let connection = Connection::connect(ConnectionOptions::new(url).build())
         .await
         .map_err(|e| {
-            JobError::Temporal(format!("cannot connect to Temporal at `{address}`: {e}"))
+            JobError::Temporal(format!(
+                "cannot connect to Temporal at `{address}` ({}): is the server running, and is TEMPORAL_ADDRESS right?",
+                root_message(&e)
+            ))
         })?;
     Client::new(connection, ClientOptions::new(namespace.to_owned()).build()).map_err(|e| {
         JobError::Temporal(format!(
@@ -64,14 +69,15 @@ impl JobClient {
         }
     }
 
-    /// Starts a job of pipeline `P`. The workflow id is the job id: starting a job whose id
-    /// is already running is refused with [`JobError::AlreadyRunning`].
+    /// Starts a job of pipeline `P`. The workflow id is the job id (`<job id>-redrive-<n>`
+    /// for a redrive): starting a job whose id is already running is refused with
+    /// [`JobError::AlreadyRunning`].
     pub async fn start<P: Pipeline>(
         &self,
         request: RequestOf<P>,
     ) -> Result<JobHandle<P>, JobError> {
         request.validate()?;
-        let job_id = request.job_id.clone();
+        let job_id = request.workflow_id();
         let options = WorkflowStartOptions::new(self.task_queue.clone(), job_id.clone()).build();
         match self
             .client
@@ -119,39 +125,151 @@ impl<P: Pipeline> JobHandle<P> {
 
     /// Waits for the job to end (following continue-as-new) and returns its report, or the
     /// original cause of its failure.
+    ///
+    /// A job that ended with a report returns it, whatever its [`JobStatus`]: `Completed`,
+    /// `CompletedWithFailures` (some batches failed for good: see [`JobReport::failed`] and
+    /// [`redrive`](Self::redrive)) or `Cancelled` (the counts are what was written). Check
+    /// [`JobReport::is_complete`], or call [`JobReport::into_result`] to turn anything but a
+    /// clean run into an error. A failed job returns [`JobError::Failed`] with the original
+    /// cause.
+    ///
+    /// While the Temporal server is unreachable, it waits and asks again (every 1 to 10 s),
+    /// so a server restart does not end the wait; bound it with your own timeout.
+    ///
+    /// [`JobReport::failed`]: crate::JobReport::failed
+    /// [`JobReport::is_complete`]: crate::JobReport::is_complete
+    /// [`JobReport::into_result`]: crate::JobReport::into_result
     pub async fn report(&self) -> Result<ReportOf<P>, JobError> {
         let job_id = self.job_id.clone();
-        match self
-            .handle
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-        {
-            Ok(report) => Ok(report),
-            Err(WorkflowGetResultError::Failed(failure)) => {
-                let (kind, message) = failure_cause(&failure);
-                Err(JobError::Failed {
-                    job_id,
-                    message,
-                    kind,
-                })
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self
+                .handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+            {
+                Ok(report) => return Ok(report),
+                Err(WorkflowGetResultError::Failed(failure)) => {
+                    let (kind, message) = failure_cause(&failure);
+                    return Err(JobError::Failed {
+                        job_id,
+                        message,
+                        kind,
+                    });
+                }
+                Err(WorkflowGetResultError::Cancelled { details }) => {
+                    return match details.deserialize::<ReportOf<P>>() {
+                        Ok(mut report) => {
+                            report.status = JobStatus::Cancelled;
+                            Ok(report)
+                        }
+                        Err(_) => Err(JobError::Cancelled { job_id }),
+                    };
+                }
+                Err(WorkflowGetResultError::Terminated { .. }) => {
+                    return Err(JobError::Terminated { job_id });
+                }
+                Err(WorkflowGetResultError::NotFound(_)) => {
+                    return Err(JobError::NotFound { job_id });
+                }
+                // The server is unreachable or restarting: the job goes on; wait for it.
+                Err(WorkflowGetResultError::Rpc(_)) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(JobError::Temporal(format!("job `{job_id}`: {e}"))),
             }
-            Err(WorkflowGetResultError::Cancelled { .. }) => Err(JobError::Cancelled { job_id }),
-            Err(WorkflowGetResultError::Terminated { .. }) => Err(JobError::Terminated { job_id }),
-            Err(WorkflowGetResultError::NotFound(_)) => Err(JobError::NotFound { job_id }),
-            Err(e) => Err(JobError::Temporal(format!("job `{job_id}`: {e}"))),
         }
     }
 
-    /// The job's live progress.
+    /// The job's live progress, with the running activities' ages and attempts and those
+    /// older than the job's `stuck_after` flagged.
     pub async fn progress(&self) -> Result<Progress<OffsetOf<P>>, JobError> {
-        self.handle
+        let mut progress = self
+            .handle
             .query(
                 ProgressQuery::<P>::new(),
                 (),
                 WorkflowQueryOptions::default(),
             )
             .await
-            .map_err(|e| self.query_error(e))
+            .map_err(|e| self.query_error(e))?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // Attempts come from the server's view of pending activities; best effort.
+        let pending = match self.handle.describe(WorkflowDescribeOptions::default()).await {
+            Ok(d) => d.raw_description.pending_activities,
+            Err(_) => Vec::new(),
+        };
+        let stuck_after = progress.stuck_after_ms;
+        for running in &mut progress.running {
+            running.age_ms = now_ms.saturating_sub(running.scheduled_at_ms);
+            running.stuck = stuck_after > 0 && running.age_ms > stuck_after;
+            running.attempt = pending
+                .iter()
+                .find(|p| p.activity_id == running.activity_id)
+                .map(|p| p.attempt.max(1) as u32);
+        }
+        Ok(progress)
+    }
+
+    /// Reruns the failed batches of this finished job as a follow-up job, with the same
+    /// configs, and returns its handle. Its id is `<job id>-redrive-<n>` (n = 1, then 2 for a
+    /// redrive of that redrive, ...), so it is easy to find and cannot run twice at once.
+    /// Writes are idempotent, so batches that were partly written are not written twice. The
+    /// redrive's report counts what was recovered; what failed again is in its
+    /// [`failed`](crate::JobReport::failed) list and can be redriven in turn.
+    ///
+    /// Refused with [`JobError::NotRedrivable`] while the job runs, and when it has no failed
+    /// batch.
+    pub async fn redrive(&self, jobs: &JobClient) -> Result<JobHandle<P>, JobError> {
+        let report = self.report().await?;
+        if report.failed.is_empty() {
+            return Err(JobError::NotRedrivable {
+                job_id: self.job_id.clone(),
+                reason: format!("it {} with no failed batch", report.status),
+            });
+        }
+        let mut request = self.request().await?;
+        let number = request.redrive.as_ref().map_or(1, |r| r.number + 1);
+        request.state = None;
+        request.start_at = None;
+        request.done = false;
+        request.redrive = Some(Redrive {
+            number,
+            ranges: report.failed,
+        });
+        debug_assert_eq!(
+            request.workflow_id(),
+            redrive_workflow_id(&request.job_id, number)
+        );
+        jobs.start::<P>(request).await
+    }
+
+    /// The request the job's latest run started with, read from its history.
+    async fn request(&self) -> Result<RequestOf<P>, JobError> {
+        let events = self
+            .handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .map_err(|e| JobError::Temporal(format!("job `{}`: {e}", self.job_id)))?;
+        let input = events
+            .into_iter()
+            .find_map(|e| match e.attributes {
+                Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a.input,
+                _ => None,
+            })
+            .and_then(|p| p.payloads.into_iter().next())
+            .ok_or_else(|| JobError::Temporal(format!("job `{}`: no input in its history", self.job_id)))?;
+        serde_json::from_slice(&input.data).map_err(|e| {
+            JobError::Temporal(format!(
+                "job `{}`: its request does not match pipeline `{}`: {e}",
+                self.job_id,
+                P::NAMES.workflow
+            ))
+        })
     }
 
     /// Stops new batches from starting; running batches finish.
@@ -193,7 +311,11 @@ impl<P: Pipeline> JobHandle<P> {
         r.map_err(|e| self.interaction_error(e))
     }
 
-    /// Asks the job to stop; [`report`](Self::report) then returns [`JobError::Cancelled`].
+    /// Asks the job to stop. Running activities stop before their next read and finish a write
+    /// in progress; the job ends within a few seconds (at most about one heartbeat timeout),
+    /// and nothing is written after that. [`report`](Self::report) then returns the report
+    /// with status `Cancelled` and exact counts; a new job started at its `end_offset`
+    /// resumes the work.
     pub async fn cancel(&self) -> Result<(), JobError> {
         let r = self.handle.cancel(WorkflowCancelOptions::default()).await;
         r.map_err(|e| self.interaction_error(e))
@@ -216,6 +338,16 @@ impl<P: Pipeline> JobHandle<P> {
             e => JobError::Temporal(format!("job `{}`: {e}", self.job_id)),
         }
     }
+}
+
+/// The deepest message of an error's source chain: the transport's own words, without the
+/// wrappers' `Debug` text.
+fn root_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
 }
 
 /// The failure type and the deepest message of a workflow failure: the workflow already puts

@@ -189,6 +189,15 @@ pub trait Source: Send + Sync + 'static {
         &self,
         range: &BatchRange<Self::Offset>,
     ) -> impl Future<Output = Result<ReadBatch<Self::Record>, ConnectorError>> + Send;
+
+    /// Whether this built source still reflects its input. A worker keeps built sources for
+    /// later jobs; return `false` when the input changed since [`SourceConfig::build`] (a file
+    /// overwritten in place or replaced by rename, an object with a new etag), and the worker
+    /// builds the source again before planning or reading. The default, `true`, suits inputs
+    /// that cannot change.
+    fn is_current(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
 }
 
 /// A built sink: writes batches.

@@ -5,6 +5,9 @@
 //!   it is reported with its position and the batch goes on;
 //! - a [`ConnectorError`] of kind [`ErrorKind::Transient`] (a sink that is down) is retried
 //!   with back-off by Temporal;
+//! - a [`ConnectorError`] of kind [`ErrorKind::Batch`] concerns one batch and is deterministic
+//!   (a range that no longer holds what the plan counted): the batch is recorded as failed at
+//!   once, without retries, and the job goes on with the others;
 //! - a [`ConnectorError`] of kind [`ErrorKind::Config`] (a missing file, a bad URL, bad
 //!   credentials) fails the job at once: retrying cannot fix it.
 
@@ -20,6 +23,9 @@ pub enum ErrorKind {
     Config,
     /// The infrastructure failed (server down, timeout): retry with back-off.
     Transient,
+    /// This batch cannot be processed and retrying will not change that (its range no longer
+    /// holds what the plan counted): record the batch as failed and go on with the others.
+    Batch,
 }
 
 /// An error raised by a source or a sink while building, planning, reading or writing.
@@ -50,6 +56,14 @@ impl ConnectorError {
     pub fn transient(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    /// A deterministic error of one batch: recorded as a failed batch at once, not retried.
+    pub fn batch(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Batch,
             message: message.into(),
         }
     }
@@ -110,13 +124,24 @@ pub struct RecordError {
     pub message: String,
 }
 
+/// Longest record-error message kept, in bytes: messages travel in workflow history, so a
+/// connector that quotes a field value cannot carry much of it there.
+pub const MAX_RECORD_ERROR_MESSAGE: usize = 200;
+
 impl RecordError {
-    /// A record error at `position`.
+    /// A record error at `position`. Messages longer than [`MAX_RECORD_ERROR_MESSAGE`] bytes
+    /// are cut (with `...`): name the column and what was expected, not the value.
     pub fn new(position: Position, message: impl Into<String>) -> Self {
-        Self {
-            position,
-            message: message.into(),
+        let mut message = message.into();
+        if message.len() > MAX_RECORD_ERROR_MESSAGE {
+            let mut cut = MAX_RECORD_ERROR_MESSAGE - 3;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("...");
         }
+        Self { position, message }
     }
 }
 
@@ -186,6 +211,26 @@ pub enum JobError {
         /// The failure type, such as `ConfigError`, `RecordErrorLimit` or `ActivityFailed`.
         kind: String,
     },
+    /// The job reached the end of its source but some batches failed for good.
+    #[error(
+        "job `{job_id}` completed with {failed_batches} failed batch(es); first: {first}; rerun them with `redrive`"
+    )]
+    CompletedWithFailures {
+        /// The job id.
+        job_id: String,
+        /// How many batches failed.
+        failed_batches: u64,
+        /// The first failed range, described.
+        first: String,
+    },
+    /// The job has no failed batch to rerun, or is not finished.
+    #[error("job `{job_id}` cannot be redriven: {reason}")]
+    NotRedrivable {
+        /// The job id.
+        job_id: String,
+        /// Why.
+        reason: String,
+    },
     /// The job was cancelled.
     #[error("job `{job_id}` was cancelled")]
     Cancelled {
@@ -210,5 +255,11 @@ pub enum JobError {
 pub const CONFIG_ERROR_TYPE: &str = "ConfigError";
 /// The name of the failure type when a job exceeds its `max_record_errors`.
 pub const RECORD_ERROR_LIMIT_TYPE: &str = "RecordErrorLimit";
+/// The name of the failure type when a job has more failed batches than `max_failed_batches`.
+pub const FAILED_BATCH_LIMIT_TYPE: &str = "FailedBatchLimit";
+/// The name of the failure type of a deterministic batch error ([`ErrorKind::Batch`]).
+pub const BATCH_ERROR_TYPE: &str = "BatchError";
+/// The name of the failure type of a retryable connector error ([`ErrorKind::Transient`]).
+pub const TRANSIENT_ERROR_TYPE: &str = "TransientError";
 /// The name of the failure type when an activity failed for good (retries exhausted).
 pub const ACTIVITY_FAILED_TYPE: &str = "ActivityFailed";

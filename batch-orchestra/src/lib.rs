@@ -43,8 +43,8 @@ pub use connector::{
 };
 pub use error::{ConnectorError, ErrorKind, JobError, RecordError, TransformError};
 pub use model::{
-    BatchProcessingRequest, BatchReport, CarriedState, JobReport, JobStatus, Progress,
-    RetrySettings, Throttle,
+    BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, InFlight, JobReport,
+    JobStatus, Progress, Redrive, RetrySettings, Throttle,
 };
 pub use pipeline::{OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf};
 pub use snapshot::{SnapshotTarget, Snapshotter};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use crate::connector::{Offset, SinkConfig, SourceConfig};
@@ -58,8 +59,27 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
     pub retry_policies: BTreeMap<String, RetrySettings>,
     /// How long one attempt of an activity may take.
     pub activity_timeout: Duration,
-    /// Where to save the job report on completion, at continue-as-new and on failure.
+    /// Where to save the job report on completion, at continue-as-new, on failure and on
+    /// cancellation.
     pub snapshot: Option<SnapshotTarget>,
+    /// Fail the job once more than this many batches failed for good (after their retries);
+    /// up to this many, failed batches are recorded and the job goes on. Default 10.
+    #[serde(default = "default_max_failed_batches")]
+    pub max_failed_batches: u64,
+    /// Longest time one read, write or plan call may take before it is abandoned and the
+    /// activity retried (a hung call). Default 30 s.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout: Duration,
+    /// How long the server waits without a heartbeat before it retries an activity elsewhere
+    /// (a dead worker). Activities heartbeat four times per period. Default 10 s.
+    #[serde(default = "default_heartbeat_timeout")]
+    pub heartbeat_timeout: Duration,
+    /// In-flight batches older than this are flagged as stuck in [`Progress`]. Default 60 s.
+    #[serde(default = "default_stuck_after")]
+    pub stuck_after: Duration,
+    /// Set on a redrive: rerun only these failed ranges of an earlier job.
+    #[serde(default)]
+    pub redrive: Option<Redrive<S::Offset>>,
     /// True once the job has finished.
     pub done: bool,
     /// State carried across continue-as-new; `None` for a new job.
@@ -86,9 +106,48 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             retry_policies: BTreeMap::new(),
             activity_timeout: Duration::from_secs(300),
             snapshot: None,
+            max_failed_batches: default_max_failed_batches(),
+            call_timeout: default_call_timeout(),
+            heartbeat_timeout: default_heartbeat_timeout(),
+            stuck_after: default_stuck_after(),
+            redrive: None,
             done: false,
             state: None,
         }
+    }
+
+    /// The workflow id of this job: the job id, or `<job id>-redrive-<n>` for a redrive.
+    pub fn workflow_id(&self) -> String {
+        match &self.redrive {
+            Some(r) => redrive_workflow_id(&self.job_id, r.number),
+            None => self.job_id.clone(),
+        }
+    }
+
+    /// Records up to `n` failed batches and goes on; fails the job past that. 0 fails the job
+    /// at the first failed batch, as a job without dead letters would.
+    pub fn max_failed_batches(mut self, n: u64) -> Self {
+        self.max_failed_batches = n;
+        self
+    }
+
+    /// Abandons a read, write or plan call that takes longer than `timeout`, and retries.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the server waits without a heartbeat before it moves an activity to
+    /// another worker.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Flags in-flight batches older than `age` as stuck in [`Progress`].
+    pub fn stuck_after(mut self, age: Duration) -> Self {
+        self.stuck_after = age;
+        self
     }
 
     /// Sets the records per batch.
@@ -155,7 +214,8 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
         self
     }
 
-    /// Saves the job report to `target` on completion, at continue-as-new and on failure.
+    /// Saves the job report to `target` on completion, at continue-as-new, on failure and on
+    /// cancellation.
     pub fn snapshot(mut self, target: SnapshotTarget) -> Self {
         self.snapshot = Some(target);
         self
@@ -197,6 +257,12 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
                 self.job_id
             ));
         }
+        if self.call_timeout.is_zero() || self.heartbeat_timeout.is_zero() {
+            return bad(format!(
+                "job `{}`: call_timeout and heartbeat_timeout must be longer than zero",
+                self.job_id
+            ));
+        }
         if self.throttle.as_ref().is_some_and(|t| t.every_records == 0) {
             return bad(format!(
                 "job `{}`: throttle.every_records must be at least 1",
@@ -209,6 +275,87 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
 
 fn one() -> u32 {
     1
+}
+
+fn default_max_failed_batches() -> u64 {
+    10
+}
+
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_heartbeat_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_stuck_after() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The workflow id of redrive number `number` of job `job_id`.
+pub fn redrive_workflow_id(job_id: &str, number: u32) -> String {
+    format!("{job_id}-redrive-{number}")
+}
+
+/// What a redrive reruns: the failed ranges of an earlier job, with that job's configs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Redrive<O: Offset> {
+    /// The redrive's number: 1 for the first redrive of a job, 2 for a redrive of that, ...
+    pub number: u32,
+    /// The ranges to rerun, in order.
+    pub ranges: Vec<FailedBatch<O>>,
+}
+
+/// Batches that failed for good (after their retries, or at once for a deterministic batch
+/// error): the job went on without them. Adjacent failed batches with the same kind of error
+/// are kept as one range, so a sink outage over many batches stays one entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct FailedBatch<O: Offset> {
+    /// Number of the first batch of the range.
+    pub first_batch: u64,
+    /// Batches in the range.
+    pub batches: u64,
+    /// Ordinal of the range's first record.
+    pub first_record: u64,
+    /// Records in the range, as planned.
+    pub records: u64,
+    /// Offset of the range's first record.
+    pub start: O,
+    /// Offset just past the range's last record.
+    pub end: O,
+    /// The failure type: `TransientError` (retries exhausted), `BatchError` (deterministic),
+    /// or a timeout.
+    pub kind: String,
+    /// The original cause of the first failure in the range, not Temporal's wrapper.
+    pub message: String,
+    /// Attempts made for the first batch of the range.
+    pub attempts: u32,
+    /// When the first batch of the range failed, in milliseconds since the Unix epoch
+    /// (workflow time).
+    pub failed_at_ms: u64,
+}
+
+impl<O: Offset> fmt::Display for FailedBatch<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last_record = (self.first_record + self.records).saturating_sub(1);
+        if self.batches == 1 {
+            write!(f, "batch {}", self.first_batch)?;
+        } else {
+            let last = self.first_batch + self.batches - 1;
+            write!(f, "batches {}-{last}", self.first_batch)?;
+        }
+        write!(
+            f,
+            " (records {}-{last_record}) failed after {} attempt{}: {}",
+            self.first_record,
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" },
+            self.message
+        )
+    }
 }
 
 /// Pause for `pause` after every `every_records` records. The count is checked between
@@ -256,10 +403,28 @@ pub enum JobStatus {
     /// Still running.
     #[default]
     Running,
-    /// Every record was processed.
+    /// Every batch was processed (record errors, if any, are counted in the report).
     Completed,
+    /// The job reached the end of its source, but some batches failed for good: see
+    /// [`JobReport::failed`]. Rerun them with [`JobHandle::redrive`](crate::JobHandle::redrive).
+    CompletedWithFailures,
     /// The job failed; see [`JobReport::failure`].
     Failed,
+    /// The job was cancelled: the counts are what was written before it stopped, and nothing
+    /// more is written. Resume it with a new job started at [`JobReport::end_offset`].
+    Cancelled,
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::CompletedWithFailures => "completed with failed batches",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        })
+    }
 }
 
 /// What a job did: counts, errors with positions, offsets, time.
@@ -282,13 +447,23 @@ pub struct JobReport<O: Offset> {
     pub record_errors: u64,
     /// The earliest record errors by position (at most `max_error_samples`).
     pub error_samples: Vec<RecordError>,
-    /// Batches completed.
+    /// Batches processed (their records read and written).
     pub batches: u64,
+    /// Batches that failed for good; the job went on without them.
+    #[serde(default)]
+    pub failed_batches: u64,
+    /// The failed batches, as ranges (adjacent failures with the same kind merged), in order.
+    #[serde(default = "Vec::new")]
+    pub failed: Vec<FailedBatch<O>>,
+    /// For a redrive: the workflow id of the job whose failed batches it reruns.
+    #[serde(default)]
+    pub redrive_of: Option<String>,
     /// Workflow runs (1 plus the number of continue-as-new).
     pub runs: u32,
     /// Offset the job started from (`None`: the source's start).
     pub start_offset: Option<O>,
-    /// Offset after the last completed batch.
+    /// Offset after the last batch done (processed or failed): a new job started here
+    /// resumes where this one stopped.
     pub end_offset: Option<O>,
     /// Milliseconds from the job's start to this report (workflow time).
     pub elapsed_ms: u64,
@@ -309,6 +484,9 @@ impl<O: Offset> JobReport<O> {
             record_errors: 0,
             error_samples: Vec::new(),
             batches: 0,
+            failed_batches: 0,
+            failed: Vec::new(),
+            redrive_of: None,
             runs: 0,
             start_offset: start.clone(),
             end_offset: start,
@@ -320,6 +498,36 @@ impl<O: Offset> JobReport<O> {
     /// Elapsed time as a [`Duration`].
     pub fn elapsed(&self) -> Duration {
         Duration::from_millis(self.elapsed_ms)
+    }
+
+    /// True when the job completed with every batch processed.
+    pub fn is_complete(&self) -> bool {
+        self.status == JobStatus::Completed
+    }
+
+    /// The report when the job completed with every batch processed, and an error otherwise:
+    /// [`JobError::CompletedWithFailures`] or [`JobError::Cancelled`]. Use it where anything but
+    /// a clean run must stop the caller: `handle.report().await?.into_result()?`.
+    pub fn into_result(self) -> Result<Self, JobError> {
+        match self.status {
+            JobStatus::Completed => Ok(self),
+            JobStatus::CompletedWithFailures => Err(JobError::CompletedWithFailures {
+                job_id: self.job_id.clone(),
+                failed_batches: self.failed_batches,
+                first: self.failed.first().map(|f| f.to_string()).unwrap_or_default(),
+            }),
+            JobStatus::Cancelled => Err(JobError::Cancelled {
+                job_id: self.job_id.clone(),
+            }),
+            JobStatus::Failed | JobStatus::Running => Err(JobError::Failed {
+                job_id: self.job_id.clone(),
+                message: self
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| format!("the job is {}", self.status)),
+                kind: crate::error::ACTIVITY_FAILED_TYPE.to_owned(),
+            }),
+        }
     }
 
     /// Records per second over the elapsed time.
@@ -350,6 +558,15 @@ pub struct CarriedState<O: Offset> {
     pub started_at_ms: u64,
     /// Records read when the throttle last paused.
     pub throttle_mark: u64,
+    /// Where the next run plans from.
+    #[serde(default)]
+    pub cursor: Option<O>,
+    /// Number of the next batch.
+    #[serde(default)]
+    pub next_batch: u64,
+    /// For a redrive: the range being rerun.
+    #[serde(default)]
+    pub segment: u32,
 }
 
 /// A live view of a running job, answered by the `progress` query.
@@ -364,6 +581,47 @@ pub struct Progress<O: Offset> {
     pub max_in_flight: u32,
     /// Whether the job is paused.
     pub paused: bool,
+    /// The `process` activities running now, oldest first.
+    #[serde(default = "Vec::new")]
+    pub running: Vec<InFlight>,
+    /// Age past which a running activity is flagged as stuck, in milliseconds.
+    #[serde(default)]
+    pub stuck_after_ms: u64,
+}
+
+impl<O: Offset> Progress<O> {
+    /// The running activities flagged as stuck (older than the job's `stuck_after`).
+    pub fn stuck(&self) -> impl Iterator<Item = &InFlight> {
+        self.running.iter().filter(|r| r.stuck)
+    }
+}
+
+/// One running `process` activity, as the `progress` query lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The activity id, as Temporal shows it.
+    pub activity_id: String,
+    /// Number of its first batch.
+    pub first_batch: u64,
+    /// Batches it carries.
+    pub batches: u64,
+    /// Ordinal of its first record.
+    pub first_record: u64,
+    /// Records it carries.
+    pub records: u64,
+    /// When it was scheduled, in milliseconds since the Unix epoch (workflow time).
+    pub scheduled_at_ms: u64,
+    /// Its age when the progress was read, in milliseconds (filled in by
+    /// [`JobHandle::progress`](crate::JobHandle::progress)).
+    #[serde(default)]
+    pub age_ms: u64,
+    /// The attempt running now, from 1 (filled in from the server's description of the job,
+    /// when available).
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// True when it is older than the job's `stuck_after`.
+    #[serde(default)]
+    pub stuck: bool,
 }
 
 /// The counts one `process` activity reports for its batch.
@@ -379,4 +637,8 @@ pub struct BatchReport {
     pub record_errors: u64,
     /// The first record errors, with positions.
     pub error_samples: Vec<RecordError>,
+    /// Set when the activity stopped early because the job was cancelled: the number of its
+    /// batches that were processed (the counts cover exactly those).
+    #[serde(default)]
+    pub cancelled_after: Option<u32>,
 }

@@ -1,0 +1,127 @@
+//! Runs and what they carry: starting a run from a new request or from the state the last run
+//! carried, and continuing as new with bounded state (counts, a cursor, a bounded error sample
+//! and failed-range list), whatever the size of the job.
+
+use temporalio_sdk::{ContinueAsNewOptions, WorkflowContext, WorkflowTermination};
+
+use super::PipelineWorkflow;
+use super::job::{Job, workflow_ms};
+use crate::connector::Offset;
+use crate::model::{CarriedState, JobReport};
+use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
+
+/// A stretch of the source a job covers: the whole source from `start_at`, or, for a redrive,
+/// one failed range.
+pub(super) struct Segment<O: Offset> {
+    pub start: Option<O>,
+    /// Where it ends; `None`: at the end of the source.
+    pub end: Option<O>,
+    /// Records it holds, when known.
+    pub records: Option<u64>,
+    pub first_record: u64,
+    pub first_batch: u64,
+}
+
+/// The stretches a request covers, in order.
+pub(super) fn segments<P: Pipeline>(req: &RequestOf<P>) -> Vec<Segment<OffsetOf<P>>> {
+    match &req.redrive {
+        Some(redrive) => redrive
+            .ranges
+            .iter()
+            .map(|f| Segment {
+                start: Some(f.start.clone()),
+                end: Some(f.end.clone()),
+                records: Some(f.records),
+                first_record: f.first_record,
+                first_batch: f.first_batch,
+            })
+            .collect(),
+        None => vec![Segment {
+            start: req.start_at.clone(),
+            end: None,
+            records: None,
+            first_record: 0,
+            first_batch: 0,
+        }],
+    }
+}
+
+/// The job at the start of a run: new, or resumed from the carried state.
+pub(super) fn start<'a, P: Pipeline>(
+    ctx: &'a WorkflowContext<PipelineWorkflow<P>>,
+    req: RequestOf<P>,
+    segments: &[Segment<OffsetOf<P>>],
+) -> Job<'a, P> {
+    let mut job = match req.state.clone() {
+        Some(c) => Job {
+            ctx,
+            report: c.report,
+            started_at_ms: c.started_at_ms,
+            next_record: c.next_record,
+            next_batch: c.next_batch,
+            throttle_mark: c.throttle_mark,
+            cursor: c.cursor,
+            segment: c.segment,
+            scheduled: 0,
+            req,
+        },
+        None => {
+            let mut report = JobReport::new(req.workflow_id(), P::NAMES.workflow, None);
+            let first = segments.first();
+            report.start_offset = first.and_then(|s| s.start.clone());
+            report.end_offset = report.start_offset.clone();
+            if req.redrive.is_some() {
+                report.redrive_of = Some(req.job_id.clone());
+            }
+            Job {
+                ctx,
+                report,
+                started_at_ms: workflow_ms(ctx),
+                next_record: first.map_or(0, |s| s.first_record),
+                next_batch: first.map_or(0, |s| s.first_batch),
+                throttle_mark: 0,
+                cursor: first.and_then(|s| s.start.clone()),
+                segment: 0,
+                scheduled: 0,
+                req,
+            }
+        }
+    };
+    // The last run ended exactly at the end of a range: start the next one.
+    while let Some(s) = segments.get(job.segment as usize)
+        && s.end.is_some()
+        && s.end == job.cursor
+    {
+        job.segment += 1;
+        if let Some(next) = segments.get(job.segment as usize) {
+            job.cursor = next.start.clone();
+            job.next_record = next.first_record;
+            job.next_batch = next.first_batch;
+        }
+    }
+    job
+}
+
+/// Ends the run and starts the next one with the job's bounded state.
+pub(super) fn continue_as_new<P: Pipeline>(
+    ctx: &WorkflowContext<PipelineWorkflow<P>>,
+    job: Job<'_, P>,
+) -> Result<ReportOf<P>, WorkflowTermination> {
+    let (paused, max_in_flight) = ctx.state(|w| (w.paused, w.max_in_flight));
+    let mut next = job.req.clone();
+    next.state = Some(CarriedState {
+        report: job.report,
+        next_record: job.next_record,
+        paused,
+        max_in_flight,
+        started_at_ms: job.started_at_ms,
+        throttle_mark: job.throttle_mark,
+        cursor: job.cursor,
+        next_batch: job.next_batch,
+        segment: job.segment,
+    });
+    match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
+        Err(termination) => Err(termination),
+        Ok(never) => match never {},
+    }
+}

@@ -1,0 +1,312 @@
+//! The batch workflow, generic over a pipeline and monomorphised once per pipeline type.
+//!
+//! One run of the workflow:
+//! 1. asks the `plan` activity for the boundaries of the next batches (many per call, so one
+//!    server round trip feeds many batches), while earlier batches are processed;
+//! 2. keeps up to `max_in_flight` `process` activities running in a sliding window: the first
+//!    to finish frees a slot ([`window`]);
+//! 3. records a batch that fails for good as a failed batch and goes on, up to
+//!    `max_failed_batches` ([`failures`]);
+//! 4. after `max_batches_per_run` batches, or when the server suggests it, drains the window
+//!    and continues as new with a bounded carried state ([`carry`]);
+//! 5. on completion, at continue-as-new, on failure and on cancellation, saves the report with
+//!    the `snapshot` activity when the request asks for it.
+//!
+//! Signals and the progress query are in [`handlers`]. History holds configs, offsets and
+//! counts, never records.
+
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
+use std::any::Any;
+use std::marker::PhantomData;
+
+use temporalio_common::data_converters::PayloadConverter;
+use temporalio_common::protos::temporal::api::common::v1::Payloads;
+use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
+use temporalio_sdk::workflow_interceptors::WorkflowOutputValue;
+use temporalio_sdk::workflows::{
+    ExecutableQuery, ExecutableSyncSignal, WorkflowDefinitionDescriptor, WorkflowError,
+    WorkflowImplementation,
+};
+use temporalio_sdk::{
+    ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowTermination,
+};
+
+mod carry;
+mod failures;
+mod handlers;
+mod job;
+mod window;
+
+pub use handlers::{
+    PAUSE_SIGNAL, PROGRESS_QUERY, PauseSignal, ProgressQuery, RESUME_SIGNAL, ResumeSignal,
+    SET_MAX_IN_FLIGHT_SIGNAL, SetMaxInFlightSignal,
+};
+
+use crate::model::{InFlight, JobReport, JobStatus, Progress};
+use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
+use failures::Stop;
+use handlers::{decode, unknown_handler};
+use job::{INVALID_REQUEST_TYPE, Job};
+use window::Next;
+
+/// The workflow of pipeline `P`: one concrete workflow type per pipeline.
+pub struct PipelineWorkflow<P: Pipeline> {
+    request: Option<RequestOf<P>>,
+    report: ReportOf<P>,
+    in_flight: u32,
+    running: Vec<InFlight>,
+    max_in_flight: u32,
+    paused: bool,
+    stuck_after_ms: u64,
+}
+
+impl<P: Pipeline> PipelineWorkflow<P> {
+    fn progress(&self) -> Progress<OffsetOf<P>> {
+        Progress {
+            report: self.report.clone(),
+            in_flight: self.in_flight,
+            max_in_flight: self.max_in_flight,
+            paused: self.paused,
+            running: self.running.clone(),
+            stuck_after_ms: self.stuck_after_ms,
+        }
+    }
+}
+
+/// The run marker of pipeline `P`'s workflow, for typed client calls.
+pub struct JobRun<P>(PhantomData<fn() -> P>);
+
+impl<P: Pipeline> WorkflowDefinition for JobRun<P> {
+    type Input = RequestOf<P>;
+    type Output = ReportOf<P>;
+    fn name(&self) -> &str {
+        P::NAMES.workflow
+    }
+}
+
+impl<P: Pipeline> HasWorkflowDefinition for JobRun<P> {
+    type Run = Self;
+}
+
+impl<P> JobRun<P> {
+    /// The marker.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<P> Default for JobRun<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
+    type Run = JobRun<P>;
+    const HAS_INIT: bool = true;
+    const INIT_TAKES_INPUT: bool = true;
+
+    fn name() -> &'static str {
+        P::NAMES.workflow
+    }
+
+    fn definition() -> WorkflowDefinitionDescriptor {
+        WorkflowDefinitionDescriptor {
+            workflow_type: P::NAMES.workflow.to_owned(),
+            has_init: true,
+            init_takes_input: true,
+            signals: vec![
+                PAUSE_SIGNAL.into(),
+                RESUME_SIGNAL.into(),
+                SET_MAX_IN_FLIGHT_SIGNAL.into(),
+            ],
+            queries: vec![PROGRESS_QUERY.into()],
+            updates: vec![],
+        }
+    }
+
+    fn init(_ctx: WorkflowContextView, input: Option<RequestOf<P>>) -> Self {
+        // Signals may arrive in the first activation: set the carried state before they apply.
+        let (report, paused, max_in_flight) = match &input {
+            Some(req) => match &req.state {
+                Some(carried) => (
+                    carried.report.clone(),
+                    carried.paused,
+                    carried.max_in_flight,
+                ),
+                None => (
+                    JobReport::new(req.workflow_id(), P::NAMES.workflow, req.start_at.clone()),
+                    false,
+                    req.max_in_flight,
+                ),
+            },
+            None => (JobReport::new("", P::NAMES.workflow, None), false, 1),
+        };
+        let stuck_after_ms = input
+            .as_ref()
+            .map_or(0, |r| r.stuck_after.as_millis() as u64);
+        Self {
+            request: input,
+            report,
+            in_flight: 0,
+            running: Vec::new(),
+            max_in_flight: max_in_flight.max(1),
+            paused,
+            stuck_after_ms,
+        }
+    }
+
+    fn run(
+        ctx: WorkflowContext<Self>,
+        _input: Option<RequestOf<P>>,
+    ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowTermination>> {
+        async move {
+            let report = run_job::<P>(&ctx).await?;
+            Ok(Box::new(report) as Box<dyn WorkflowOutputValue>)
+        }
+        .boxed_local()
+    }
+
+    fn decode_signal_input(
+        name: &str,
+        payloads: Payloads,
+        converter: &PayloadConverter,
+    ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
+        match name {
+            PAUSE_SIGNAL | RESUME_SIGNAL => decode::<()>(payloads.payloads, converter),
+            SET_MAX_IN_FLIGHT_SIGNAL => decode::<u32>(payloads.payloads, converter),
+            _ => Ok(None),
+        }
+    }
+
+    fn dispatch_signal(
+        ctx: WorkflowContext<Self>,
+        name: &str,
+        input: Box<dyn Any>,
+    ) -> LocalBoxFuture<'static, Result<(), WorkflowError>> {
+        match name {
+            PAUSE_SIGNAL => <Self as ExecutableSyncSignal<PauseSignal<P>>>::dispatch(ctx, input),
+            RESUME_SIGNAL => <Self as ExecutableSyncSignal<ResumeSignal<P>>>::dispatch(ctx, input),
+            SET_MAX_IN_FLIGHT_SIGNAL => {
+                <Self as ExecutableSyncSignal<SetMaxInFlightSignal<P>>>::dispatch(ctx, input)
+            }
+            other => futures::future::ready(Err(unknown_handler("signal", other))).boxed_local(),
+        }
+    }
+
+    fn decode_query_input(
+        name: &str,
+        payloads: &Payloads,
+        converter: &PayloadConverter,
+    ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
+        match name {
+            PROGRESS_QUERY => decode::<()>(payloads.payloads.clone(), converter),
+            _ => Ok(None),
+        }
+    }
+
+    fn dispatch_query(
+        &self,
+        ctx: WorkflowContextView,
+        name: &str,
+        input: Box<dyn Any>,
+    ) -> Result<Box<dyn WorkflowOutputValue>, WorkflowError> {
+        match name {
+            PROGRESS_QUERY => {
+                <Self as ExecutableQuery<ProgressQuery<P>>>::dispatch(self, &ctx, input)
+            }
+            other => Err(unknown_handler("query", other)),
+        }
+    }
+
+    fn dispatch_update(
+        _ctx: WorkflowContext<Self>,
+        name: &str,
+        _input: Box<dyn Any>,
+    ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowError>> {
+        futures::future::ready(Err(unknown_handler("update", name))).boxed_local()
+    }
+
+    fn validate_update(
+        &self,
+        _ctx: WorkflowContextView,
+        name: &str,
+        _input: Box<dyn Any>,
+    ) -> Result<(), WorkflowError> {
+        Err(unknown_handler("update", name))
+    }
+}
+
+
+/// Runs one workflow run of a job to completion, failure, cancellation or continue-as-new.
+async fn run_job<P: Pipeline>(
+    ctx: &WorkflowContext<PipelineWorkflow<P>>,
+) -> Result<ReportOf<P>, WorkflowTermination> {
+    let Some(req) = ctx.state(|w| w.request.clone()) else {
+        return Err(WorkflowTermination::failed_application(
+            ApplicationFailure::non_retryable("the workflow was started without a job request"),
+        ));
+    };
+    if let Err(e) = req.validate() {
+        return Err(WorkflowTermination::failed_application(
+            ApplicationFailure::builder(e.to_string())
+                .type_name(INVALID_REQUEST_TYPE.to_owned())
+                .non_retryable(true)
+                .build(),
+        ));
+    }
+    let segments = carry::segments::<P>(&req);
+    let mut job = carry::start(ctx, req, &segments);
+    job.report.runs += 1;
+    job.report.status = JobStatus::Running;
+    job.publish(&[]);
+    match window::drive(&mut job, &segments).await {
+        Ok(Next::Done) => {
+            job.touch();
+            job.report.status = if job.report.failed_batches > 0 {
+                JobStatus::CompletedWithFailures
+            } else {
+                JobStatus::Completed
+            };
+            job.publish(&[]);
+            if let Err(stop) = job.snapshot().await {
+                return Err(fail(job, stop).await);
+            }
+            Ok(job.report)
+        }
+        Ok(Next::ContinueAsNew) => {
+            job.touch();
+            job.publish(&[]);
+            if let Err(stop) = job.snapshot().await {
+                return Err(fail(job, stop).await);
+            }
+            carry::continue_as_new(ctx, job)
+        }
+        Ok(Next::Cancelled) => {
+            job.touch();
+            job.report.status = JobStatus::Cancelled;
+            job.publish(&[]);
+            // Cancelled stays cancelled even if saving the report fails.
+            let _ = job.snapshot().await;
+            Err(WorkflowTermination::cancelled_with_details(job.report))
+        }
+        Err(stop) => Err(fail(job, stop).await),
+    }
+}
+
+/// Fails the job with its original cause, saving a failed report first when asked to.
+async fn fail<P: Pipeline>(mut job: Job<'_, P>, stop: Stop) -> WorkflowTermination {
+    job.touch();
+    job.report.status = JobStatus::Failed;
+    job.report.failure = Some(stop.message.clone());
+    job.publish(&[]);
+    // The job fails with its own cause even if saving the report fails too.
+    let _ = job.snapshot().await;
+    WorkflowTermination::failed_application(
+        ApplicationFailure::builder(stop.message)
+            .type_name(stop.kind.to_owned())
+            .non_retryable(true)
+            .build(),
+    )
+}

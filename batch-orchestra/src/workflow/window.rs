@@ -1,0 +1,286 @@
+//! The sliding window: plans ahead, keeps up to `max_in_flight` `process` activities running,
+//! records failed batches and goes on, and drains cleanly on continue-as-new or cancellation.
+//!
+//! A group of batches whose activity fails for good is split: each batch is rerun alone
+//! (with at most two attempts), so a poison batch fails alone and its neighbours are written.
+//! A batch that fails alone is recorded as a failed batch. A configuration error fails the job.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use futures::future::LocalBoxFuture;
+use temporalio_sdk::TimerResult;
+
+use super::carry::Segment;
+use super::failures::{Cause, Stop, describe, record_failed};
+use super::job::{Event, Job};
+use crate::connector::{BatchRange, SourceConfig};
+use crate::error::{ACTIVITY_FAILED_TYPE, CONFIG_ERROR_TYPE};
+use crate::model::InFlight;
+use crate::pipeline::{OffsetOf, Pipeline};
+
+/// How a run of the window ended.
+pub(super) enum Next {
+    /// Every batch is done (processed or failed).
+    Done,
+    /// The run processed its share: continue as new.
+    ContinueAsNew,
+    /// The job was cancelled and every activity has stopped.
+    Cancelled,
+}
+
+type Planned<O> = VecDeque<(u64, u32, BatchRange<O>)>;
+
+/// Runs the window until the source is exhausted, the run should continue as new, or the job
+/// is cancelled, with no activity left running.
+pub(super) async fn drive<P: Pipeline>(
+    job: &mut Job<'_, P>,
+    segments: &[Segment<OffsetOf<P>>],
+) -> Result<Next, Stop> {
+    let ctx = job.ctx;
+    let max_per_run = job.req.max_batches_per_run;
+    let plan_ahead = job.req.plan_ahead as usize;
+    let per_activity = job.req.batches_per_activity.max(1) as usize;
+    let mut plan_segment = job.segment;
+    let mut plan_cursor = job.cursor.clone();
+    let mut plan_record = job.next_record;
+    let mut next_index = job.next_batch;
+    // Batches planned but not started, and batches to rerun alone: (sequence, segment, range).
+    let mut planned: Planned<OffsetOf<P>> = VecDeque::new();
+    let mut isolate: Planned<OffsetOf<P>> = VecDeque::new();
+    // Ends of batches done (processed or failed) not yet contiguous with the frontier, by
+    // sequence number within this run.
+    let mut done: BTreeMap<u64, OffsetOf<P>> = BTreeMap::new();
+    let mut next_seq = 0u64;
+    let mut frontier = 0u64;
+    let mut exhausted = plan_segment as usize >= segments.len();
+    let mut plan_pending = false;
+    let mut rolling_over = false;
+    let mut cancelling = false;
+    let mut this_run = 0u32;
+    let mut running: Vec<InFlight> = Vec::new();
+    let mut window: Vec<LocalBoxFuture<'_, Event<OffsetOf<P>>>> = Vec::new();
+
+    loop {
+        if !rolling_over && (this_run >= max_per_run || ctx.continue_as_new_suggested()) {
+            rolling_over = true;
+        }
+        let (paused, max_in_flight) = ctx.state(|w| (w.paused, w.max_in_flight.max(1)));
+        let throttle = job
+            .req
+            .throttle
+            .clone()
+            .filter(|t| job.report.records_read >= job.throttle_mark + t.every_records);
+        if !exhausted
+            && !plan_pending
+            && !rolling_over
+            && !cancelling
+            && planned.len()
+                < plan_ahead
+                    .div_ceil(2)
+                    .max(max_in_flight as usize * per_activity)
+        {
+            window.push(job.plan(plan_cursor.clone()));
+            plan_pending = true;
+        }
+        if !paused && throttle.is_none() && !cancelling {
+            while (running.len() as u32) < max_in_flight {
+                if let Some((seq, segment, range)) = isolate.pop_front() {
+                    let _ = segment;
+                    let (info, fut) = job.process(vec![seq], vec![range], true);
+                    running.push(info);
+                    window.push(fut);
+                    continue;
+                }
+                if rolling_over || this_run >= max_per_run || planned.is_empty() {
+                    break;
+                }
+                // A group of consecutive batches, within the run's limit.
+                let take = per_activity
+                    .min(planned.len())
+                    .min((max_per_run - this_run) as usize);
+                let (mut seqs, mut group) = (Vec::with_capacity(take), Vec::with_capacity(take));
+                for (seq, segment, range) in planned.drain(..take) {
+                    job.segment = segment;
+                    job.cursor = Some(range.end.clone());
+                    job.next_record = range.first_record + range.records;
+                    job.next_batch = range.index + 1;
+                    seqs.push(seq);
+                    group.push(range);
+                }
+                this_run += take as u32;
+                let (info, fut) = job.process(seqs, group, false);
+                running.push(info);
+                window.push(fut);
+            }
+            job.publish(&running);
+        }
+        if window.is_empty() {
+            if cancelling {
+                return Ok(Next::Cancelled);
+            }
+            if exhausted && planned.is_empty() && isolate.is_empty() {
+                return Ok(Next::Done);
+            }
+            if rolling_over && isolate.is_empty() {
+                return Ok(Next::ContinueAsNew);
+            }
+            if let Some(t) = throttle {
+                if ctx.timer(t.pause).await == TimerResult::Cancelled
+                    || ctx.cancellation_token().is_cancelled()
+                {
+                    cancelling = true;
+                    continue;
+                }
+                let over = job.report.records_read - job.throttle_mark;
+                job.throttle_mark += over - over % t.every_records;
+                continue;
+            }
+            if paused {
+                if ctx.wait_condition(|w| !w.paused).await.is_err() {
+                    cancelling = true;
+                }
+                continue;
+            }
+            return Err(Stop::new(
+                ACTIVITY_FAILED_TYPE,
+                "the workflow has nothing to wait for (internal error)",
+            ));
+        }
+        let (event, _, rest) = futures::future::select_all(window).await;
+        window = rest;
+        // A cancelled job stops dispatching and waits for its activities to stop writing.
+        if !cancelling && ctx.cancellation_token().is_cancelled() {
+            cancelling = true;
+        }
+        match event {
+            Event::Planned(result) => {
+                plan_pending = false;
+                if cancelling {
+                    continue;
+                }
+                let plan = result.map_err(|e| {
+                    Cause::of(&e).stop(format_args!("planning batches from record {plan_record}"))
+                })?;
+                if plan.batches.is_empty() && !plan.end_of_source {
+                    return Err(Stop::new(
+                        ACTIVITY_FAILED_TYPE,
+                        format!(
+                            "source `{}` planned no batch from record {plan_record} but did not report the end of the source",
+                            <P::Source as SourceConfig>::NAME
+                        ),
+                    ));
+                }
+                let segment = &segments[plan_segment as usize];
+                let mut segment_done = plan.end_of_source;
+                for b in plan.batches {
+                    plan_cursor = Some(b.end.clone());
+                    let reached = segment.end.as_ref() == Some(&b.end)
+                        || segment
+                            .records
+                            .is_some_and(|r| plan_record + b.records >= segment.first_record + r);
+                    planned.push_back((
+                        next_seq,
+                        plan_segment,
+                        BatchRange {
+                            index: next_index,
+                            start: b.start,
+                            end: b.end,
+                            first_record: plan_record,
+                            records: b.records,
+                        },
+                    ));
+                    next_seq += 1;
+                    plan_record += b.records;
+                    next_index += 1;
+                    if reached {
+                        segment_done = true;
+                        break;
+                    }
+                }
+                if segment_done {
+                    plan_segment += 1;
+                    match segments.get(plan_segment as usize) {
+                        Some(next) => {
+                            plan_cursor = next.start.clone();
+                            plan_record = next.first_record;
+                            next_index = next.first_batch;
+                        }
+                        None => exhausted = true,
+                    }
+                }
+            }
+            Event::Processed(dispatched, result) => {
+                running.retain(|r| r.activity_id != dispatched.activity_id);
+                match result {
+                    Ok(batch) => {
+                        let count = batch
+                            .cancelled_after
+                            .map_or(dispatched.group.len(), |k| k as usize)
+                            .min(dispatched.group.len());
+                        for (seq, range) in dispatched.seqs.iter().zip(&dispatched.group).take(count)
+                        {
+                            done.insert(*seq, range.end.clone());
+                        }
+                        advance(job, &mut done, &mut frontier);
+                        job.touch();
+                        let added = job.add(count as u64, batch);
+                        job.publish(&running);
+                        added?;
+                    }
+                    // Cancelled (or lost) while the job was being cancelled: it wrote nothing
+                    // that is not already counted.
+                    Err(_) if cancelling => job.publish(&running),
+                    Err(e) => {
+                        let cause = Cause::of(&e);
+                        if cause.kind == CONFIG_ERROR_TYPE {
+                            return Err(cause.stop(describe(&dispatched.group)));
+                        }
+                        if dispatched.group.len() > 1 && job.req.max_failed_batches > 0 {
+                            // Rerun each batch alone, so only a poison batch fails.
+                            let segment = job.segment;
+                            isolate.extend(
+                                dispatched
+                                    .seqs
+                                    .into_iter()
+                                    .zip(dispatched.group)
+                                    .map(|(seq, range)| (seq, segment, range)),
+                            );
+                        } else {
+                            let attempts = if dispatched.isolated { 2 } else { 1 };
+                            let now = job.now_ms();
+                            let max = job.req.max_failed_batches;
+                            for (seq, range) in dispatched.seqs.iter().zip(&dispatched.group) {
+                                done.insert(*seq, range.end.clone());
+                            }
+                            let recorded = record_failed(
+                                &mut job.report,
+                                &dispatched.group[0],
+                                cause,
+                                attempts,
+                                now,
+                                max,
+                            );
+                            advance(job, &mut done, &mut frontier);
+                            job.touch();
+                            job.publish(&running);
+                            recorded?;
+                        }
+                        job.publish(&running);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Moves the report's end offset over every batch done contiguously from the frontier.
+fn advance<P: Pipeline>(
+    job: &mut Job<'_, P>,
+    done: &mut BTreeMap<u64, OffsetOf<P>>,
+    frontier: &mut u64,
+) {
+    while let Some(end) = done.remove(frontier) {
+        job.report.end_offset = Some(end);
+        *frontier += 1;
+    }
+}
