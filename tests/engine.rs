@@ -163,7 +163,7 @@ async fn a_sink_failing_twice_then_succeeding_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_exhausted_fail_the_job_with_the_original_message() {
+async fn with_max_failed_batches_zero_exhausted_retries_fail_the_job() {
     let mut h = Harness::start().await;
     let job = "retry-exhausted";
     let sink = CountingSink {
@@ -172,6 +172,7 @@ async fn retries_exhausted_fail_the_job_with_the_original_message() {
     };
     let req = request(job, 100, sink)
         .batch_size(100)
+        .max_failed_batches(0)
         .retry("range-to-counting.process", quick_retries(2));
     let err = h
         .worker
@@ -179,15 +180,132 @@ async fn retries_exhausted_fail_the_job_with_the_original_message() {
         .await
         .unwrap()
         .unwrap_err();
-    let JobError::Failed { message, .. } = &err else {
+    let JobError::Failed { message, kind, .. } = &err else {
         panic!("expected a failed job, got {err}")
     };
+    assert_eq!(kind, "FailedBatchLimit");
     assert!(
         message.contains("unavailable on attempt 2 of batch 0 (injected)"),
         "{message}"
     );
-    assert!(message.contains("batch 0 (records 0..100"), "{message}");
+    assert!(message.contains("batch 0 (records 0-99)"), "{message}");
+    assert!(
+        !message.contains("job `retry-exhausted`"),
+        "the job id is not repeated: {err}"
+    );
     assert_eq!(CountingSink::log(job).calls, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_batch_fails_alone_and_a_redrive_recovers_it() {
+    let mut h = Harness::start().await;
+    let job = "poison";
+    let sink = CountingSink {
+        poison_batch: Some(5),
+        ..CountingSink::new(job)
+    };
+    // Groups of 4 batches: the group holding batch 5 fails, each of its batches is rerun
+    // alone, and only batch 5 fails for good.
+    let req = request(job, 1_000, sink)
+        .batch_size(50)
+        .max_in_flight(3)
+        .retry("process", quick_retries(3));
+    let (report, failed_again, recovered) = h
+        .worker
+        .run_until(async {
+            let handle = h.jobs.start::<RangeToCounting>(req).await.unwrap();
+            let report = handle.report().await.unwrap();
+            // Still poisoned: the redrive fails again, and says so.
+            let first = handle.redrive(&h.jobs).await.unwrap();
+            assert_eq!(first.job_id(), "poison-redrive-1");
+            let failed_again = first.report().await.unwrap();
+            CountingSink::heal(job);
+            let second = first.redrive(&h.jobs).await.unwrap();
+            assert_eq!(second.job_id(), "poison-redrive-2");
+            let recovered = second.report().await.unwrap();
+            let none_left = second.redrive(&h.jobs).await;
+            assert!(
+                matches!(none_left, Err(JobError::NotRedrivable { .. })),
+                "nothing left to redrive"
+            );
+            (report, failed_again, recovered)
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.status, JobStatus::CompletedWithFailures);
+    assert!(!report.is_complete());
+    assert!(matches!(
+        report.clone().into_result(),
+        Err(JobError::CompletedWithFailures { failed_batches: 1, .. })
+    ));
+    assert_eq!(report.failed_batches, 1);
+    assert_eq!(report.batches, 19);
+    assert_eq!(
+        report.records_written + report.already_present,
+        950,
+        "a batch of the failed group written before the poison counts as already present on rerun"
+    );
+    assert_eq!(report.end_offset, Some(1_000), "the job went past the failed batch");
+    let failed = &report.failed[0];
+    assert_eq!((failed.first_batch, failed.batches), (5, 1));
+    assert_eq!((failed.first_record, failed.records), (250, 50));
+    assert_eq!((failed.start, failed.end), (250, 300));
+    assert_eq!(failed.kind, "TransientError");
+    assert_eq!(failed.attempts, 2, "rerun alone with two attempts");
+    assert!(failed.message.contains("cannot take batch 5 (injected poison)"), "{failed:?}");
+
+    assert_eq!(failed_again.redrive_of.as_deref(), Some(job));
+    assert_eq!(failed_again.job_id, "poison-redrive-1");
+    assert_eq!(failed_again.status, JobStatus::CompletedWithFailures);
+    assert_eq!(failed_again.records_written, 0);
+    assert_eq!(failed_again.failed[0].first_batch, 5, "same batch number as in the job");
+    assert_eq!(recovered.job_id, "poison-redrive-2");
+    assert_eq!(recovered.status, JobStatus::Completed, "{recovered:?}");
+    assert_eq!(recovered.records_written, 50);
+    assert_eq!(recovered.batches, 1);
+    let log = CountingSink::log(job);
+    assert_eq!(log.ids.len(), 1_000, "every record present once the poison is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_call_is_abandoned_retried_and_shown_as_stuck() {
+    let mut h = Harness::start().await;
+    let job = "hung";
+    let sink = CountingSink {
+        hang_batch: Some(2),
+        ..CountingSink::new(job)
+    };
+    let req = request(job, 500, sink)
+        .batch_size(50)
+        .batches_per_activity(1)
+        .call_timeout(Duration::from_secs(3))
+        .stuck_after(Duration::from_secs(1))
+        .retry("process", quick_retries(3));
+    let started = Instant::now();
+    let (report, stuck) = h
+        .worker
+        .run_until(async {
+            let handle = h.jobs.start::<RangeToCounting>(req).await.unwrap();
+            let mut stuck = None;
+            while stuck.is_none() && started.elapsed() < Duration::from_secs(10) {
+                if let Ok(p) = handle.progress().await {
+                    stuck = p.stuck().next().cloned();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (handle.report().await.unwrap(), stuck)
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.status, JobStatus::Completed);
+    assert_eq!(report.records_written, 500);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let stuck = stuck.expect("the hung batch was flagged as stuck");
+    assert_eq!(stuck.first_batch, 2);
+    assert_eq!(stuck.attempt, Some(1));
+    assert!(stuck.age_ms >= 1_000);
+    let log = CountingSink::log(job);
+    assert_eq!(log.ids.len(), 500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,19 +506,46 @@ async fn cancel_stops_the_job() {
         delay_ms: 200,
         ..CountingSink::new(job)
     };
-    let req = request(job, 10_000, slow).batch_size(10).max_in_flight(1);
-    let err = h
+    let dir = tempfile::tempdir().unwrap();
+    let req = request(job, 10_000, slow)
+        .batch_size(10)
+        .max_in_flight(3)
+        .heartbeat_timeout(Duration::from_secs(2))
+        .snapshot(SnapshotTarget::directory(dir.path().to_string_lossy()));
+    let (report, took) = h
         .worker
         .run_until(async {
             let handle = h.jobs.start::<RangeToCounting>(req).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            let asked = Instant::now();
             handle.cancel().await.unwrap();
-            handle.report().await.unwrap_err()
+            let report = handle.report().await.unwrap();
+            let took = asked.elapsed();
+            // Nothing lands after the report said Cancelled.
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            (report, took)
         })
         .await
         .unwrap();
-    assert!(matches!(err, JobError::Cancelled { .. }), "got {err}");
-    assert!(CountingSink::log(job).ids.len() < 10_000);
+    assert_eq!(report.status, JobStatus::Cancelled);
+    assert!(matches!(report.clone().into_result(), Err(JobError::Cancelled { .. })));
+    assert!(took < Duration::from_secs(5), "cancel took {took:?}");
+    let log = CountingSink::log(job);
+    assert!(log.ids.len() < 10_000);
+    assert!(!log.ids.is_empty());
+    assert_eq!(
+        report.records_written,
+        log.ids.len() as u64,
+        "the report counts exactly what the sink holds"
+    );
+    let end = report.end_offset.unwrap();
+    assert_eq!(
+        log.ids.iter().copied().filter(|id| *id < end).count() as u64,
+        end,
+        "everything before the end offset is written: a job from there resumes"
+    );
+    let saved = std::fs::read_to_string(dir.path().join(format!("{job}.json"))).unwrap();
+    assert!(saved.contains("Cancelled"), "{saved}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

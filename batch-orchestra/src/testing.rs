@@ -577,6 +577,8 @@ pub struct SinkLog {
     pub rewrites: u64,
     /// Write calls, failed ones included.
     pub calls: u64,
+    /// Set by [`CountingSink::heal`]: the poison batch is written normally.
+    pub healed: bool,
 }
 
 static SINK_LOGS: LazyLock<Mutex<HashMap<String, SinkLog>>> = LazyLock::new(Default::default);
@@ -593,6 +595,13 @@ pub struct CountingSink {
     pub fatal_at_batch: Option<u64>,
     /// Sleep this long in every write, to keep batches in flight.
     pub delay_ms: u64,
+    /// Fail every attempt of batch number `n` with a transient error (a poison batch), until
+    /// [`CountingSink::heal`] is called for this log.
+    #[serde(default)]
+    pub poison_batch: Option<u64>,
+    /// Hang forever in the first attempt of batch number `n` (a hung call).
+    #[serde(default)]
+    pub hang_batch: Option<u64>,
 }
 
 impl CountingSink {
@@ -603,7 +612,19 @@ impl CountingSink {
             fail_attempts: 0,
             fatal_at_batch: None,
             delay_ms: 0,
+            poison_batch: None,
+            hang_batch: None,
         }
+    }
+
+    /// Removes the poison batch's fault for `log`: later writes of it succeed.
+    pub fn heal(log: &str) {
+        SINK_LOGS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(log.to_owned())
+            .or_default()
+            .healed = true;
     }
 
     /// What was written under `log`.
@@ -634,12 +655,21 @@ impl Sink for CountingSink {
         if self.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
         }
+        if self.hang_batch == Some(ctx.batch) && ctx.attempt == 1 {
+            std::future::pending::<()>().await;
+        }
         let mut logs = SINK_LOGS.lock().unwrap_or_else(|p| p.into_inner());
         let log = logs.entry(self.log.clone()).or_default();
         log.calls += 1;
         if self.fatal_at_batch == Some(ctx.batch) {
             return Err(ConnectorError::config(format!(
                 "sink `{}` refuses batch {} (injected)",
+                self.log, ctx.batch
+            )));
+        }
+        if self.poison_batch == Some(ctx.batch) && !log.healed {
+            return Err(ConnectorError::transient(format!(
+                "sink `{}` cannot take batch {} (injected poison)",
                 self.log, ctx.batch
             )));
         }
