@@ -74,3 +74,88 @@ pub fn people_with_bad_rows() -> Vec<u8> {
     bytes.extend_from_slice(b"1002,bad \xFF utf8,Rome\n1003,also,ragged,row\n1004,last,Oslo");
     bytes
 }
+
+// ---------------------------------------------------------------------------------------------
+// The crash-test pipeline: CSV into MongoDB through a sink whose faults are set from a file,
+// so a test can inject and remove them while the worker runs in another process.
+// ---------------------------------------------------------------------------------------------
+
+use batch_orchestra::connectors::csv::CsvFile;
+use batch_orchestra::connectors::mongo::{MongoSink, MongoWriter, row_to_document};
+use batch_orchestra::{
+    ConnectorError, Positioned, Sink, SinkConfig, WriteContext, WriteOutcome, batch_sink,
+    pipeline,
+};
+use serde::{Deserialize, Serialize};
+
+/// A MongoDB sink with faults read from `fault_file` before every write: a line
+/// `poison <batch>` fails every attempt of that batch; `hang <batch>` hangs its first attempt.
+/// Removing the file removes the faults.
+#[batch_sink(name = "faulty-mongodb", writer = FaultyWriter)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultyMongo {
+    /// The real sink.
+    pub inner: MongoSink,
+    /// Where the faults are listed.
+    pub fault_file: String,
+    /// A pause before every write, so a job lasts long enough to be hit.
+    pub delay_ms: u64,
+}
+
+/// The built [`FaultyMongo`].
+pub struct FaultyWriter {
+    inner: MongoWriter,
+    config: FaultyMongo,
+}
+
+impl FaultyMongo {
+    async fn build_sink(&self) -> Result<FaultyWriter, ConnectorError> {
+        Ok(FaultyWriter {
+            inner: self.inner.build().await?,
+            config: self.clone(),
+        })
+    }
+}
+
+impl Sink for FaultyWriter {
+    type Record = mongodb::bson::Document;
+
+    async fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<Self::Record>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        tokio::time::sleep(std::time::Duration::from_millis(self.config.delay_ms)).await;
+        let faults = std::fs::read_to_string(&self.config.fault_file).unwrap_or_default();
+        for line in faults.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(kind), Some(batch)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if batch.parse::<u64>() != Ok(ctx.batch) {
+                continue;
+            }
+            match kind {
+                "poison" => {
+                    return Err(ConnectorError::transient(format!(
+                        "batch {} is poisoned (injected)",
+                        ctx.batch
+                    )));
+                }
+                "hang" if ctx.attempt == 1 => std::future::pending::<()>().await,
+                _ => {}
+            }
+        }
+        self.inner.write(ctx, records).await
+    }
+}
+
+pipeline! {
+    /// CSV rows into MongoDB documents through [`FaultyMongo`].
+    pub CsvToFaultyMongo {
+        source: CsvFile,
+        transform: row_to_document,
+        sink: FaultyMongo,
+        workflow: "csv-to-faulty-mongo",
+    }
+}

@@ -1,35 +1,10 @@
-//! A testing kit: real servers on loopback for your tests, and a small source and sink with
-//! fault injection.
-//!
-//! [`TemporalDevServer`] and [`MongoServer`] start real servers on free loopback ports with
-//! fresh storage and stop them, by their own process id, when dropped. The binaries are found
-//! through environment variables, the project's tools folder (`cargo xtask setup` fills it),
-//! or `PATH`:
-//!
-//! | server   | variable     | tools folder                    | on `PATH`      |
-//! |----------|--------------|---------------------------------|----------------|
-//! | Temporal | `TEMPORAL_CLI` | `<tools>/venv/bin/temporal`   | `temporal`     |
-//! | MongoDB  | `SECANTUSD`  | `<tools>/bin/secantusd-rs`      | `secantusd-rs` |
-//! | S3 (moto) | `MOTO_SERVER` | `<tools>/venv/bin/moto_server` | `moto_server` |
-//! | Azure (Azurite) | `AZURITE_BLOB` | `<tools>/node/node_modules/.bin/azurite-blob` | `azurite-blob` |
-//! | GCS (fake-gcs-server) | `FAKE_GCS_SERVER` | in the PyPI wheel, in `<tools>/venv` | `fake-gcs-server` |
-//!
-//! `<tools>` is `BATCH_ORCHESTRA_TOOLS`, or the nearest `.tools` folder above the current
-//! directory.
+//! Real servers on loopback, started on free ports and stopped by their own process id.
 
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
-
-use crate::connector::{
-    BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, Source, WriteContext,
-    WriteOutcome,
-};
-use crate::error::{ConnectorError, RecordError, TransformError};
 
 /// A server could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -72,42 +47,105 @@ pub fn free_port() -> Result<u16, TestingError> {
         .map_err(|e| TestingError(e.to_string()))
 }
 
-/// A child process stopped by its own process id when dropped.
-struct OwnedProcess {
+/// A child process stopped by its own process id when dropped; it can be stopped and started
+/// again with the same command, in the same directory.
+pub(crate) struct OwnedProcess {
     child: Child,
+    running: bool,
     name: &'static str,
+    program: OsString,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl OwnedProcess {
-    fn spawn(
+    pub(crate) fn spawn(
         name: &'static str,
         dir: tempfile::TempDir,
-        mut command: Command,
+        command: Command,
     ) -> Result<Self, TestingError> {
         let log = dir.path().join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).map_err(|e| TestingError(e.to_string()))?;
-        let err = out.try_clone().map_err(|e| TestingError(e.to_string()))?;
         let program = command.get_program().to_owned();
-        let child = command
-            .current_dir(dir.path())
+        let args: Vec<OsString> = command.get_args().map(ToOwned::to_owned).collect();
+        let envs: Vec<(OsString, OsString)> = command
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
+        let child = Self::launch(name, &program, &args, &envs, dir.path(), &log)?;
+        Ok(Self {
+            child,
+            running: true,
+            name,
+            program,
+            args,
+            envs,
+            log,
+            dir,
+        })
+    }
+
+    fn launch(
+        name: &str,
+        program: &OsString,
+        args: &[OsString],
+        envs: &[(OsString, OsString)],
+        dir: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Result<Child, TestingError> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| TestingError(e.to_string()))?;
+        let err = out.try_clone().map_err(|e| TestingError(e.to_string()))?;
+        Command::new(program)
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .map_err(|e| {
                 TestingError(format!(
-                    "cannot start {name} ({}): {e}; run `cargo xtask setup` or set the path variable",
+                    "cannot start {name} ({}): {e}; run `cargo xtask setup`, or set the variable named in the testing kit's table to the binary's path",
                     program.to_string_lossy()
                 ))
-            })?;
-        Ok(Self {
-            child,
-            name,
-            log,
-            _dir: dir,
-        })
+            })
+    }
+
+    /// Kills the process (SIGKILL) and waits for it to exit.
+    pub(crate) fn stop(&mut self) {
+        if self.running {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.running = false;
+        }
+    }
+
+    /// Starts the same command again (after [`stop`](Self::stop)).
+    pub(crate) fn start_again(&mut self) -> Result<(), TestingError> {
+        self.stop();
+        self.child = Self::launch(
+            self.name,
+            &self.program,
+            &self.args,
+            &self.envs,
+            self.dir.path(),
+            &self.log,
+        )?;
+        self.running = true;
+        Ok(())
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     fn wait_for_port(&mut self, port: u16, timeout: Duration) -> Result<(), TestingError> {
@@ -135,7 +173,7 @@ impl OwnedProcess {
         }
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let start = text.len().saturating_sub(2_000);
         text.get(start..).unwrap_or_default().to_owned()
@@ -144,8 +182,7 @@ impl OwnedProcess {
 
 impl Drop for OwnedProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -165,9 +202,19 @@ impl TemporalDevServer {
         Self::start_with(true, false)
     }
 
+    /// Starts a tuned dev server that keeps its database in a file, so
+    /// [`restart`](Self::restart) brings it back with every workflow where it was.
+    pub fn start_persistent() -> Result<Self, TestingError> {
+        Self::launch(true, false, true)
+    }
+
     /// Starts a dev server; `tuned` raises the limits that slow hand-offs, `ui` serves the web
     /// UI on [`ui_address`](Self::ui_address).
     pub fn start_with(tuned: bool, ui: bool) -> Result<Self, TestingError> {
+        Self::launch(tuned, ui, false)
+    }
+
+    fn launch(tuned: bool, ui: bool, persistent: bool) -> Result<Self, TestingError> {
         let binary = find_binary(
             "TEMPORAL_CLI",
             &["venv/bin/temporal", "bin/temporal"],
@@ -208,13 +255,35 @@ impl TemporalDevServer {
                 cmd.args(["--dynamic-config-value", value]);
             }
         }
-        let mut process = OwnedProcess::spawn("temporal", temp_dir()?, cmd)?;
+        let dir = temp_dir()?;
+        if persistent {
+            cmd.arg("--db-filename").arg(dir.path().join("temporal.db"));
+        }
+        let mut process = OwnedProcess::spawn("temporal", dir, cmd)?;
         process.wait_for_port(port, Duration::from_secs(60))?;
         Ok(Self {
             process,
             port,
             ui_port,
         })
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts the server again on the same ports (and, when started with
+    /// [`start_persistent`](Self::start_persistent), the same database), and waits for it.
+    pub fn start_again(&mut self) -> Result<(), TestingError> {
+        self.process.start_again()?;
+        self.process.wait_for_port(self.port, Duration::from_secs(60))
+    }
+
+    /// Kills the server and starts it again in place.
+    pub fn restart(&mut self) -> Result<(), TestingError> {
+        self.kill();
+        self.start_again()
     }
 
     /// The server's gRPC address, `127.0.0.1:<port>`.
@@ -267,6 +336,18 @@ impl MongoServer {
         let mut process = OwnedProcess::spawn("secantusd-rs", dir, cmd)?;
         process.wait_for_port(port, Duration::from_secs(60))?;
         Ok(Self { process, port })
+    }
+
+    /// Stops the server (SIGKILL): clients see it down until [`start_again`](Self::start_again).
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts the server again on the same port and storage, and waits for it.
+    pub fn start_again(&mut self) -> Result<(), TestingError> {
+        self.process.start_again()?;
+        self.process
+            .wait_for_port(self.port, Duration::from_secs(60))
     }
 
     /// A connection string for the server.
@@ -464,257 +545,48 @@ pub fn http_request(port: u16, request: &str) -> Result<(), TestingError> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// A test source and sink with fault injection.
-// ---------------------------------------------------------------------------------------------
 
-/// A record of [`RangeSource`]: its id and a padding payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TestRecord {
-    /// The record's id: its ordinal in the source.
-    pub id: u64,
-    /// Padding, `payload_bytes` long, marked so a test can look for it in history.
-    pub payload: String,
+/// A worker (or any program) in a child process: a test can kill it with SIGKILL, as a crash
+/// would, and start another. Its output goes to a log file; it is killed when dropped.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), batch_orchestra::testing::TestingError> {
+/// use std::process::Command;
+/// let mut command = Command::new("target/debug/my-worker");
+/// command.env("TEMPORAL_ADDRESS", "127.0.0.1:7233");
+/// let mut worker = batch_orchestra::testing::WorkerProcess::spawn(command)?;
+/// worker.kill();
+/// # Ok(()) }
+/// ```
+pub struct WorkerProcess {
+    process: OwnedProcess,
 }
 
-/// The text every [`TestRecord`] payload starts with.
-pub const PAYLOAD_MARKER: &str = "RECORD-CONTENT-";
-
-/// A source of `count` records with ids `0..count`; the offset is the next id.
-#[crate::batch_source(name = "range", reader = Self)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RangeSource {
-    /// Records in the source.
-    pub count: u64,
-    /// Bytes of payload per record.
-    pub payload_bytes: usize,
-    /// Every record whose id is a multiple of this (from 1) is unreadable: a record error.
-    pub bad_every: Option<u64>,
-    /// Fail `build` with a configuration error naming this input.
-    pub missing_input: Option<String>,
-}
-
-impl RangeSource {
-    /// `count` records with small payloads.
-    pub fn new(count: u64) -> Self {
-        Self {
-            count,
-            payload_bytes: 16,
-            bad_every: None,
-            missing_input: None,
-        }
-    }
-}
-
-impl RangeSource {
-    async fn build_source(&self) -> Result<RangeSource, ConnectorError> {
-        match &self.missing_input {
-            Some(input) => Err(ConnectorError::config(format!(
-                "cannot open {input}: no such input"
-            ))),
-            None => Ok(self.clone()),
-        }
-    }
-}
-
-impl Source for RangeSource {
-    type Record = TestRecord;
-    type Offset = u64;
-
-    async fn plan(
-        &self,
-        from: Option<&u64>,
-        batch_size: u64,
-        max_batches: usize,
-    ) -> Result<Plan<u64>, ConnectorError> {
-        let mut start = from.copied().unwrap_or(0).min(self.count);
-        let mut batches = Vec::new();
-        while start < self.count && batches.len() < max_batches {
-            let end = (start + batch_size).min(self.count);
-            batches.push(PlannedBatch {
-                start,
-                end,
-                records: end - start,
-            });
-            start = end;
-        }
-        Ok(Plan {
-            batches,
-            end_of_source: start >= self.count,
+impl WorkerProcess {
+    /// Starts `command` in a fresh working directory.
+    pub fn spawn(command: Command) -> Result<Self, TestingError> {
+        Ok(Self {
+            process: OwnedProcess::spawn("worker", temp_dir()?, command)?,
         })
     }
 
-    async fn read(&self, range: &BatchRange<u64>) -> Result<ReadBatch<TestRecord>, ConnectorError> {
-        let mut batch = ReadBatch::default();
-        for id in range.start..range.end {
-            let position = Position::at(id);
-            if self.bad_every.is_some_and(|k| k > 0 && (id + 1) % k == 0) {
-                batch.errors.push(RecordError::new(
-                    position,
-                    format!("record {id} is unreadable (injected)"),
-                ));
-                continue;
-            }
-            let mut payload = format!("{PAYLOAD_MARKER}{id}-");
-            while payload.len() < self.payload_bytes {
-                payload.push('x');
-            }
-            batch.records.push(Positioned {
-                position,
-                value: TestRecord { id, payload },
-            });
-        }
-        Ok(batch)
-    }
-}
-
-/// What a [`CountingSink`] saw for one job.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SinkLog {
-    /// Ids written, each once.
-    pub ids: BTreeSet<u64>,
-    /// Records offered again after being written (absorbed as already present).
-    pub rewrites: u64,
-    /// Write calls, failed ones included.
-    pub calls: u64,
-    /// Set by [`CountingSink::heal`]: the poison batch is written normally.
-    pub healed: bool,
-}
-
-static SINK_LOGS: LazyLock<Mutex<HashMap<String, SinkLog>>> = LazyLock::new(Default::default);
-
-/// A sink that records ids in memory, per job, with fault injection.
-#[crate::batch_sink(name = "counting", writer = Self)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CountingSink {
-    /// The key under which writes are logged (use the job id).
-    pub log: String,
-    /// Fail the first this-many attempts of every batch with a transient error.
-    pub fail_attempts: u32,
-    /// Fail batch number `n` with a configuration (non-retryable) error.
-    pub fatal_at_batch: Option<u64>,
-    /// Sleep this long in every write, to keep batches in flight.
-    pub delay_ms: u64,
-    /// Fail every attempt of batch number `n` with a transient error (a poison batch), until
-    /// [`CountingSink::heal`] is called for this log.
-    #[serde(default)]
-    pub poison_batch: Option<u64>,
-    /// Hang forever in the first attempt of batch number `n` (a hung call).
-    #[serde(default)]
-    pub hang_batch: Option<u64>,
-}
-
-impl CountingSink {
-    /// A well-behaved sink logging under `log`.
-    pub fn new(log: impl Into<String>) -> Self {
-        Self {
-            log: log.into(),
-            fail_attempts: 0,
-            fatal_at_batch: None,
-            delay_ms: 0,
-            poison_batch: None,
-            hang_batch: None,
-        }
+    /// Kills the process with SIGKILL and waits for it to exit.
+    pub fn kill(&mut self) {
+        self.process.stop();
     }
 
-    /// Removes the poison batch's fault for `log`: later writes of it succeed.
-    pub fn heal(log: &str) {
-        SINK_LOGS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(log.to_owned())
-            .or_default()
-            .healed = true;
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
-    /// What was written under `log`.
-    pub fn log(log: &str) -> SinkLog {
-        SINK_LOGS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(log)
-            .cloned()
-            .unwrap_or_default()
+    /// The end of its output, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
     }
-}
 
-impl CountingSink {
-    async fn build_sink(&self) -> Result<CountingSink, ConnectorError> {
-        Ok(self.clone())
-    }
-}
-
-impl Sink for CountingSink {
-    type Record = TestRecord;
-
-    async fn write(
-        &self,
-        ctx: &WriteContext,
-        records: Vec<Positioned<TestRecord>>,
-    ) -> Result<WriteOutcome, ConnectorError> {
-        if self.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
-        }
-        if self.hang_batch == Some(ctx.batch) && ctx.attempt == 1 {
-            std::future::pending::<()>().await;
-        }
-        let mut logs = SINK_LOGS.lock().unwrap_or_else(|p| p.into_inner());
-        let log = logs.entry(self.log.clone()).or_default();
-        log.calls += 1;
-        if self.fatal_at_batch == Some(ctx.batch) {
-            return Err(ConnectorError::config(format!(
-                "sink `{}` refuses batch {} (injected)",
-                self.log, ctx.batch
-            )));
-        }
-        if self.poison_batch == Some(ctx.batch) && !log.healed {
-            return Err(ConnectorError::transient(format!(
-                "sink `{}` cannot take batch {} (injected poison)",
-                self.log, ctx.batch
-            )));
-        }
-        if ctx.attempt <= self.fail_attempts {
-            return Err(ConnectorError::transient(format!(
-                "sink `{}` unavailable on attempt {} of batch {} (injected)",
-                self.log, ctx.attempt, ctx.batch
-            )));
-        }
-        let mut outcome = WriteOutcome::default();
-        for record in records {
-            if log.ids.insert(record.value.id) {
-                outcome.written += 1;
-            } else {
-                log.rewrites += 1;
-                outcome.already_present += 1;
-            }
-        }
-        Ok(outcome)
-    }
-}
-
-crate::pipeline! {
-    /// A pipeline from [`RangeSource`] to [`CountingSink`], under the name `range-to-counting`.
-    pub RangeToCounting {
-        source: RangeSource,
-        sink: CountingSink,
-    }
-}
-
-/// Keeps every `even` record and rejects the others: a transform for tests.
-pub fn keep_even(record: TestRecord) -> Result<TestRecord, TransformError> {
-    if record.id.is_multiple_of(2) {
-        Ok(record)
-    } else {
-        Err(TransformError::new(format!("id {} is odd", record.id)))
-    }
-}
-
-crate::pipeline! {
-    /// Like [`RangeToCounting`], with the [`keep_even`] transform, under the name `even-only`.
-    pub EvenOnly {
-        source: RangeSource,
-        transform: keep_even,
-        sink: CountingSink,
-        workflow: "even-only",
+    /// Its working directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.process.dir()
     }
 }
