@@ -6,7 +6,12 @@
 //! 2. the CSV -> MongoDB pipeline through Temporal with its default settings;
 //! 3. the CSV -> no-op pipeline, on a tuned dev server and on one with default settings;
 //! 4. workflow history per batch, from the fetched history;
-//! 5. the worker's peak RSS on a large CSV into the no-op sink (in a child process).
+//! 5. the worker's peak RSS on a large CSV into the no-op sink (in a child process);
+//! 6. the throughput dip at continue-as-new (`can_dip`): the CSV -> MongoDB pipeline with a
+//!    continue-as-new every 100 batches, its progress read every 100 ms; the dip is 1 minus
+//!    the mean rate of the half-second windows that contain a continue-as-new over the median
+//!    rate of all windows, and `can_cost` is 1 minus that job's rate over the pipeline's
+//!    median (what the continue-as-new cost the whole job).
 //!
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
@@ -123,7 +128,7 @@ fn main() -> Result<(), Error> {
 
     // Fresh MongoDB-wire servers, started before the runtime so the sink's variable is set
     // before other threads exist; one per repetition of each MongoDB measurement.
-    let mongos: Vec<MongoServer> = (0..2 * a.reps)
+    let mongos: Vec<MongoServer> = (0..2 * a.reps + 1)
         .map(|_| MongoServer::start())
         .collect::<Result<_, _>>()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -177,6 +182,18 @@ fn main() -> Result<(), Error> {
             direct[rep], piped[rep], noop[rep], noop_default[rep]
         );
     }
+    // Continue-as-new every 100 batches on a fresh server.
+    // SAFETY: as above; the earlier sinks were built already and read no environment now.
+    unsafe { std::env::set_var(URI_ENV, mongos[2 * a.reps].uri()) };
+    let can = runtime.block_on(can_run(
+        &tuned,
+        &csv_path,
+        MongoSink::new("bench", "can").uri_env(URI_ENV),
+    ))?;
+    println!(
+        "continue-as-new every 100 batches: {:.0} rows/s, {} runs, dip {:.3}",
+        can.rate, can.runs, can.dip
+    );
     drop(mongos);
 
     // Peak RSS of a worker on a large file, in a child process of its own.
@@ -212,6 +229,10 @@ fn main() -> Result<(), Error> {
         "history_events_per_batch": history.0,
         "history_bytes_per_batch": history.1,
         "peak_rss_mb": peak_rss_mb,
+        "can_dip": can.dip,
+        "can_cost": 1.0 - can.rate / p.median,
+        "can_runs": can.runs,
+        "can_rows_per_s": can.rate,
         "peak_rss_file_mb": big_bytes as f64 / 1e6,
         "repetitions": a.reps,
         "sink_server": "SecantusDB 0.5.3-beta.196 (MongoDB wire protocol), not mongod",
@@ -237,6 +258,14 @@ fn main() -> Result<(), Error> {
     println!(
         "| worker peak RSS, MB ({:.0} MB CSV into no-op) | {peak_rss_mb:.0} | | |",
         big_bytes as f64 / 1e6
+    );
+    println!(
+        "| continue-as-new dip (windows with one vs median), {} runs | {:.3} | | |",
+        can.runs, can.dip
+    );
+    println!(
+        "| continue-as-new cost to the whole job | {:.3} | | |",
+        1.0 - can.rate / p.median
     );
     println!("\nwritten to target/bench/report.json");
     Ok(())
@@ -362,6 +391,71 @@ where
         rate,
         (events.len() as f64 / batches, bytes as f64 / batches),
     ))
+}
+
+/// What a run with frequent continue-as-new showed.
+struct CanRun {
+    rate: f64,
+    runs: u32,
+    dip: f64,
+}
+
+/// CSV -> MongoDB with a continue-as-new every 100 batches, progress read every 100 ms.
+async fn can_run(server: &TemporalDevServer, csv: &str, sink: MongoSink) -> Result<CanRun, Error> {
+    let client = server.client().await?;
+    let mut worker = Worker::builder(client.clone(), QUEUE)
+        .pipeline::<BenchToMongo>()?
+        .build()?;
+    let jobs = JobClient::new(client, QUEUE);
+    let request: RequestOf<BenchToMongo> =
+        batch_orchestra::BatchProcessingRequest::new("can-dip", CsvFile::new(csv), sink)
+            .max_batches_per_run(100);
+    let started = Instant::now();
+    let (report, samples) = worker
+        .run_until(async {
+            let handle = jobs.start::<BenchToMongo>(request).await?;
+            let mut samples = Vec::new();
+            let report = loop {
+                let waited = tokio::time::timeout(
+                    std::time::Duration::from_millis(100),
+                    handle.report(),
+                )
+                .await;
+                if let Ok(report) = waited {
+                    break report?;
+                }
+                if let Ok(p) = handle.progress().await {
+                    samples.push((started.elapsed().as_secs_f64(), p.report.records_read, p.report.runs));
+                }
+            };
+            Ok::<_, batch_orchestra::JobError>((report, samples))
+        })
+        .await??;
+    let rate = report.records_read as f64 / started.elapsed().as_secs_f64();
+    // Half-second windows of five samples: their rate, and whether a run ended inside.
+    let windows: Vec<(f64, bool)> = samples
+        .windows(6)
+        .step_by(5)
+        .filter_map(|w| {
+            let (first, last) = (w.first()?, w.last()?);
+            let secs = last.0 - first.0;
+            (secs > 0.0).then(|| ((last.1 - first.1) as f64 / secs, last.2 != first.2))
+        })
+        .collect();
+    let mut rates: Vec<f64> = windows.iter().map(|w| w.0).collect();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+    let with_can: Vec<f64> = windows.iter().filter(|w| w.1).map(|w| w.0).collect();
+    let dip = if with_can.is_empty() || median == 0.0 {
+        0.0
+    } else {
+        1.0 - with_can.iter().sum::<f64>() / with_can.len() as f64 / median
+    };
+    Ok(CanRun {
+        rate,
+        runs: report.runs,
+        dip,
+    })
 }
 
 /// The child process: a worker runs the no-op pipeline over `csv`; prints its peak RSS.
