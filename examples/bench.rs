@@ -416,16 +416,18 @@ async fn can_run(server: &TemporalDevServer, csv: &str, sink: MongoSink) -> Resu
             let handle = jobs.start::<BenchToMongo>(request).await?;
             let mut samples = Vec::new();
             let report = loop {
-                let waited = tokio::time::timeout(
-                    std::time::Duration::from_millis(100),
-                    handle.report(),
-                )
-                .await;
+                let waited =
+                    tokio::time::timeout(std::time::Duration::from_millis(100), handle.report())
+                        .await;
                 if let Ok(report) = waited {
                     break report?;
                 }
                 if let Ok(p) = handle.progress().await {
-                    samples.push((started.elapsed().as_secs_f64(), p.report.records_read, p.report.runs));
+                    samples.push((
+                        started.elapsed().as_secs_f64(),
+                        p.report.records_read,
+                        p.report.runs,
+                    ));
                 }
             };
             Ok::<_, batch_orchestra::JobError>((report, samples))

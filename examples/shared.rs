@@ -128,6 +128,11 @@ pub async fn summarize(
         "  batches          {:>10}   runs {}",
         report.batches, report.runs
     );
+    println!("  status           {:>10}", report.status.to_string());
+    println!("  failed batches   {:>10}", report.failed_batches);
+    for f in &report.failed {
+        println!("    {f}");
+    }
     println!("  elapsed          {:>9.2}s", secs);
     println!(
         "  rows per second  {:>10.0}",
@@ -135,7 +140,7 @@ pub async fn summarize(
     );
     let documents = collection.count_documents(doc! {}).await?;
     let expected = report.records_written + report.already_present;
-    let ok = documents == expected && report.records_read == rows;
+    let ok = documents == expected && report.records_read == rows && report.is_complete();
     println!(
         "Check: the collection `{}` holds {documents} documents; the report says {expected} written: {}",
         collection.namespace(),
@@ -150,12 +155,13 @@ pub fn draw(report: &JobReport<CsvOffset>, file_len: u64, elapsed: Duration) {
     let filled = ((done * width as f64) as usize).min(width);
     let rate = report.records_read as f64 / elapsed.as_secs_f64().max(0.001);
     eprint!(
-        "\r  [{}{}] {:>5.1}%  {:>9} rows  {:>8.0} rows/s  {} errors ",
+        "\r  [{}{}] {:>5.1}%  {:>9} rows  {:>8.0} rows/s  {} errors  {} failed batches ",
         "#".repeat(filled),
         " ".repeat(width - filled),
         done * 100.0,
         report.records_read,
         rate,
-        report.record_errors
+        report.record_errors,
+        report.failed_batches
     );
 }

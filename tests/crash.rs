@@ -123,10 +123,7 @@ impl Rig {
             )
     }
 
-    async fn start_job(
-        &self,
-        request: RequestOf<CsvToFaultyMongo>,
-    ) -> JobHandle<CsvToFaultyMongo> {
+    async fn start_job(&self, request: RequestOf<CsvToFaultyMongo>) -> JobHandle<CsvToFaultyMongo> {
         self.jobs
             .start::<CsvToFaultyMongo>(request)
             .await
@@ -134,7 +131,9 @@ impl Rig {
     }
 
     async fn collection(&self, job: &str) -> mongodb::Collection<Document> {
-        let client = mongodb::Client::with_uri_str(self.mongo.uri()).await.unwrap();
+        let client = mongodb::Client::with_uri_str(self.mongo.uri())
+            .await
+            .unwrap();
         client.database("crash").collection(job)
     }
 
@@ -151,16 +150,16 @@ impl Rig {
         let (docs, distinct) = self.counts(job).await;
         let summary = format!(
             "{context}: collection holds {docs} documents ({distinct} distinct ids); report: {} written, {} already present, {} record errors, status {}",
-            report.records_written,
-            report.already_present,
-            report.record_errors,
-            report.status
+            report.records_written, report.already_present, report.record_errors, report.status
         );
         println!("{summary}");
         assert_eq!(report.status, JobStatus::Completed, "{summary}");
         assert_eq!(docs, VALID, "every valid row present: {summary}");
         assert_eq!(distinct, VALID, "no row twice: {summary}");
-        assert_eq!(report.record_errors, BAD_ROWS, "record errors counted once: {summary}");
+        assert_eq!(
+            report.record_errors, BAD_ROWS,
+            "record errors counted once: {summary}"
+        );
         assert_eq!(
             report.records_written + report.already_present,
             VALID,
@@ -222,7 +221,8 @@ async fn a_worker_killed_five_times_loses_and_duplicates_nothing() {
     }
     let report = report_within(&handle, Duration::from_secs(120)).await;
     assert!(kills >= 3, "the job ended before most kills: {kills} kills");
-    rig.check_exact(job, &report, &format!("{kills} kills")).await;
+    rig.check_exact(job, &report, &format!("{kills} kills"))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,10 +234,14 @@ async fn two_workers_one_killed_the_other_finishes() {
     let job = "two-workers";
     let handle = rig.start_job(rig.request(job, 100)).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert!(running(&handle).await, "the job is still running when a worker dies");
+    assert!(
+        running(&handle).await,
+        "the job is still running when a worker dies"
+    );
     rig.workers[0].kill();
     let report = report_within(&handle, Duration::from_secs(120)).await;
-    rig.check_exact(job, &report, "one of two workers killed").await;
+    rig.check_exact(job, &report, "one of two workers killed")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +257,8 @@ async fn the_temporal_server_restarted_mid_job() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     rig.temporal.start_again().expect("start Temporal again");
     let report = report_within(&handle, Duration::from_secs(180)).await;
-    rig.check_exact(job, &report, "Temporal killed and restarted").await;
+    rig.check_exact(job, &report, "Temporal killed and restarted")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,21 +296,39 @@ async fn a_poison_batch_fails_alone_and_is_redriven() {
     );
     let handle = rig.start_job(request).await;
     let report = report_within(&handle, Duration::from_secs(120)).await;
-    assert_eq!(report.status, JobStatus::CompletedWithFailures, "{report:?}");
+    assert_eq!(
+        report.status,
+        JobStatus::CompletedWithFailures,
+        "{report:?}"
+    );
     assert_eq!(report.failed_batches, 1);
     let failed = &report.failed[0];
-    assert_eq!((failed.first_batch, failed.batches, failed.records), (7, 1, BATCH));
+    assert_eq!(
+        (failed.first_batch, failed.batches, failed.records),
+        (7, 1, BATCH)
+    );
     assert!(failed.message.contains("batch 7 is poisoned"), "{failed:?}");
     let (docs, distinct) = rig.counts(job).await;
-    assert_eq!((docs, distinct), (VALID - BATCH, VALID - BATCH), "all but batch 7");
+    assert_eq!(
+        (docs, distinct),
+        (VALID - BATCH, VALID - BATCH),
+        "all but batch 7"
+    );
 
     std::fs::remove_file(rig.fault_file()).unwrap();
     let redrive = handle.redrive(&rig.jobs).await.expect("start the redrive");
     let recovered = report_within(&redrive, Duration::from_secs(60)).await;
     assert_eq!(recovered.status, JobStatus::Completed, "{recovered:?}");
-    assert_eq!(recovered.records_written, BATCH, "exactly the failed batch, recovered");
+    assert_eq!(
+        recovered.records_written, BATCH,
+        "exactly the failed batch, recovered"
+    );
     let (docs, distinct) = rig.counts(job).await;
-    assert_eq!((docs, distinct), (VALID, VALID), "every valid row present once");
+    assert_eq!(
+        (docs, distinct),
+        (VALID, VALID),
+        "every valid row present once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,14 +338,13 @@ async fn a_hung_write_is_abandoned_and_retried() {
     rig.add_worker();
     std::fs::write(rig.fault_file(), "hang 9\n").unwrap();
     let job = "hung-write";
-    let request = rig
-        .request(job, 0)
-        .call_timeout(Duration::from_secs(2));
+    let request = rig.request(job, 0).call_timeout(Duration::from_secs(2));
     let started = Instant::now();
     let handle = rig.start_job(request).await;
     let report = report_within(&handle, Duration::from_secs(60)).await;
     println!("hung write: job took {:?}", started.elapsed());
-    rig.check_exact(job, &report, "a write hung on its first attempt").await;
+    rig.check_exact(job, &report, "a write hung on its first attempt")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +370,10 @@ async fn cancel_mid_job_stops_within_seconds_with_exact_counts() {
     println!("{summary}");
     assert_eq!(report.status, JobStatus::Cancelled, "{summary}");
     assert!(took < Duration::from_secs(5), "{summary}");
-    assert_eq!(docs, report.records_written, "the report matches the sink: {summary}");
+    assert_eq!(
+        docs, report.records_written,
+        "the report matches the sink: {summary}"
+    );
     assert_eq!(later, docs, "nothing written after Cancelled: {summary}");
     assert_eq!(distinct, docs);
     assert!(docs > 0 && docs < VALID, "{summary}");

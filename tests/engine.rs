@@ -236,7 +236,10 @@ async fn a_poison_batch_fails_alone_and_a_redrive_recovers_it() {
     assert!(!report.is_complete());
     assert!(matches!(
         report.clone().into_result(),
-        Err(JobError::CompletedWithFailures { failed_batches: 1, .. })
+        Err(JobError::CompletedWithFailures {
+            failed_batches: 1,
+            ..
+        })
     ));
     assert_eq!(report.failed_batches, 1);
     assert_eq!(report.batches, 19);
@@ -245,26 +248,42 @@ async fn a_poison_batch_fails_alone_and_a_redrive_recovers_it() {
         950,
         "a batch of the failed group written before the poison counts as already present on rerun"
     );
-    assert_eq!(report.end_offset, Some(1_000), "the job went past the failed batch");
+    assert_eq!(
+        report.end_offset,
+        Some(1_000),
+        "the job went past the failed batch"
+    );
     let failed = &report.failed[0];
     assert_eq!((failed.first_batch, failed.batches), (5, 1));
     assert_eq!((failed.first_record, failed.records), (250, 50));
     assert_eq!((failed.start, failed.end), (250, 300));
     assert_eq!(failed.kind, "TransientError");
     assert_eq!(failed.attempts, 2, "rerun alone with two attempts");
-    assert!(failed.message.contains("cannot take batch 5 (injected poison)"), "{failed:?}");
+    assert!(
+        failed
+            .message
+            .contains("cannot take batch 5 (injected poison)"),
+        "{failed:?}"
+    );
 
     assert_eq!(failed_again.redrive_of.as_deref(), Some(job));
     assert_eq!(failed_again.job_id, "poison-redrive-1");
     assert_eq!(failed_again.status, JobStatus::CompletedWithFailures);
     assert_eq!(failed_again.records_written, 0);
-    assert_eq!(failed_again.failed[0].first_batch, 5, "same batch number as in the job");
+    assert_eq!(
+        failed_again.failed[0].first_batch, 5,
+        "same batch number as in the job"
+    );
     assert_eq!(recovered.job_id, "poison-redrive-2");
     assert_eq!(recovered.status, JobStatus::Completed, "{recovered:?}");
     assert_eq!(recovered.records_written, 50);
     assert_eq!(recovered.batches, 1);
     let log = CountingSink::log(job);
-    assert_eq!(log.ids.len(), 1_000, "every record present once the poison is gone");
+    assert_eq!(
+        log.ids.len(),
+        1_000,
+        "every record present once the poison is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +318,11 @@ async fn a_hung_call_is_abandoned_retried_and_shown_as_stuck() {
         .unwrap();
     assert_eq!(report.status, JobStatus::Completed);
     assert_eq!(report.records_written, 500);
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let stuck = stuck.expect("the hung batch was flagged as stuck");
     assert_eq!(stuck.first_batch, 2);
     assert_eq!(stuck.attempt, Some(1));
@@ -528,7 +551,10 @@ async fn cancel_stops_the_job() {
         .await
         .unwrap();
     assert_eq!(report.status, JobStatus::Cancelled);
-    assert!(matches!(report.clone().into_result(), Err(JobError::Cancelled { .. })));
+    assert!(matches!(
+        report.clone().into_result(),
+        Err(JobError::Cancelled { .. })
+    ));
     assert!(took < Duration::from_secs(5), "cancel took {took:?}");
     let log = CountingSink::log(job);
     assert!(log.ids.len() < 10_000);

@@ -83,8 +83,7 @@ pub fn people_with_bad_rows() -> Vec<u8> {
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::mongo::{MongoSink, MongoWriter, row_to_document};
 use batch_orchestra::{
-    ConnectorError, Positioned, Sink, SinkConfig, WriteContext, WriteOutcome, batch_sink,
-    pipeline,
+    ConnectorError, Positioned, Sink, SinkConfig, WriteContext, WriteOutcome, batch_sink, pipeline,
 };
 use serde::{Deserialize, Serialize};
 

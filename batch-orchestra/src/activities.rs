@@ -165,7 +165,9 @@ impl<P: Pipeline> PipelineActivities<P> {
             .max(1);
         let from = input.from.as_ref();
         let planned = bounded(input.call_timeout, "planning batches", async {
-            source.plan(from, input.batch_size.max(1), max_batches).await
+            source
+                .plan(from, input.batch_size.max(1), max_batches)
+                .await
         })
         .await;
         if planned.is_err() {
@@ -203,7 +205,11 @@ impl<P: Pipeline> PipelineActivities<P> {
             // Cancelled: stop before reading more; what was written is reported exactly.
             let reading = bounded(
                 input.call_timeout,
-                format!("reading batch {} from source `{}`", batch.index, <P::Source as SourceConfig>::NAME),
+                format!(
+                    "reading batch {} from source `{}`",
+                    batch.index,
+                    <P::Source as SourceConfig>::NAME
+                ),
                 source.read(batch),
             );
             let read = tokio::select! {

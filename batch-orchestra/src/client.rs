@@ -9,11 +9,11 @@ use temporalio_client::errors::{
 };
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
-    WorkflowDescribeOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
-    WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle,
+    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
-use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_common::error::IncomingError;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use crate::error::{ACTIVITY_FAILED_TYPE, JobError};
 use crate::model::{JobStatus, Progress, Redrive, redrive_workflow_id};
@@ -198,7 +198,11 @@ impl<P: Pipeline> JobHandle<P> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         // Attempts come from the server's view of pending activities; best effort.
-        let pending = match self.handle.describe(WorkflowDescribeOptions::default()).await {
+        let pending = match self
+            .handle
+            .describe(WorkflowDescribeOptions::default())
+            .await
+        {
             Ok(d) => d.raw_description.pending_activities,
             Err(_) => Vec::new(),
         };
@@ -262,7 +266,9 @@ impl<P: Pipeline> JobHandle<P> {
                 _ => None,
             })
             .and_then(|p| p.payloads.into_iter().next())
-            .ok_or_else(|| JobError::Temporal(format!("job `{}`: no input in its history", self.job_id)))?;
+            .ok_or_else(|| {
+                JobError::Temporal(format!("job `{}`: no input in its history", self.job_id))
+            })?;
         serde_json::from_slice(&input.data).map_err(|e| {
             JobError::Temporal(format!(
                 "job `{}`: its request does not match pipeline `{}`: {e}",

@@ -4,16 +4,77 @@
 //! a source, an optional transform and a sink; the framework runs it as one Temporal workflow
 //! whose history holds offsets and counts, never records.
 //!
-//! The pieces, one module each:
+//! # What a pipeline looks like
+//!
+//! ```rust,ignore
+//! use batch_orchestra::connectors::csv::CsvFile;
+//! use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
+//! use batch_orchestra::{JobClient, Worker, connect_from_env, pipeline};
+//!
+//! pipeline! {
+//!     /// CSV rows into MongoDB documents.
+//!     pub CsvToMongo {
+//!         source: CsvFile,
+//!         transform: row_to_document,   // optional when the record types match
+//!         sink: MongoSink,
+//!         workflow: "csv-to-mongo",     // optional: the type name in kebab-case
+//!     }
+//! }
+//!
+//! let client = connect_from_env().await?;             // TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
+//! let mut worker = Worker::builder(client.clone(), "jobs").pipeline::<CsvToMongo>()?.build()?;
+//! let jobs = JobClient::new(client, "jobs");
+//! let request = CsvToMongo::request("people-2024", CsvFile::new("people.csv"), MongoSink::new("crm", "people"))
+//!     .batch_size(1_000)
+//!     .max_in_flight(8)
+//!     .max_record_errors(100);
+//! let report = worker.run_until(async { CsvToMongo::start(&jobs, request).await?.report().await }).await??;
+//! println!("{} written, {} record errors, {}", report.records_written, report.record_errors, report.status);
+//! ```
+//!
+//! A connector of your own is a config struct with [`batch_source`] or [`batch_sink`] and a
+//! reader or writer implementing [`Source`] or [`Sink`]; the macros' docs below show a whole
+//! one.
+//!
+//! # Failure model
+//!
+//! - A bad record (ragged row, invalid UTF-8, a value that does not deserialize, a transform's
+//!   rejection) is a [`RecordError`] with its position: counted, sampled in the report, and
+//!   skipped. `max_record_errors` fails the job past a limit.
+//! - An infrastructure error ([`ErrorKind::Transient`]: a sink down, a call past the job's
+//!   `call_timeout`) is retried with back-off. A dead worker's activities move to another
+//!   worker after the `heartbeat_timeout` (10 s by default).
+//! - A batch that still fails after its retries, or with a deterministic
+//!   [`ErrorKind::Batch`] error, is a *failed batch*: recorded with its offset range, cause and
+//!   attempts in [`JobReport::failed`], and the job goes on. The job ends
+//!   [`JobStatus::CompletedWithFailures`], and [`JobHandle::redrive`] reruns just those ranges.
+//!   Past `max_failed_batches` (10 by default) the job fails.
+//! - A configuration error ([`ErrorKind::Config`]: missing file, bad URL, bad credentials)
+//!   fails the job at once with the original message.
+//! - [`JobHandle::cancel`] stops the job within seconds; nothing is written after its report
+//!   says [`JobStatus::Cancelled`], and the counts are exact.
+//!
+//! # Operating jobs
+//!
+//! [`JobHandle`] waits for the report (riding out a Temporal restart), reads the live
+//! [`Progress`] (counts, running activities with their age and attempt, stuck ones flagged),
+//! pauses, resumes, changes the parallelism, cancels and redrives.
+//!
+//! # The pieces, one module each
+//!
 //! - [`connector`]: the `SourceConfig`/`Source` and `SinkConfig`/`Sink` traits;
-//! - [`pipeline`]: the `Pipeline` trait and its fixed names;
+//! - [`mod@pipeline`]: the `Pipeline` trait and its fixed names;
 //! - [`model`]: the job request, report and progress;
 //! - [`workflow`] and [`activities`]: the generic workflow and its `plan`, `process` and
 //!   `snapshot` activities;
-//! - [`worker`] and [`client`]: running workers, and starting and watching jobs;
+//! - [`worker`] and [`client`]: running workers, and starting, watching and steering jobs;
 //! - [`snapshot`]: saving job reports;
-//! - `testing` (feature `testing`): real dev servers on loopback for tests.
+//! - [`connectors`]: CSV (`csv`), MongoDB (`mongodb`), object stores (`object-store`), JSON
+//!   Lines and no-op;
+//! - `testing` (feature `testing`): real dev servers on loopback, fakes with fault injection,
+//!   and worker processes for crash tests.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 // The macros expand to `::batch_orchestra::...`; this lets the crate use its own macros.
@@ -43,8 +104,8 @@ pub use connector::{
 };
 pub use error::{ConnectorError, ErrorKind, JobError, RecordError, TransformError};
 pub use model::{
-    BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, InFlight, JobReport,
-    JobStatus, Progress, Redrive, RetrySettings, Throttle,
+    BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, InFlight, JobReport, JobStatus,
+    Progress, Redrive, RetrySettings, Throttle,
 };
 pub use pipeline::{OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf};
 pub use snapshot::{SnapshotTarget, Snapshotter};

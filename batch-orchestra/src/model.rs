@@ -514,7 +514,11 @@ impl<O: Offset> JobReport<O> {
             JobStatus::CompletedWithFailures => Err(JobError::CompletedWithFailures {
                 job_id: self.job_id.clone(),
                 failed_batches: self.failed_batches,
-                first: self.failed.first().map(|f| f.to_string()).unwrap_or_default(),
+                first: self
+                    .failed
+                    .first()
+                    .map(|f| f.to_string())
+                    .unwrap_or_default(),
             }),
             JobStatus::Cancelled => Err(JobError::Cancelled {
                 job_id: self.job_id.clone(),

@@ -41,7 +41,8 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  setup   install the Temporal CLI, the MongoDB-wire server and the object-store emulators\n  \
-                 test    setup, then run the whole test suite against real servers\n  \
+                 test    setup, then check formatting, run the whole test suite against real servers,\n          \
+                 run clippy and build the API docs, all under -D warnings\n  \
                  demo    setup, then run the CSV -> MongoDB demo end to end\n  \
                  bench   setup, then run the benchmark (writes target/bench/report.json)"
             );
@@ -186,11 +187,53 @@ fn cargo(tools: &Path) -> Command {
     cmd
 }
 
+/// The whole check: formatting, the test suite against real servers, lints and the API docs
+/// under `-D warnings`. Every step runs; the task fails if any did.
 fn test(extra: &[String]) -> Result {
     let tools = setup()?;
-    run(cargo(&tools)
-        .args(["test", "--workspace", "--all-features", "--no-fail-fast"])
-        .args(extra))
+    let steps: [(&str, Vec<&str>); 4] = [
+        ("cargo fmt --check", vec!["fmt", "--all", "--check"]),
+        (
+            "the test suite",
+            vec!["test", "--workspace", "--all-features", "--no-fail-fast"],
+        ),
+        (
+            "cargo clippy -D warnings",
+            vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "the API docs under -D warnings",
+            vec!["doc", "--workspace", "--no-deps", "--all-features"],
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, args) in steps {
+        let mut cmd = cargo(&tools);
+        cmd.args(&args);
+        if args[0] == "test" {
+            cmd.args(extra);
+        }
+        if args[0] == "doc" {
+            cmd.env("RUSTDOCFLAGS", "-D warnings");
+        }
+        if let Err(e) = run(&mut cmd) {
+            eprintln!("xtask test: {name} failed: {e}");
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed: {}", failed.join(", ")))
+    }
 }
 
 fn demo(extra: &[String]) -> Result {

@@ -1,4 +1,4 @@
-//! CSV sources: a local file ([`CsvFile`]) or an object in a store ([`CsvObject`], feature
+//! CSV sources: a local file ([`CsvFile`]) or an object in a store ([`CsvObject`](crate::connectors::object_store::CsvObject), feature
 //! `object-store`), with one parser for both.
 //!
 //! Offsets are byte offsets (with the line number, for messages). Planning scans record

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::csv::{ByteInput, CsvOptions, CsvReader};
 use crate::error::ConnectorError;
@@ -62,6 +62,8 @@ impl CsvObject {
     }
 
     async fn build_source(&self) -> Result<CsvReader<ObjectInput>, ConnectorError> {
+        // Bad options fail before the store is asked anything.
+        self.csv.delimiter_byte(&self.url)?;
         let input = ObjectInput::open(&self.url, &self.options).await?;
         CsvReader::open(input, &self.csv).await
     }
@@ -73,6 +75,18 @@ pub struct ObjectInput {
     path: Path,
     url: String,
     len: u64,
+    /// The object's metadata at open: its etag (or size and modification time) tells whether
+    /// it was replaced since.
+    meta: ObjectMeta,
+}
+
+/// Whether `now` describes the same version of the object as `then`: the same etag when the
+/// store gives etags, else the same size and modification time.
+fn same_version(then: &ObjectMeta, now: &ObjectMeta) -> bool {
+    match (&then.e_tag, &now.e_tag) {
+        (Some(then_tag), Some(now_tag)) => then_tag == now_tag && then.size == now.size,
+        _ => then.size == now.size && then.last_modified == now.last_modified,
+    }
 }
 
 impl ObjectInput {
@@ -87,6 +101,7 @@ impl ObjectInput {
             path,
             url: url.to_owned(),
             len: meta.size,
+            meta,
         })
     }
 }
@@ -110,5 +125,111 @@ impl ByteInput for ObjectInput {
             .await
             .map_err(|e| classify(&self.url, e))?;
         Ok(bytes.to_vec())
+    }
+
+    /// Heads the object again: it is current while its etag (or size and modification time)
+    /// is the one seen at open.
+    async fn is_current(&self) -> bool {
+        match self.store.head(&self.path).await {
+            Ok(now) => same_version(&self.meta, &now),
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::{Source, SourceConfig};
+    use crate::error::ErrorKind;
+    use std::time::{Duration, SystemTime};
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "batch-orchestra-object-tests-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[tokio::test]
+    async fn an_object_is_not_current_once_replaced_or_removed() {
+        let path = temp_path("people.csv");
+        std::fs::write(&path, "id,name\n1,a\n").unwrap();
+        let config = CsvObject::new(format!("file://{}", path.display()));
+
+        let source = config.build().await.unwrap();
+        assert!(source.is_current().await, "an untouched object is current");
+
+        // Rewritten with as many bytes: a new etag.
+        std::fs::write(&path, "id,name\n2,b\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        assert!(!source.is_current().await, "an object with a new etag");
+
+        let source = config.build().await.unwrap();
+        assert!(source.is_current().await);
+        std::fs::remove_file(&path).unwrap();
+        assert!(!source.is_current().await, "a removed object");
+    }
+
+    #[tokio::test]
+    async fn a_line_break_delimiter_is_refused_before_the_store_is_asked() {
+        let url = "s3://exports/people.csv";
+        let config = CsvObject::new(url).csv(CsvOptions {
+            delimiter: '\n',
+            ..CsvOptions::default()
+        });
+        let err = match config.build().await {
+            Ok(_) => panic!("a line break delimiter was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(
+            err.message(),
+            "CSV `s3://exports/people.csv`: the delimiter cannot be a line break or a quote (got '\\n'); use ',' ';' '\\t' or '|'"
+        );
+    }
+
+    #[test]
+    fn versions_compare_etags_or_else_size_and_time() {
+        let then = ObjectMeta {
+            location: Path::from("people.csv"),
+            last_modified: SystemTime::UNIX_EPOCH.into(),
+            size: 12,
+            e_tag: Some("\"v1\"".to_owned()),
+            version: None,
+        };
+        assert!(same_version(&then, &then.clone()));
+        let retagged = ObjectMeta {
+            e_tag: Some("\"v2\"".to_owned()),
+            ..then.clone()
+        };
+        assert!(!same_version(&then, &retagged));
+        let touched = ObjectMeta {
+            last_modified: (SystemTime::UNIX_EPOCH + Duration::from_secs(60)).into(),
+            ..then.clone()
+        };
+        assert!(same_version(&then, &touched), "the etag decides");
+        let untagged = ObjectMeta {
+            e_tag: None,
+            ..then.clone()
+        };
+        assert!(same_version(&untagged, &untagged.clone()));
+        let untagged_touched = ObjectMeta {
+            e_tag: None,
+            ..touched
+        };
+        assert!(!same_version(&untagged, &untagged_touched));
+        let untagged_longer = ObjectMeta {
+            size: 13,
+            ..untagged.clone()
+        };
+        assert!(!same_version(&untagged, &untagged_longer));
     }
 }

@@ -277,7 +277,8 @@ impl TemporalDevServer {
     /// [`start_persistent`](Self::start_persistent), the same database), and waits for it.
     pub fn start_again(&mut self) -> Result<(), TestingError> {
         self.process.start_again()?;
-        self.process.wait_for_port(self.port, Duration::from_secs(60))
+        self.process
+            .wait_for_port(self.port, Duration::from_secs(60))
     }
 
     /// Kills the server and starts it again in place.
@@ -544,7 +545,6 @@ pub fn http_request(port: u16, request: &str) -> Result<(), TestingError> {
         ))),
     }
 }
-
 
 /// A worker (or any program) in a child process: a test can kill it with SIGKILL, as a crash
 /// would, and start another. Its output goes to a log file; it is killed when dropped.

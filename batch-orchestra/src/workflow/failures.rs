@@ -152,8 +152,7 @@ pub(super) fn record_failed<O: Offset>(
     let at = failed.partition_point(|f| f.first_batch < entry.first_batch);
     let merged_before = at > 0 && {
         let before = &mut failed[at - 1];
-        if before.first_batch + before.batches == entry.first_batch && before.kind == entry.kind
-        {
+        if before.first_batch + before.batches == entry.first_batch && before.kind == entry.kind {
             before.batches += 1;
             before.records += entry.records;
             before.end = entry.end.clone();
@@ -248,8 +247,15 @@ mod tests {
     fn adjacent_failures_merge_and_the_limit_stops_the_job() {
         let mut report = JobReport::<u64>::new("j", "p", None);
         for i in [3, 1, 2, 7] {
-            record_failed(&mut report, &range(i), cause(TRANSIENT_ERROR_TYPE), 1, 0, 10)
-                .unwrap_or_else(|_| panic!("under the limit"));
+            record_failed(
+                &mut report,
+                &range(i),
+                cause(TRANSIENT_ERROR_TYPE),
+                1,
+                0,
+                10,
+            )
+            .unwrap_or_else(|_| panic!("under the limit"));
         }
         assert_eq!(report.failed_batches, 4);
         let ranges: Vec<_> = report
@@ -266,7 +272,11 @@ mod tests {
             .err()
             .expect("past the limit");
         assert_eq!(stop.kind, FAILED_BATCH_LIMIT_TYPE);
-        assert!(stop.message.contains("batch 20 (records 200-209)"), "{}", stop.message);
+        assert!(
+            stop.message.contains("batch 20 (records 200-209)"),
+            "{}",
+            stop.message
+        );
     }
 
     #[test]
@@ -275,6 +285,9 @@ mod tests {
             split_attempt("sink down (attempt 3)".into()),
             ("sink down".into(), Some(3))
         );
-        assert_eq!(split_attempt("sink down".into()), ("sink down".into(), None));
+        assert_eq!(
+            split_attempt("sink down".into()),
+            ("sink down".into(), None)
+        );
     }
 }

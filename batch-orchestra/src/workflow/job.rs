@@ -128,7 +128,8 @@ impl<'a, P: Pipeline> Job<'a, P> {
             .or_else(|| policies.get("process"))
             .cloned()
             .unwrap_or_default();
-        if isolated && (settings.maximum_attempts == 0 || settings.maximum_attempts > ISOLATED_ATTEMPTS)
+        if isolated
+            && (settings.maximum_attempts == 0 || settings.maximum_attempts > ISOLATED_ATTEMPTS)
         {
             settings.maximum_attempts = ISOLATED_ATTEMPTS;
         }

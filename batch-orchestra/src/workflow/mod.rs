@@ -238,7 +238,6 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
     }
 }
 
-
 /// Runs one workflow run of a job to completion, failure, cancellation or continue-as-new.
 async fn run_job<P: Pipeline>(
     ctx: &WorkflowContext<PipelineWorkflow<P>>,

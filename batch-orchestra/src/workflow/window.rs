@@ -217,7 +217,8 @@ pub(super) async fn drive<P: Pipeline>(
                             .cancelled_after
                             .map_or(dispatched.group.len(), |k| k as usize)
                             .min(dispatched.group.len());
-                        for (seq, range) in dispatched.seqs.iter().zip(&dispatched.group).take(count)
+                        for (seq, range) in
+                            dispatched.seqs.iter().zip(&dispatched.group).take(count)
                         {
                             done.insert(*seq, range.end.clone());
                         }
