@@ -1,5 +1,6 @@
-//! CSV sources: a local file ([`CsvFile`]) or an object in a store ([`CsvObject`](crate::connectors::object_store::CsvObject), feature
-//! `object-store`), with one parser for both.
+//! CSV sources: a local file ([`CsvFile`]) or an object in a store
+//! ([`CsvObject`](crate::connectors::object_store::CsvObject), feature `object-store`), with
+//! one parser for both.
 //!
 //! Offsets are byte offsets (with the line number, for messages). Planning scans record
 //! boundaries with `csv_core` from a recorded boundary, so quoted fields with commas and
