@@ -288,8 +288,9 @@ async fn with_heartbeats<T>(ctx: &ActivityContext, work: impl Future<Output = T>
         .heartbeat_timeout
         .map_or(Duration::from_secs(5), |t| t / HEARTBEATS_PER_TIMEOUT)
         .max(Duration::from_millis(100));
+    // No heartbeat up front: most activities finish well within one period, and an early
+    // heartbeat would cost a server call per activity.
     let beat = async {
-        let _ = ctx.record_heartbeat(()).await;
         loop {
             tokio::time::sleep(every).await;
             // A failed heartbeat is not the work's failure: the server times us out if it must.
