@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use batch_orchestra::connectors::csv::{CsvFile, CsvOffset};
@@ -24,7 +23,7 @@ const BAD_ROWS: u64 = 3;
 const VALID: u64 = ROWS - BAD_ROWS;
 const BATCH: u64 = 200;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A small seeded generator (xorshift), so kill moments can be replayed.
 struct Seeded(u64);
@@ -201,7 +200,7 @@ async fn running(handle: &JobHandle<CsvToFaultyMongo>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_five_times_loses_and_duplicates_nothing() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut rng = Seeded::from_env();
     let mut rig = Rig::start(false).await;
     rig.add_worker();
@@ -227,7 +226,7 @@ async fn a_worker_killed_five_times_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_one_killed_the_other_finishes() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(false).await;
     rig.add_worker();
     rig.add_worker();
@@ -246,7 +245,7 @@ async fn two_workers_one_killed_the_other_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_temporal_server_restarted_mid_job() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(true).await;
     rig.add_worker();
     let job = "temporal-restart";
@@ -263,7 +262,7 @@ async fn the_temporal_server_restarted_mid_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_down_for_ten_seconds_is_ridden_out() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(false).await;
     rig.add_worker();
     let job = "sink-outage";
@@ -280,7 +279,7 @@ async fn the_sink_down_for_ten_seconds_is_ridden_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_batch_fails_alone_and_is_redriven() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(false).await;
     rig.add_worker();
     std::fs::write(rig.fault_file(), "poison 7\n").unwrap();
@@ -333,7 +332,7 @@ async fn a_poison_batch_fails_alone_and_is_redriven() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_write_is_abandoned_and_retried() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(false).await;
     rig.add_worker();
     std::fs::write(rig.fault_file(), "hang 9\n").unwrap();
@@ -349,7 +348,7 @@ async fn a_hung_write_is_abandoned_and_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_job_stops_within_seconds_with_exact_counts() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(false).await;
     rig.add_worker();
     let job = "cancelled";

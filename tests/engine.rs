@@ -724,3 +724,62 @@ async fn replays_a_recorded_history_deterministically() {
         .await
         .expect("replay of the recorded history");
 }
+
+batch_orchestra::pipeline! {
+    /// CSV rows counted and dropped: what a long-lived worker reads from a file.
+    pub CsvToNoop {
+        source: batch_orchestra::connectors::csv::CsvFile,
+        sink: batch_orchestra::connectors::noop::NoopSink<batch_orchestra::connectors::csv::CsvRow>,
+    }
+}
+
+/// One worker, three jobs on one path: the file overwritten in place, then replaced by
+/// rename with another header. Each job reads the file as it is when it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_lived_worker_sees_a_changed_file() {
+    use batch_orchestra::connectors::csv::CsvFile;
+    use batch_orchestra::connectors::noop::NoopSink;
+    let mut h = Harness::with(batch_orchestra::pipelines![CsvToNoop]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.csv");
+    let path_text = path.to_string_lossy().into_owned();
+    std::fs::write(&path, "a,b\n1,2\n3,4\n").unwrap();
+    let counts = h
+        .worker
+        .run_until(async {
+            let mut counts = Vec::new();
+            for (job, content) in [
+                ("same-path-1", None),
+                ("same-path-2", Some("a,b\n1,2\n3,4\n5,6\n7,8\n9,10\n")),
+                ("same-path-3", Some("x,y,z\n1,2,3\n")),
+            ] {
+                match (job, content) {
+                    ("same-path-3", Some(text)) => {
+                        let tmp = dir.path().join("next.csv");
+                        std::fs::write(&tmp, text).unwrap();
+                        std::fs::rename(&tmp, &path).unwrap();
+                    }
+                    (_, Some(text)) => std::fs::write(&path, text).unwrap(),
+                    _ => {}
+                }
+                let request = CsvToNoop::request(job, CsvFile::new(&path_text), NoopSink::new());
+                let report = h
+                    .jobs
+                    .start::<CsvToNoop>(request)
+                    .await
+                    .unwrap()
+                    .report()
+                    .await
+                    .unwrap();
+                counts.push((report.records_read, report.record_errors));
+            }
+            counts
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        vec![(2, 0), (5, 0), (1, 0)],
+        "each job read the file as it was"
+    );
+}

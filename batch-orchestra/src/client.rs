@@ -377,3 +377,29 @@ fn failure_cause(error: &IncomingError) -> (String, String) {
     }
     (kind, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_named_in_one_readable_sentence() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let Err(err) = connect(&format!("127.0.0.1:{port}"), "default").await else {
+            panic!("nothing listens there")
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("cannot connect to Temporal at `127.0.0.1:{port}`")),
+            "{text}"
+        );
+        assert!(text.contains("is the server running"), "{text}");
+        assert!(
+            !text.contains("Error {") && !text.contains("kind:"),
+            "no Debug text: {text}"
+        );
+    }
+}

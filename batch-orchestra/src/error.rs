@@ -263,3 +263,23 @@ pub const BATCH_ERROR_TYPE: &str = "BatchError";
 pub const TRANSIENT_ERROR_TYPE: &str = "TransientError";
 /// The name of the failure type when an activity failed for good (retries exhausted).
 pub const ACTIVITY_FAILED_TYPE: &str = "ActivityFailed";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_record_error_messages_are_cut_on_a_char_boundary() {
+        let long = format!("column `note`: {}", "é".repeat(300));
+        let err = RecordError::new(Position::at(1), long);
+        assert!(
+            err.message.len() <= MAX_RECORD_ERROR_MESSAGE,
+            "{}",
+            err.message.len()
+        );
+        assert!(err.message.ends_with("..."));
+        assert!(err.message.starts_with("column `note`: é"));
+        let short = RecordError::new(Position::at(1), "expected 3 fields, found 2");
+        assert_eq!(short.message, "expected 3 fields, found 2");
+    }
+}

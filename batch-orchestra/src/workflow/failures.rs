@@ -148,31 +148,20 @@ pub(super) fn record_failed<O: Offset>(
     };
     let described = describe_one(range);
     let failed = &mut report.failed;
-    // Keep the list in batch order, whatever order batches fail in.
+    // Keep the list in batch order, whatever order batches fail in, and merge neighbours.
     let at = failed.partition_point(|f| f.first_batch < entry.first_batch);
-    let merged_before = at > 0 && {
-        let before = &mut failed[at - 1];
-        if before.first_batch + before.batches == entry.first_batch && before.kind == entry.kind {
-            before.batches += 1;
-            before.records += entry.records;
-            before.end = entry.end.clone();
-            true
+    failed.insert(at, entry.clone());
+    let mut i = at.saturating_sub(1);
+    while i + 1 < failed.len() && i <= at {
+        let (a, b) = (&failed[i], &failed[i + 1]);
+        if a.first_batch + a.batches == b.first_batch && a.kind == b.kind {
+            let b = failed.remove(i + 1);
+            let a = &mut failed[i];
+            a.batches += b.batches;
+            a.records += b.records;
+            a.end = b.end;
         } else {
-            false
-        }
-    };
-    if !merged_before {
-        match failed.get_mut(at) {
-            Some(after)
-                if entry.first_batch + 1 == after.first_batch && after.kind == entry.kind =>
-            {
-                after.first_batch = entry.first_batch;
-                after.batches += 1;
-                after.first_record = entry.first_record;
-                after.records += entry.records;
-                after.start = entry.start.clone();
-            }
-            _ => failed.insert(at, entry.clone()),
+            i += 1;
         }
     }
     if report.failed_batches > max_failed_batches {
@@ -269,8 +258,7 @@ mod tests {
             .unwrap_or_else(|_| panic!("under the limit"));
         assert_eq!(report.failed.len(), 3, "another kind is another range");
         let stop = record_failed(&mut report, &range(20), cause(BATCH_ERROR_TYPE), 1, 0, 5)
-            .err()
-            .expect("past the limit");
+            .expect_err("past the limit");
         assert_eq!(stop.kind, FAILED_BATCH_LIMIT_TYPE);
         assert!(
             stop.message.contains("batch 20 (records 200-209)"),

@@ -4,15 +4,15 @@
 //! 1. asks the `plan` activity for the boundaries of the next batches (many per call, so one
 //!    server round trip feeds many batches), while earlier batches are processed;
 //! 2. keeps up to `max_in_flight` `process` activities running in a sliding window: the first
-//!    to finish frees a slot ([`window`]);
+//!    to finish frees a slot (`window.rs`);
 //! 3. records a batch that fails for good as a failed batch and goes on, up to
-//!    `max_failed_batches` ([`failures`]);
+//!    `max_failed_batches` (`failures.rs`);
 //! 4. after `max_batches_per_run` batches, or when the server suggests it, drains the window
-//!    and continues as new with a bounded carried state ([`carry`]);
+//!    and continues as new with a bounded carried state (`carry.rs`);
 //! 5. on completion, at continue-as-new, on failure and on cancellation, saves the report with
 //!    the `snapshot` activity when the request asks for it.
 //!
-//! Signals and the progress query are in [`handlers`]. History holds configs, offsets and
+//! Signals and the progress query are in `handlers.rs`. History holds configs, offsets and
 //! counts, never records.
 
 use futures::FutureExt;

@@ -3,7 +3,10 @@
 //!
 //! A group of batches whose activity fails for good is split: each batch is rerun alone
 //! (with at most two attempts), so a poison batch fails alone and its neighbours are written.
-//! A batch that fails alone is recorded as a failed batch. A configuration error fails the job.
+//! A batch that fails alone is recorded as a failed batch, unless no batch of the job has been
+//! processed yet (outside a redrive): then the sink or source is most likely wrong, and the job
+//! fails. A
+//! configuration error fails the job.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -246,6 +249,17 @@ pub(super) async fn drive<P: Pipeline>(
                                     .zip(dispatched.group)
                                     .map(|(seq, range)| (seq, segment, range)),
                             );
+                        } else if job.report.batches == 0
+                            && job.req.redrive.is_none()
+                            && job.req.max_failed_batches > 0
+                        {
+                            // Nothing has been written yet: the sink or the source is most
+                            // likely wrong (an unreachable host), not one batch. Fail now
+                            // rather than retrying every batch of the job.
+                            return Err(cause.stop(format_args!(
+                                "{} failed before any batch of the job was processed, so the job stops (check the source and sink)",
+                                describe(&dispatched.group)
+                            )));
                         } else {
                             let attempts = if dispatched.isolated { 2 } else { 1 };
                             let now = job.now_ms();
