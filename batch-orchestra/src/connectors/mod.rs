@@ -5,14 +5,17 @@
 //! | [`csv::CsvFile`] | source: a local CSV file | `csv` |
 //! | `object_store::CsvObject` | source: a CSV object in S3, GCS, Azure or a local store | `csv` + `object-store` |
 //! | `mongo::MongoSink` | sink: a MongoDB collection | `mongodb` |
+//! | [`jsonl::JsonLinesFile`] | source: a local JSON Lines file | always |
+//! | `object_store::JsonLinesObject` | source: a JSON Lines object in a store | `object-store` |
 //! | [`jsonl::JsonLinesDir`] | sink: JSON-lines files | always |
 //! | [`noop::NoopSink`] | sink: drops records | always |
 
 #[cfg(feature = "csv")]
 pub mod csv;
+pub mod input;
 pub mod jsonl;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod noop;
-#[cfg(all(feature = "csv", feature = "object-store"))]
+#[cfg(feature = "object-store")]
 pub mod object_store;

@@ -1,7 +1,9 @@
-//! CSV objects in an object store: S3 (`s3://`), Google Cloud Storage (`gs://`), Azure Blob
-//! Storage (`az://`) or a local file system (`file://`), read with ranged gets.
+//! Objects in an object store: S3 (`s3://`), Google Cloud Storage (`gs://`), Azure Blob
+//! Storage (`az://`) or a local file system (`file://`), read with ranged gets: CSV
+//! (`CsvObject`, feature `csv`) and JSON Lines ([`JsonLinesObject`]).
 //!
-//! The record semantics are those of [`CsvFile`](super::csv::CsvFile): one parser serves both.
+//! The record semantics are those of the local sources ([`CsvFile`](super::csv::CsvFile),
+//! [`JsonLinesFile`](super::jsonl::JsonLinesFile)): one parser serves both.
 //! Credentials come from the worker's environment (the standard `AWS_*`, `GOOGLE_*` and
 //! `AZURE_*` variables), never from the request: options that look like secrets are refused.
 
@@ -12,11 +14,15 @@ use std::sync::Arc;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use super::csv::{ByteInput, CsvOptions, CsvReader};
+#[cfg(feature = "csv")]
+use super::csv::{CsvOptions, CsvReader};
+use super::input::ByteInput;
+use super::jsonl::JsonLinesReader;
 use crate::error::ConnectorError;
 use crate::store::{bad_url, classify, store_for};
 
 /// A CSV object in an object store.
+#[cfg(feature = "csv")]
 ///
 /// ```
 /// use batch_orchestra::connectors::object_store::CsvObject;
@@ -39,6 +45,7 @@ pub struct CsvObject {
     pub csv: CsvOptions,
 }
 
+#[cfg(feature = "csv")]
 impl CsvObject {
     /// The object at `url`, comma-separated, with a header.
     pub fn new(url: impl Into<String>) -> Self {
@@ -69,6 +76,46 @@ impl CsvObject {
     }
 }
 
+/// A JSON Lines object in an object store: one JSON value a line, as
+/// [`JsonLinesFile`](super::jsonl::JsonLinesFile) reads a local file.
+///
+/// ```
+/// use batch_orchestra::connectors::object_store::JsonLinesObject;
+///
+/// let source = JsonLinesObject::new("s3://exports/events.jsonl").option("region", "us-east-1");
+/// assert_eq!(source.options["region"], "us-east-1");
+/// ```
+#[crate::batch_source(name = "json-lines-object", reader = JsonLinesReader<ObjectInput>)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonLinesObject {
+    /// `s3://bucket/key`, `gs://bucket/key`, `az://container/blob` or `file:///path`.
+    pub url: String,
+    /// Store options without secrets: `endpoint`, `region`, `allow_http`, ...
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl JsonLinesObject {
+    /// The object at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a store option (`endpoint`, `region`, `allow_http`, ...).
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+
+    async fn build_source(&self) -> Result<JsonLinesReader<ObjectInput>, ConnectorError> {
+        let input = ObjectInput::open(&self.url, &self.options).await?;
+        Ok(JsonLinesReader::new(input))
+    }
+}
+
 /// An object read with ranged gets.
 pub struct ObjectInput {
     store: Arc<dyn ObjectStore>,
@@ -90,7 +137,10 @@ fn same_version(then: &ObjectMeta, now: &ObjectMeta) -> bool {
 }
 
 impl ObjectInput {
-    async fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, ConnectorError> {
+    pub(crate) async fn open(
+        url: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Self, ConnectorError> {
         let (store, path) = store_for(url, options)?;
         if path.as_ref().is_empty() {
             return Err(bad_url(url, "no object name after the bucket"));
@@ -137,7 +187,7 @@ impl ByteInput for ObjectInput {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "csv"))]
 mod tests {
     use super::*;
     use crate::connector::{Source, SourceConfig};

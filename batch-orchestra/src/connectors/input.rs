@@ -1,0 +1,142 @@
+//! Inputs read by byte range, shared by the line-based sources: the [`ByteInput`] trait, a
+//! local file, and the [`LineOffset`] those sources resume from.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::ConnectorError;
+
+/// A resumable position in a line-based file (CSV, JSON Lines): the byte where a record
+/// starts, and its line (from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LineOffset {
+    /// Byte offset of the record.
+    pub byte: u64,
+    /// Line of the record, from 1.
+    pub line: u64,
+}
+
+impl fmt::Display for LineOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte {} (line {})", self.byte, self.line)
+    }
+}
+
+/// Random access to the bytes of an input: a local file or an object in a store. The
+/// line-based sources (CSV, JSON Lines) read through it.
+pub trait ByteInput: Send + Sync + 'static {
+    /// The input's name for messages: a path or a URL.
+    fn name(&self) -> &str;
+    /// Its length in bytes.
+    fn len(&self) -> u64;
+    /// Whether it has no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bytes in `[start, end)`.
+    fn read(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, ConnectorError>> + Send;
+    /// Whether the input still holds the bytes it held when it was opened: `false` once it was
+    /// written, truncated or replaced (or can no longer be looked at). The default, `true`,
+    /// suits inputs that cannot change.
+    fn is_current(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
+}
+
+/// A local file read with positioned reads, so concurrent batches share one open file.
+pub struct LocalFile {
+    file: Arc<std::fs::File>,
+    path: String,
+    len: u64,
+    stamp: FileStamp,
+}
+
+/// What tells one version of a file from another: its length, modification time and inode.
+/// A file written in place gets a new length or time; one replaced by a rename, a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    device: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            device: meta.dev(),
+            inode: meta.ino(),
+        }
+    }
+}
+
+impl LocalFile {
+    /// Opens `path`; a missing file or a directory is a configuration error naming it.
+    pub async fn open(path: &str) -> Result<Self, ConnectorError> {
+        let owned = path.to_owned();
+        let opened = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&owned)?;
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "is a directory",
+                ));
+            }
+            Ok((file, FileStamp::of(&meta)))
+        })
+        .await
+        .map_err(|e| ConnectorError::transient(format!("cannot open {path}: {e}")))?;
+        let (file, stamp) =
+            opened.map_err(|e| ConnectorError::io(format!("cannot open {path}"), &e))?;
+        Ok(Self {
+            file: Arc::new(file),
+            path: path.to_owned(),
+            len: stamp.len,
+            stamp,
+        })
+    }
+}
+
+impl ByteInput for LocalFile {
+    fn name(&self) -> &str {
+        &self.path
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn read(&self, start: u64, end: u64) -> Result<Vec<u8>, ConnectorError> {
+        use std::os::unix::fs::FileExt;
+        let file = self.file.clone();
+        let size = end.saturating_sub(start) as usize;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0; size];
+            file.read_exact_at(&mut buf, start).map(|()| buf)
+        })
+        .await
+        .map_err(|e| ConnectorError::transient(format!("{}: {e}", self.path)))?;
+        read.map_err(|e| {
+            ConnectorError::io(format!("{}: reading bytes {start}..{end}", self.path), &e)
+        })
+    }
+
+    /// Stats the path again: the file is current while its length, modification time and
+    /// inode are those seen at open.
+    async fn is_current(&self) -> bool {
+        let path = self.path.clone();
+        let stamp = self.stamp;
+        let now = tokio::task::spawn_blocking(move || std::fs::metadata(&path)).await;
+        matches!(now, Ok(Ok(meta)) if FileStamp::of(&meta) == stamp)
+    }
+}
