@@ -7,11 +7,14 @@
 //! 3. the CSV -> no-op pipeline, on a tuned dev server and on one with default settings;
 //! 4. workflow history per batch, from the fetched history;
 //! 5. the worker's peak RSS on a large CSV into the no-op sink (in a child process);
-//! 6. the throughput dip at continue-as-new (`can_dip`): the CSV -> MongoDB pipeline with a
+//! 6. the JSON Lines source: its own plan-and-read loop, and into the no-op sink through
+//!    Temporal (`jsonl_ratio` is the second over the first);
+//! 7. the throughput dip at continue-as-new (`can_dip`): the CSV -> MongoDB pipeline with a
 //!    continue-as-new every 100 batches, its progress read every 100 ms; the dip is 1 minus
 //!    the mean rate of the half-second windows that contain a continue-as-new over the median
 //!    rate of all windows, and `can_cost` is 1 minus that job's rate over the pipeline's
-//!    median (what the continue-as-new cost the whole job).
+//!    median (what the continue-as-new cost the whole job; `can_cost_per_continue_as_new`
+//!    divides it by their number).
 //!
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use batch_orchestra::connectors::csv::{CsvFile, CsvRow};
+use batch_orchestra::connectors::jsonl::{JsonLinesFile, JsonLinesReader};
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::testing::{MongoServer, TemporalDevServer};
@@ -41,6 +45,15 @@ pipeline! {
 pipeline! {
     /// CSV rows, dropped.
     pub BenchToNoop { source: CsvFile, sink: NoopSink<CsvRow>, workflow: "bench-csv-to-noop" }
+}
+
+pipeline! {
+    /// JSON Lines values, dropped: the JSON Lines source's throughput.
+    pub BenchJsonlToNoop {
+        source: JsonLinesFile,
+        sink: NoopSink<serde_json::Value>,
+        workflow: "bench-jsonl-to-noop"
+    }
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -77,6 +90,49 @@ fn args() -> Result<Args, Error> {
         }
     }
     Ok(a)
+}
+
+/// The same rows as JSON objects, one a line.
+fn write_jsonl(path: &std::path::Path, rows: u64) -> Result<u64, Error> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..rows {
+        writeln!(
+            out,
+            r#"{{"id":{i},"first_name":"Firstname{:05}","last_name":"Lastname{:05}","email":"user{i:08}@example.com","city":"City{:03}","score":{},"note":"note{:016}"}}"#,
+            i % 99_991,
+            i % 88_883,
+            i % 997,
+            i * 37 % 1_000_000,
+            i * 7
+        )?;
+    }
+    out.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// The JSON Lines source's own loop: plan and read every batch in one task, no Temporal.
+async fn jsonl_parse(path: &str) -> Result<f64, Error> {
+    let reader: JsonLinesReader<_> = JsonLinesFile::new(path).build().await?;
+    let started = Instant::now();
+    let (mut from, mut first, mut rows) = (None, 0, 0u64);
+    loop {
+        let plan = reader.plan(from.as_ref(), 1_000, 64).await?;
+        for (i, b) in plan.batches.iter().enumerate() {
+            let range = BatchRange {
+                index: i as u64,
+                start: b.start,
+                end: b.end,
+                first_record: first,
+                records: b.records,
+            };
+            rows += reader.read(&range).await?.records.len() as u64;
+            first += b.records;
+            from = Some(b.end);
+        }
+        if plan.end_of_source {
+            return Ok(rows as f64 / started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// About 100 bytes a row.
@@ -152,7 +208,7 @@ fn main() -> Result<(), Error> {
         let (rate, h) = runtime.block_on(pipeline_run::<BenchToMongo>(
             &tuned,
             &format!("mongo-{rep}"),
-            &csv_path,
+            CsvFile::new(&csv_path),
             MongoSink::new("bench", "rows").uri_env(URI_ENV),
         ))?;
         piped.push(rate);
@@ -162,7 +218,7 @@ fn main() -> Result<(), Error> {
                 .block_on(pipeline_run::<BenchToNoop>(
                     &tuned,
                     &format!("noop-{rep}"),
-                    &csv_path,
+                    CsvFile::new(&csv_path),
                     NoopSink::new(),
                 ))?
                 .0,
@@ -172,7 +228,7 @@ fn main() -> Result<(), Error> {
                 .block_on(pipeline_run::<BenchToNoop>(
                     &default,
                     &format!("noop-default-{rep}"),
-                    &csv_path,
+                    CsvFile::new(&csv_path),
                     NoopSink::new(),
                 ))?
                 .0,
@@ -182,6 +238,34 @@ fn main() -> Result<(), Error> {
             direct[rep], piped[rep], noop[rep], noop_default[rep]
         );
     }
+    // The JSON Lines source: its own loop, and through Temporal into the no-op sink.
+    let jsonl = dir.join("bench.jsonl");
+    let jsonl_bytes = write_jsonl(&jsonl, a.rows)?;
+    let jsonl_path = jsonl.to_string_lossy().into_owned();
+    let mut jsonl_parsed = Vec::new();
+    let mut jsonl_piped = Vec::new();
+    for rep in 0..a.reps {
+        jsonl_parsed.push(runtime.block_on(jsonl_parse(&jsonl_path))?);
+        jsonl_piped.push(
+            runtime
+                .block_on(pipeline_run::<BenchJsonlToNoop>(
+                    &tuned,
+                    &format!("jsonl-noop-{rep}"),
+                    JsonLinesFile::new(&jsonl_path),
+                    NoopSink::new(),
+                ))?
+                .0,
+        );
+        println!(
+            "rep {rep}: JSON Lines parse {:.0}, JSON Lines -> no-op {:.0} rows/s ({:.0} MB)",
+            jsonl_parsed[rep],
+            jsonl_piped[rep],
+            jsonl_bytes as f64 / 1e6
+        );
+    }
+    let _ = std::fs::remove_file(&jsonl);
+    let (jp, jn) = (stat(jsonl_parsed), stat(jsonl_piped));
+
     // Continue-as-new every 100 batches on a fresh server.
     // SAFETY: as above; the earlier sinks were built already and read no environment now.
     unsafe { std::env::set_var(URI_ENV, mongos[2 * a.reps].uri()) };
@@ -229,8 +313,12 @@ fn main() -> Result<(), Error> {
         "history_events_per_batch": history.0,
         "history_bytes_per_batch": history.1,
         "peak_rss_mb": peak_rss_mb,
+        "jsonl_parse_rows_per_s": jp.median, "jsonl_parse_min": jp.min, "jsonl_parse_max": jp.max,
+        "jsonl_source_rows_per_s": jn.median, "jsonl_source_min": jn.min, "jsonl_source_max": jn.max,
+        "jsonl_ratio": jn.median / jp.median,
         "can_dip": can.dip,
         "can_cost": 1.0 - can.rate / p.median,
+        "can_cost_per_continue_as_new": (1.0 - can.rate / p.median) / f64::from(can.runs.saturating_sub(1).max(1)),
         "can_runs": can.runs,
         "can_rows_per_s": can.rate,
         "peak_rss_file_mb": big_bytes as f64 / 1e6,
@@ -246,6 +334,8 @@ fn main() -> Result<(), Error> {
         ("CSV -> MongoDB pipeline, rows/s", p),
         ("CSV -> no-op, tuned dev server, rows/s", n),
         ("CSV -> no-op, default dev server, rows/s", nd),
+        ("JSON Lines source's own loop, rows/s", jp),
+        ("JSON Lines -> no-op, tuned dev server, rows/s", jn),
     ] {
         println!("| {name} | {:.0} | {:.0} | {:.0} |", s.median, s.min, s.max);
     }
@@ -264,7 +354,8 @@ fn main() -> Result<(), Error> {
         can.runs, can.dip
     );
     println!(
-        "| continue-as-new cost to the whole job | {:.3} | | |",
+        "| continue-as-new cost to the whole job, {} continue-as-new | {:.3} | | |",
+        can.runs.saturating_sub(1),
         1.0 - can.rate / p.median
     );
     println!("\nwritten to target/bench/report.json");
@@ -342,22 +433,18 @@ async fn direct_loop(csv: &str, uri: &str, batch: u64, writers: usize) -> Result
 
 /// Runs one job of `P` and returns rows/s and (events, bytes) of history per batch of its
 /// last run.
-async fn pipeline_run<P>(
+async fn pipeline_run<P: Pipeline>(
     server: &TemporalDevServer,
     job: &str,
-    csv: &str,
+    source: P::Source,
     sink: P::Sink,
-) -> Result<(f64, (f64, f64)), Error>
-where
-    P: Pipeline<Source = CsvFile>,
-{
+) -> Result<(f64, (f64, f64)), Error> {
     let client = server.client().await?;
     let mut worker = Worker::builder(client.clone(), QUEUE)
         .pipeline::<P>()?
         .build()?;
     let jobs = JobClient::new(client, QUEUE);
-    let request: RequestOf<P> =
-        batch_orchestra::BatchProcessingRequest::new(job, CsvFile::new(csv), sink);
+    let request: RequestOf<P> = batch_orchestra::BatchProcessingRequest::new(job, source, sink);
     let started = Instant::now();
     let report = worker
         .run_until(async { jobs.start::<P>(request).await?.report().await })

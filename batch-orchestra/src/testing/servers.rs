@@ -47,6 +47,20 @@ pub fn free_port() -> Result<u16, TestingError> {
         .map_err(|e| TestingError(e.to_string()))
 }
 
+/// Runs `start` again (with fresh ports) when a port it picked was taken in the meantime by
+/// another process: a free port is only free until someone binds it.
+fn retry_on_taken_port<T>(
+    mut start: impl FnMut() -> Result<T, TestingError>,
+) -> Result<T, TestingError> {
+    let mut attempt = 1;
+    loop {
+        match start() {
+            Err(e) if attempt < 3 && e.0.contains("address already in use") => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
 /// A child process stopped by its own process id when dropped; it can be stopped and started
 /// again with the same command, in the same directory.
 pub(crate) struct OwnedProcess {
@@ -215,6 +229,10 @@ impl TemporalDevServer {
     }
 
     fn launch(tuned: bool, ui: bool, persistent: bool) -> Result<Self, TestingError> {
+        retry_on_taken_port(|| Self::launch_once(tuned, ui, persistent))
+    }
+
+    fn launch_once(tuned: bool, ui: bool, persistent: bool) -> Result<Self, TestingError> {
         let binary = find_binary(
             "TEMPORAL_CLI",
             &["venv/bin/temporal", "bin/temporal"],
@@ -324,6 +342,10 @@ pub struct MongoServer {
 impl MongoServer {
     /// Starts the server.
     pub fn start() -> Result<Self, TestingError> {
+        retry_on_taken_port(Self::start_once)
+    }
+
+    fn start_once() -> Result<Self, TestingError> {
         let binary = find_binary("SECANTUSD", &["bin/secantusd-rs"], "secantusd-rs");
         let port = free_port()?;
         let dir = temp_dir()?;
