@@ -7,9 +7,11 @@
 //! 3. the CSV -> no-op pipeline, on a tuned dev server and on one with default settings;
 //! 4. workflow history per batch, from the fetched history;
 //! 5. the worker's peak RSS on a large CSV into the no-op sink (in a child process);
-//! 6. the JSON Lines source: its own plan-and-read loop, and into the no-op sink through
+//! 6. the CSV source's own plan-and-read loop (`parse_rows_per_s`, the ceiling for CSV into the
+//!    no-op sink; `noop_vs_parse`), and two no-op jobs at once (`two_jobs_vs_one`);
+//! 7. the JSON Lines source: its own plan-and-read loop, and into the no-op sink through
 //!    Temporal (`jsonl_ratio` is the second over the first);
-//! 7. the throughput dip at continue-as-new (`can_dip`): the CSV -> MongoDB pipeline with a
+//! 8. the throughput dip at continue-as-new (`can_dip`): the CSV -> MongoDB pipeline with a
 //!    continue-as-new every 100 batches, its progress read every 100 ms; the dip is 1 minus
 //!    the mean rate of the half-second windows that contain a continue-as-new over the median
 //!    rate of all windows, and `can_cost` is 1 minus that job's rate over the pipeline's
@@ -19,6 +21,9 @@
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
 //! server's (SecantusDB), not `mongod`'s.
+
+// The report's `json!` literal is longer than the default limit allows.
+#![recursion_limit = "256"]
 
 use std::io::Write;
 use std::sync::Arc;
@@ -72,7 +77,8 @@ fn args() -> Result<Args, Error> {
         reps: 3,
         big_mb: 1_024,
     };
-    let mut it = std::env::args().skip(1);
+    // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
+    let mut it = std::env::args().skip(1).filter(|a| a != "--");
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -108,6 +114,57 @@ fn write_jsonl(path: &std::path::Path, rows: u64) -> Result<u64, Error> {
     }
     out.flush()?;
     Ok(std::fs::metadata(path)?.len())
+}
+
+/// The CSV source's own loop: plan and read every batch in one task, no Temporal, no sink:
+/// the ceiling for CSV into the no-op sink.
+async fn csv_parse(path: &str) -> Result<f64, Error> {
+    let reader = CsvFile::new(path).build().await?;
+    let started = Instant::now();
+    let (mut from, mut first, mut rows) = (None, 0, 0u64);
+    loop {
+        let plan = reader.plan(from.as_ref(), 1_000, 64).await?;
+        for (i, b) in plan.batches.iter().enumerate() {
+            let range = BatchRange {
+                index: i as u64,
+                start: b.start,
+                end: b.end,
+                first_record: first,
+                records: b.records,
+            };
+            rows += reader.read(&range).await?.records.len() as u64;
+            first += b.records;
+            from = Some(b.end);
+        }
+        if plan.end_of_source {
+            return Ok(rows as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Two CSV -> no-op jobs at once on one worker: their aggregate rows/s.
+async fn two_jobs(server: &TemporalDevServer, rep: usize, csv: &str) -> Result<f64, Error> {
+    let client = server.client().await?;
+    let mut worker = Worker::builder(client.clone(), QUEUE)
+        .pipeline::<BenchToNoop>()?
+        .build()?;
+    let jobs = JobClient::new(client, QUEUE);
+    let started = Instant::now();
+    let (a, b) = worker
+        .run_until(async {
+            let first =
+                BenchToNoop::request(format!("two-a-{rep}"), CsvFile::new(csv), NoopSink::new());
+            let second =
+                BenchToNoop::request(format!("two-b-{rep}"), CsvFile::new(csv), NoopSink::new());
+            let (ha, hb) = (
+                jobs.start::<BenchToNoop>(first).await?,
+                jobs.start::<BenchToNoop>(second).await?,
+            );
+            let (ra, rb) = tokio::join!(ha.report(), hb.report());
+            Ok::<_, batch_orchestra::JobError>((ra?, rb?))
+        })
+        .await??;
+    Ok((a.records_read + b.records_read) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The JSON Lines source's own loop: plan and read every batch in one task, no Temporal.
@@ -198,6 +255,8 @@ fn main() -> Result<(), Error> {
     let mut piped = Vec::new();
     let mut noop = Vec::new();
     let mut noop_default = Vec::new();
+    let mut parsed = Vec::new();
+    let mut two = Vec::new();
     let mut history = (0.0, 0.0);
     for rep in 0..a.reps {
         let (m1, m2) = (&mongos[2 * rep], &mongos[2 * rep + 1]);
@@ -233,9 +292,11 @@ fn main() -> Result<(), Error> {
                 ))?
                 .0,
         );
+        parsed.push(runtime.block_on(csv_parse(&csv_path))?);
+        two.push(runtime.block_on(two_jobs(&tuned, rep, &csv_path))?);
         println!(
-            "rep {rep}: direct {:.0}, pipeline {:.0}, no-op {:.0}, no-op (default server) {:.0} rows/s",
-            direct[rep], piped[rep], noop[rep], noop_default[rep]
+            "rep {rep}: direct {:.0}, pipeline {:.0}, no-op {:.0}, no-op (default server) {:.0}, parse {:.0}, two no-op jobs {:.0} rows/s",
+            direct[rep], piped[rep], noop[rep], noop_default[rep], parsed[rep], two[rep]
         );
     }
     // The JSON Lines source: its own loop, and through Temporal into the no-op sink.
@@ -301,6 +362,7 @@ fn main() -> Result<(), Error> {
     let _ = std::fs::remove_file(&big);
 
     let (d, p, n, nd) = (stat(direct), stat(piped), stat(noop), stat(noop_default));
+    let (parse, two) = (stat(parsed), stat(two));
     let report = serde_json::json!({
         "rows": a.rows,
         "batch_size": 1000,
@@ -313,6 +375,10 @@ fn main() -> Result<(), Error> {
         "history_events_per_batch": history.0,
         "history_bytes_per_batch": history.1,
         "peak_rss_mb": peak_rss_mb,
+        "parse_rows_per_s": parse.median, "parse_min": parse.min, "parse_max": parse.max,
+        "noop_vs_parse": n.median / parse.median,
+        "two_jobs_rows_per_s": two.median, "two_jobs_min": two.min, "two_jobs_max": two.max,
+        "two_jobs_vs_one": two.median / n.median,
         "jsonl_parse_rows_per_s": jp.median, "jsonl_parse_min": jp.min, "jsonl_parse_max": jp.max,
         "jsonl_source_rows_per_s": jn.median, "jsonl_source_min": jn.min, "jsonl_source_max": jn.max,
         "jsonl_ratio": jn.median / jp.median,
@@ -334,6 +400,11 @@ fn main() -> Result<(), Error> {
         ("CSV -> MongoDB pipeline, rows/s", p),
         ("CSV -> no-op, tuned dev server, rows/s", n),
         ("CSV -> no-op, default dev server, rows/s", nd),
+        (
+            "CSV source's own loop (plan + read, no Temporal), rows/s",
+            parse,
+        ),
+        ("two CSV -> no-op jobs at once, aggregate rows/s", two),
         ("JSON Lines source's own loop, rows/s", jp),
         ("JSON Lines -> no-op, tuned dev server, rows/s", jn),
     ] {
@@ -342,6 +413,12 @@ fn main() -> Result<(), Error> {
     println!(
         "| ratio pipeline / direct | {:.2} | | |",
         p.median / d.median
+    );
+    println!("| no-op / parse | {:.2} | | |", n.median / parse.median);
+    println!("| two jobs / one job | {:.2} | | |", two.median / n.median);
+    println!(
+        "| JSON Lines -> no-op / its own loop | {:.2} | | |",
+        jn.median / jp.median
     );
     println!("| history events per batch | {:.1} | | |", history.0);
     println!("| history bytes per batch | {:.0} | | |", history.1);
