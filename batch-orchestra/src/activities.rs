@@ -107,10 +107,16 @@ impl<P: Pipeline> PipelineActivities<P> {
     async fn source(
         &self,
         config: &P::Source,
+        call_timeout: Duration,
     ) -> Result<Arc<<P::Source as SourceConfig>::Source>, ConnectorError> {
+        // The timeout is inside the shared build, so a hung connect fails and is forgotten.
         let build = || {
             let config = config.clone();
-            async move { config.build().await }
+            bounded(
+                call_timeout,
+                "connecting",
+                async move { config.build().await },
+            )
         };
         let context = || format!("building source `{}`", <P::Source as SourceConfig>::NAME);
         let source = self
@@ -132,10 +138,15 @@ impl<P: Pipeline> PipelineActivities<P> {
     async fn sink(
         &self,
         config: &P::Sink,
+        call_timeout: Duration,
     ) -> Result<Arc<<P::Sink as SinkConfig>::Sink>, ConnectorError> {
         let build = || {
             let config = config.clone();
-            async move { config.build().await }
+            bounded(
+                call_timeout,
+                "connecting",
+                async move { config.build().await },
+            )
         };
         self.connectors
             .get_or_build(config, build)
@@ -159,7 +170,7 @@ impl<P: Pipeline> PipelineActivities<P> {
     }
 
     async fn plan(&self, input: PlanInput<P::Source>) -> Result<Plan<OffsetOf<P>>, ConnectorError> {
-        let source = self.source(&input.source).await?;
+        let source = self.source(&input.source, input.call_timeout).await?;
         let max_batches = usize::try_from(input.max_batches)
             .unwrap_or(usize::MAX)
             .max(1);
@@ -197,8 +208,8 @@ impl<P: Pipeline> PipelineActivities<P> {
         ctx: &ActivityContext,
         input: &ProcessInput<P::Source, P::Sink>,
     ) -> Result<BatchReport, ConnectorError> {
-        let source = self.source(&input.source).await?;
-        let sink = self.sink(&input.sink).await?;
+        let source = self.source(&input.source, input.call_timeout).await?;
+        let sink = self.sink(&input.sink, input.call_timeout).await?;
         let mut report = BatchReport::default();
         let mut samples = Vec::new();
         for (done, batch) in input.batches.iter().enumerate() {

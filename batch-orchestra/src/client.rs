@@ -228,6 +228,22 @@ impl<P: Pipeline> JobHandle<P> {
     /// Refused with [`JobError::NotRedrivable`] while the job runs, and when it has no failed
     /// batch.
     pub async fn redrive(&self, jobs: &JobClient) -> Result<JobHandle<P>, JobError> {
+        use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+        let described = self
+            .handle
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .map_err(|e| self.interaction_error(e))?;
+        let running = described
+            .raw_description
+            .workflow_execution_info
+            .is_some_and(|info| info.status == WorkflowExecutionStatus::Running as i32);
+        if running {
+            return Err(JobError::NotRedrivable {
+                job_id: self.job_id.clone(),
+                reason: "it is still running; wait for its report first".into(),
+            });
+        }
         let report = self.report().await?;
         if report.failed.is_empty() {
             return Err(JobError::NotRedrivable {

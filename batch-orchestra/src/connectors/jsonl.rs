@@ -140,6 +140,14 @@ impl<B: ByteInput> Source for JsonLinesReader<B> {
         while at.byte < len && batches.len() < max_batches {
             let chunk_end = (at.byte + chunk_size).min(len);
             let chunk = self.input.read(at.byte, chunk_end).await?;
+            if chunk.len() as u64 != chunk_end - at.byte {
+                return Err(ConnectorError::transient(format!(
+                    "JSON Lines `{}`: asked for bytes {}..{chunk_end}, got {}",
+                    self.input.name(),
+                    at.byte,
+                    chunk.len()
+                )));
+            }
             let mut pos = 0usize;
             while pos < chunk.len() && batches.len() < max_batches {
                 let Some(nl) = chunk[pos..].iter().position(|&b| b == b'\n') else {

@@ -53,18 +53,26 @@ pub(super) fn start<'a, P: Pipeline>(
     segments: &[Segment<OffsetOf<P>>],
 ) -> Job<'a, P> {
     let mut job = match req.state.clone() {
-        Some(c) => Job {
-            ctx,
-            report: c.report,
-            started_at_ms: c.started_at_ms,
-            next_record: c.next_record,
-            next_batch: c.next_batch,
-            throttle_mark: c.throttle_mark,
-            cursor: c.cursor,
-            segment: c.segment,
-            scheduled: 0,
-            req,
-        },
+        Some(c) => {
+            // State carried by runs before the cursor was carried: every batch before the
+            // report's end offset was done, and batches were numbered by the report's count.
+            let (cursor, next_batch) = match c.cursor {
+                Some(cursor) => (Some(cursor), c.next_batch),
+                None => (c.report.end_offset.clone(), c.report.batches),
+            };
+            Job {
+                ctx,
+                report: c.report,
+                started_at_ms: c.started_at_ms,
+                next_record: c.next_record,
+                next_batch,
+                throttle_mark: c.throttle_mark,
+                cursor,
+                segment: c.segment,
+                scheduled: 0,
+                req,
+            }
+        }
         None => {
             let mut report = JobReport::new(req.workflow_id(), P::NAMES.workflow, None);
             let first = segments.first();
@@ -87,10 +95,13 @@ pub(super) fn start<'a, P: Pipeline>(
             }
         }
     };
-    // The last run ended exactly at the end of a range: start the next one.
+    // The last run ended at the end of a range (its end offset, or all its records): start
+    // the next one.
     while let Some(s) = segments.get(job.segment as usize)
         && s.end.is_some()
-        && s.end == job.cursor
+        && (s.end == job.cursor
+            || s.records
+                .is_some_and(|r| job.next_record >= s.first_record + r))
     {
         job.segment += 1;
         if let Some(next) = segments.get(job.segment as usize) {

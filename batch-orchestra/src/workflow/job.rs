@@ -20,6 +20,8 @@ use crate::error::{CONFIG_ERROR_TYPE, RECORD_ERROR_LIMIT_TYPE};
 use crate::model::{BatchReport, InFlight, RetrySettings};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 
+/// Marks runs whose `process` activities carry ids naming their first batch.
+const NAMED_ACTIVITIES_PATCH: &str = "process-activity-ids";
 /// Failure type of a request the workflow cannot run.
 pub(super) const INVALID_REQUEST_TYPE: &str = "InvalidRequest";
 /// Attempts for a batch rerun alone after its group failed: the group used the full retry
@@ -39,7 +41,8 @@ pub(super) struct Dispatched<O: crate::connector::Offset> {
     pub group: Vec<BatchRange<O>>,
     /// Rerun alone after its group failed.
     pub isolated: bool,
-    pub activity_id: String,
+    /// Which dispatch of the run it was, to find it among the running ones.
+    pub slot: u64,
 }
 
 /// The job's state within one workflow run.
@@ -99,12 +102,16 @@ impl<'a, P: Pipeline> Job<'a, P> {
         seqs: Vec<u64>,
         group: Vec<BatchRange<OffsetOf<P>>>,
         isolated: bool,
-    ) -> (InFlight, LocalBoxFuture<'a, Event<OffsetOf<P>>>) {
+    ) -> (u64, InFlight, LocalBoxFuture<'a, Event<OffsetOf<P>>>) {
         let first = &group[0];
-        let activity_id = format!("process-{}-{}", first.index, self.scheduled);
+        // Runs recorded before activities were named keep the SDK's numbering on replay.
+        let activity_id = self
+            .ctx
+            .patched(NAMED_ACTIVITIES_PATCH)
+            .then(|| format!("process-{}-{}", first.index, self.scheduled));
         self.scheduled += 1;
         let running = InFlight {
-            activity_id: activity_id.clone(),
+            activity_id: activity_id.clone().unwrap_or_default(),
             first_batch: first.index,
             batches: group.len() as u64,
             first_record: first.first_record,
@@ -137,21 +144,21 @@ impl<'a, P: Pipeline> Job<'a, P> {
             Some(&settings),
             self.req.activity_timeout,
             self.req.heartbeat_timeout,
-            Some(activity_id.clone()),
+            activity_id.clone(),
         );
         opts.cancellation_type = ActivityCancellationType::WaitCancellationCompleted;
         let dispatched = Dispatched {
             seqs,
             group,
             isolated,
-            activity_id,
+            slot: self.scheduled,
         };
         let fut = self
             .ctx
             .execute_activity(ProcessActivity::<P>::new(), input, opts)
             .map(move |result| Event::Processed(dispatched, result))
             .boxed_local();
-        (running, fut)
+        (self.scheduled, running, fut)
     }
 
     pub fn touch(&mut self) {
@@ -159,9 +166,9 @@ impl<'a, P: Pipeline> Job<'a, P> {
     }
 
     /// Shares the report and the running activities with the `progress` query.
-    pub fn publish(&self, running: &[InFlight]) {
+    pub fn publish(&self, running: &[(u64, InFlight)]) {
         let report = self.report.clone();
-        let running = running.to_vec();
+        let running: Vec<InFlight> = running.iter().map(|(_, r)| r.clone()).collect();
         self.ctx.state_mut(|w| {
             w.report = report;
             w.in_flight = running.len() as u32;

@@ -280,6 +280,13 @@ async fn run_job<P: Pipeline>(
             if let Err(stop) = job.snapshot().await {
                 return Err(fail(job, stop).await);
             }
+            // A cancel that came while the report was being saved ends the job here.
+            if ctx.cancellation_token().is_cancelled() {
+                job.report.status = JobStatus::Cancelled;
+                job.publish(&[]);
+                let _ = job.snapshot().await;
+                return Err(WorkflowTermination::cancelled_with_details(job.report));
+            }
             carry::continue_as_new(ctx, job)
         }
         Ok(Next::Cancelled) => {

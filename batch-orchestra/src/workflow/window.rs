@@ -17,7 +17,7 @@ use super::carry::Segment;
 use super::failures::{Cause, Stop, describe, record_failed};
 use super::job::{Event, Job};
 use crate::connector::{BatchRange, SourceConfig};
-use crate::error::{ACTIVITY_FAILED_TYPE, CONFIG_ERROR_TYPE};
+use crate::error::{ACTIVITY_FAILED_TYPE, BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE};
 use crate::model::InFlight;
 use crate::pipeline::{OffsetOf, Pipeline};
 
@@ -60,10 +60,14 @@ pub(super) async fn drive<P: Pipeline>(
     let mut rolling_over = false;
     let mut cancelling = false;
     let mut this_run = 0u32;
-    let mut running: Vec<InFlight> = Vec::new();
+    // Running activities by dispatch slot.
+    let mut running: Vec<(u64, InFlight)> = Vec::new();
     let mut window: Vec<LocalBoxFuture<'_, Event<OffsetOf<P>>>> = Vec::new();
 
     loop {
+        if !cancelling && ctx.cancellation_token().is_cancelled() {
+            cancelling = true;
+        }
         if !rolling_over && (this_run >= max_per_run || ctx.continue_as_new_suggested()) {
             rolling_over = true;
         }
@@ -89,8 +93,8 @@ pub(super) async fn drive<P: Pipeline>(
             while (running.len() as u32) < max_in_flight {
                 if let Some((seq, segment, range)) = isolate.pop_front() {
                     let _ = segment;
-                    let (info, fut) = job.process(vec![seq], vec![range], true);
-                    running.push(info);
+                    let (slot, info, fut) = job.process(vec![seq], vec![range], true);
+                    running.push((slot, info));
                     window.push(fut);
                     continue;
                 }
@@ -111,8 +115,8 @@ pub(super) async fn drive<P: Pipeline>(
                     group.push(range);
                 }
                 this_run += take as u32;
-                let (info, fut) = job.process(seqs, group, false);
-                running.push(info);
+                let (slot, info, fut) = job.process(seqs, group, false);
+                running.push((slot, info));
                 window.push(fut);
             }
             job.publish(&running);
@@ -213,7 +217,7 @@ pub(super) async fn drive<P: Pipeline>(
                 }
             }
             Event::Processed(dispatched, result) => {
-                running.retain(|r| r.activity_id != dispatched.activity_id);
+                running.retain(|(slot, _)| *slot != dispatched.slot);
                 match result {
                     Ok(batch) => {
                         let count = batch
@@ -252,6 +256,7 @@ pub(super) async fn drive<P: Pipeline>(
                         } else if job.report.batches == 0
                             && job.req.redrive.is_none()
                             && job.req.max_failed_batches > 0
+                            && cause.kind != BATCH_ERROR_TYPE
                         {
                             // Nothing has been written yet: the sink or the source is most
                             // likely wrong (an unreachable host), not one batch. Fail now
