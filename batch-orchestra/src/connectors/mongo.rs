@@ -43,6 +43,11 @@ pub enum WriteMode {
 
 /// A MongoDB collection as a sink of documents.
 ///
+/// Durability is the server's write concern: with its default, a server that crashes can lose
+/// inserts it had acknowledged but not yet journaled, and the job will not know. Put
+/// `journal=true` (and `w=majority` on a replica set) in the connection string when that
+/// matters.
+///
 /// ```
 /// use batch_orchestra::connectors::mongo::MongoSink;
 ///

@@ -139,6 +139,27 @@ impl OwnedProcess {
         }
     }
 
+    /// Asks the process to exit (SIGTERM, to its own process id) and waits up to `grace` for it;
+    /// kills it (SIGKILL) after that.
+    pub(crate) fn terminate(&mut self, grace: Duration) {
+        if !self.running {
+            return;
+        }
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + grace;
+        while asked && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.running = false;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+    }
+
     /// Starts the same command again (after [`stop`](Self::stop)).
     pub(crate) fn start_again(&mut self) -> Result<(), TestingError> {
         self.stop();
@@ -361,8 +382,15 @@ impl MongoServer {
         Ok(Self { process, port })
     }
 
-    /// Stops the server (SIGKILL): clients see it down until [`start_again`](Self::start_again).
+    /// Stops the server as an operator would (SIGTERM; it flushes what it acknowledged and
+    /// exits): clients see it down until [`start_again`](Self::start_again).
     pub fn stop(&mut self) {
+        self.process.terminate(Duration::from_secs(20));
+    }
+
+    /// Kills the server (SIGKILL), as a crash would. Writes it acknowledged but had not yet
+    /// flushed to its journal can be lost; see the MongoDB sink's notes on `journal=true`.
+    pub fn kill(&mut self) {
         self.process.stop();
     }
 
