@@ -3,8 +3,8 @@
 //! (`crash-worker`). Every case checks the collection afterwards: every valid row present
 //! exactly once, nothing lost, nothing duplicated, record errors counted once.
 //!
-//! Kill moments are drawn from a seeded generator; the seed is printed, and `CRASH_SEED=<n>`
-//! replays a run. Cases run one at a time (they share the machine's two cores).
+//! Kill moments are drawn from a seeded generator (as points of progress, so they land
+//! mid-job); the seed is printed, and `CRASH_SEED=<n>` replays a run. Cases run one at a time (they share the machine's two cores).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -206,20 +206,39 @@ async fn a_worker_killed_five_times_loses_and_duplicates_nothing() {
     rig.add_worker();
     let job = "killed-worker";
     let handle = rig.start_job(rig.request(job, 100)).await;
+    // Kill moments are points of progress (seeded), so every kill lands mid-job however fast
+    // the machine is: the n-th kill comes once 2,000 + 3,000 n (+ up to 1,500) rows were read.
+    let marks: Vec<u64> = (0..5)
+        .map(|n| 2_000 + 3_000 * n + rng.millis(0, 1_500).as_millis() as u64)
+        .collect();
     let mut kills = 0;
-    for _ in 0..5 {
-        tokio::time::sleep(rng.millis(300, 1_200)).await;
-        if !running(&handle).await {
+    while kills < marks.len() {
+        let Ok(progress) = handle.progress().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if progress.report.status != JobStatus::Running {
             break;
         }
-        let mut dead = rig.workers.pop().unwrap();
-        println!("killing worker {} (kill {})", dead.pid(), kills + 1);
-        dead.kill();
-        kills += 1;
-        rig.add_worker();
+        if progress.report.records_read >= marks[kills] {
+            let mut dead = rig.workers.pop().unwrap();
+            println!(
+                "killing worker {} (kill {}) at {} rows read",
+                dead.pid(),
+                kills + 1,
+                progress.report.records_read
+            );
+            dead.kill();
+            kills += 1;
+            rig.add_worker();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let report = report_within(&handle, Duration::from_secs(120)).await;
-    assert!(kills >= 3, "the job ended before most kills: {kills} kills");
+    assert_eq!(
+        kills, 5,
+        "the job ended before its fifth kill: {kills} kills"
+    );
     rig.check_exact(job, &report, &format!("{kills} kills"))
         .await;
 }
