@@ -116,19 +116,18 @@ fn write_jsonl(path: &std::path::Path, rows: u64) -> Result<u64, Error> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-/// The CSV source's own loop: plan and read every batch in one task, no Temporal, no sink:
-/// the ceiling for CSV into the no-op sink.
-async fn csv_parse(path: &str) -> Result<f64, Error> {
-    let reader = CsvFile::new(path).build().await?;
+/// A source's own loop: plan and read every batch in one task, no Temporal, no sink; the
+/// ceiling for that source into the no-op sink.
+async fn own_loop<S: Source>(reader: &S) -> Result<f64, Error> {
     let started = Instant::now();
     let (mut from, mut first, mut rows) = (None, 0, 0u64);
     loop {
         let plan = reader.plan(from.as_ref(), 1_000, 64).await?;
-        for (i, b) in plan.batches.iter().enumerate() {
+        for (i, b) in plan.batches.into_iter().enumerate() {
             let range = BatchRange {
                 index: i as u64,
                 start: b.start,
-                end: b.end,
+                end: b.end.clone(),
                 first_record: first,
                 records: b.records,
             };
@@ -140,6 +139,11 @@ async fn csv_parse(path: &str) -> Result<f64, Error> {
             return Ok(rows as f64 / started.elapsed().as_secs_f64());
         }
     }
+}
+
+/// The CSV source's own loop.
+async fn csv_parse(path: &str) -> Result<f64, Error> {
+    own_loop(&CsvFile::new(path).build().await?).await
 }
 
 /// Two CSV -> no-op jobs at once on one worker: their aggregate rows/s.
@@ -167,29 +171,10 @@ async fn two_jobs(server: &TemporalDevServer, rep: usize, csv: &str) -> Result<f
     Ok((a.records_read + b.records_read) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The JSON Lines source's own loop: plan and read every batch in one task, no Temporal.
+/// The JSON Lines source's own loop.
 async fn jsonl_parse(path: &str) -> Result<f64, Error> {
     let reader: JsonLinesReader<_> = JsonLinesFile::new(path).build().await?;
-    let started = Instant::now();
-    let (mut from, mut first, mut rows) = (None, 0, 0u64);
-    loop {
-        let plan = reader.plan(from.as_ref(), 1_000, 64).await?;
-        for (i, b) in plan.batches.iter().enumerate() {
-            let range = BatchRange {
-                index: i as u64,
-                start: b.start,
-                end: b.end,
-                first_record: first,
-                records: b.records,
-            };
-            rows += reader.read(&range).await?.records.len() as u64;
-            first += b.records;
-            from = Some(b.end);
-        }
-        if plan.end_of_source {
-            return Ok(rows as f64 / started.elapsed().as_secs_f64());
-        }
-    }
+    own_loop(&reader).await
 }
 
 /// About 100 bytes a row.
