@@ -128,7 +128,7 @@ impl<P: Pipeline> PipelineActivities<P> {
             return Ok(source);
         }
         // The input changed since the source was built: build it again.
-        self.evict_source(config);
+        self.connectors.evict(config, &source);
         self.connectors
             .get_or_build(config, build)
             .await
@@ -159,16 +159,6 @@ impl<P: Pipeline> PipelineActivities<P> {
             })
     }
 
-    fn evict_source(&self, config: &P::Source) {
-        self.connectors
-            .evict::<_, <P::Source as SourceConfig>::Source>(config);
-    }
-
-    fn evict_sink(&self, config: &P::Sink) {
-        self.connectors
-            .evict::<_, <P::Sink as SinkConfig>::Sink>(config);
-    }
-
     async fn plan(&self, input: PlanInput<P::Source>) -> Result<Plan<OffsetOf<P>>, ConnectorError> {
         let source = self.source(&input.source, input.call_timeout).await?;
         let max_batches = usize::try_from(input.max_batches)
@@ -182,7 +172,7 @@ impl<P: Pipeline> PipelineActivities<P> {
         })
         .await;
         if planned.is_err() {
-            self.evict_source(&input.source);
+            self.connectors.evict(&input.source, &source);
         }
         planned
     }
@@ -192,24 +182,25 @@ impl<P: Pipeline> PipelineActivities<P> {
         ctx: &ActivityContext,
         input: ProcessInput<P::Source, P::Sink>,
     ) -> Result<BatchReport, ConnectorError> {
-        let processed = self.process_batches(ctx, &input).await;
+        let source = self.source(&input.source, input.call_timeout).await?;
+        let sink = self.sink(&input.sink, input.call_timeout).await?;
+        let processed = Self::process_batches(ctx, &input, &*source, &*sink).await;
         if let Err(e) = &processed
             && e.kind() != ErrorKind::Batch
         {
             // A connector that failed may hold a broken connection: build it afresh.
-            self.evict_source(&input.source);
-            self.evict_sink(&input.sink);
+            self.connectors.evict(&input.source, &source);
+            self.connectors.evict(&input.sink, &sink);
         }
         processed
     }
 
     async fn process_batches(
-        &self,
         ctx: &ActivityContext,
         input: &ProcessInput<P::Source, P::Sink>,
+        source: &<P::Source as SourceConfig>::Source,
+        sink: &<P::Sink as SinkConfig>::Sink,
     ) -> Result<BatchReport, ConnectorError> {
-        let source = self.source(&input.source, input.call_timeout).await?;
-        let sink = self.sink(&input.sink, input.call_timeout).await?;
         let mut report = BatchReport::default();
         let mut samples = Vec::new();
         for (done, batch) in input.batches.iter().enumerate() {

@@ -80,11 +80,27 @@ impl ConnectorCache {
         }
     }
 
-    /// Drops the connector built from `config`: the next use builds it again (after its
-    /// input changed, or after it failed).
-    pub(crate) fn evict<C: Serialize, T: 'static>(&self, config: &C) {
-        if let Ok(key) = key::<C, T>(config) {
-            self.lock().remove(&key);
+    /// Drops `built`, the connector built from `config`, so the next use builds it again
+    /// (after its input changed, or after it failed). A newer connector another activity
+    /// built in the meantime is kept.
+    pub(crate) fn evict<C: Serialize, T: Send + Sync + 'static>(&self, config: &C, built: &Arc<T>) {
+        let Ok(key) = key::<C, T>(config) else {
+            return;
+        };
+        let mut entries = self.lock();
+        let same = entries
+            .map
+            .get(&key)
+            .and_then(|b| b.peek().cloned())
+            .is_some_and(|cached| match cached {
+                Ok(cached) => std::ptr::eq(
+                    Arc::as_ptr(&cached).cast::<()>(),
+                    Arc::as_ptr(built).cast::<()>(),
+                ),
+                Err(_) => true,
+            });
+        if same {
+            entries.remove(&key);
         }
     }
 
@@ -146,9 +162,15 @@ mod tests {
         cache.get_or_build(&"config-c", build).await.unwrap();
         assert_eq!(builds.load(Ordering::SeqCst), 3);
 
-        cache.evict::<_, String>(&"config-a");
+        cache.evict(&"config-a", &a);
         let c = cache.get_or_build(&"config-a", build).await.unwrap();
         assert!(!Arc::ptr_eq(&a, &c), "an evicted config is built again");
+        cache.evict(&"config-a", &a);
+        let d = cache.get_or_build(&"config-a", build).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&c, &d),
+            "evicting an older connector keeps the newer one"
+        );
     }
 
     #[tokio::test]
