@@ -119,10 +119,10 @@ impl CsvRow {
     fn deserialize_message(&self, error: &csv::Error) -> String {
         use csv::DeserializeErrorKind as Kind;
         let csv::ErrorKind::Deserialize { err, .. } = error.kind() else {
-            return redact_values(&error.to_string());
+            return crate::error::redact_values(&error.to_string());
         };
         let what = match err.kind() {
-            Kind::Message(message) => redact_values(message),
+            Kind::Message(message) => crate::error::redact_values(message),
             Kind::Unsupported(method) => {
                 format!("this type cannot be read from a CSV field ({method})")
             }
@@ -149,76 +149,6 @@ impl CsvRow {
             None => format!("field {field}: {what}"),
         }
     }
-}
-
-/// Removes the values that serde and csv quote in their messages, so that a record error
-/// names what was expected without copying data into workflow history:
-/// `invalid type: string "abc", expected u32` becomes `invalid type: a string, expected u32`.
-fn redact_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    'scan: while !rest.is_empty() {
-        // `string "…"`, the value escaped as by `Debug`.
-        if let Some(after) = rest.strip_prefix("string \"") {
-            let mut chars = after.char_indices();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        chars.next();
-                    }
-                    '"' => {
-                        out.push_str("a string");
-                        rest = &after[i + 1..];
-                        continue 'scan;
-                    }
-                    _ => {}
-                }
-            }
-            out.push_str("a string");
-            break;
-        }
-        // `integer `5``, `floating point `1.5``, `boolean `true``, `character `c``.
-        for (prefix, replacement) in [
-            ("integer `", "an integer"),
-            ("floating point `", "a floating point number"),
-            ("boolean `", "a boolean"),
-        ] {
-            if let Some(after) = rest.strip_prefix(prefix)
-                && let Some(end) = after.find('`')
-            {
-                out.push_str(replacement);
-                rest = &after[end + 1..];
-                continue 'scan;
-            }
-        }
-        if let Some(after) = rest.strip_prefix("character `") {
-            let mut chars = after.chars();
-            chars.next();
-            out.push_str("a character");
-            rest = chars.as_str().strip_prefix('`').unwrap_or(chars.as_str());
-            continue 'scan;
-        }
-        // serde_derive: "unknown variant `…`, expected one of `a`, `b`".
-        if let Some(after) = rest.strip_prefix("unknown variant `") {
-            let end = ["`, expected ", "`, there are no variants"]
-                .iter()
-                .find_map(|close| after.rfind(close))
-                .or_else(|| after.rfind('`'));
-            out.push_str("unknown variant");
-            rest = end.map_or("", |end| &after[end + 1..]);
-            continue 'scan;
-        }
-        // csv: "expected single character but got 3 characters in 'abc'".
-        if let Some(after) = rest.strip_prefix(" characters in '") {
-            out.push_str(" characters");
-            rest = after.rfind('\'').map_or("", |end| &after[end + 1..]);
-            continue 'scan;
-        }
-        let c = rest.chars().next().unwrap_or_default();
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    out
 }
 
 impl fmt::Debug for CsvRow {
@@ -1161,7 +1091,7 @@ mod tests {
             ("missing field `age`", "missing field `age`"),
         ];
         for (message, redacted) in cases {
-            assert_eq!(redact_values(message), redacted, "{message}");
+            assert_eq!(crate::error::redact_values(message), redacted, "{message}");
         }
     }
 

@@ -19,7 +19,7 @@ use crate::connector::{
     BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, Source, WriteContext,
     WriteOutcome,
 };
-use crate::error::{ConnectorError, RecordError, TransformError};
+use crate::error::{ConnectorError, RecordError, TransformError, redact_values};
 
 /// Bytes read per call while planning; doubled while a single line is longer.
 const PLAN_CHUNK: u64 = 1 << 20;
@@ -68,34 +68,7 @@ impl JsonLinesFile {
 /// assert_eq!(err.to_string(), "invalid type: a string, expected u64");
 /// ```
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, TransformError> {
-    serde_json::from_value(value).map_err(|e| TransformError::new(without_values(&e.to_string())))
-}
-
-/// Replaces the values serde quotes in its messages (`string "abc"`, `` `abc` ``) with their
-/// kind, so no field value reaches a record error.
-fn without_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(['"', '`']) {
-        let quote = rest.as_bytes()[at] as char;
-        let Some(len) = rest[at + 1..].find(quote) else {
-            break;
-        };
-        let before = &rest[..at];
-        if let Some(kind) = before.strip_suffix("string ") {
-            out.push_str(kind);
-            out.push_str("a string");
-        } else if quote == '`' && !before.ends_with("variant ") {
-            // serde names fields in backticks: keep field names.
-            out.push_str(&rest[..at + len + 2]);
-        } else {
-            out.push_str(before);
-            out.push_str("a value");
-        }
-        rest = &rest[at + len + 2..];
-    }
-    out.push_str(rest);
-    out
+    serde_json::from_value(value).map_err(|e| TransformError::new(redact_values(&e.to_string())))
 }
 
 /// A built JSON Lines source over any [`ByteInput`].
@@ -438,11 +411,11 @@ mod tests {
     #[test]
     fn serde_values_are_removed_from_messages() {
         assert_eq!(
-            without_values("invalid type: string \"secret\", expected u64"),
+            redact_values("invalid type: string \"secret\", expected u64"),
             "invalid type: a string, expected u64"
         );
         assert_eq!(
-            without_values("unknown field `nmae`, expected `name`"),
+            redact_values("unknown field `nmae`, expected `name`"),
             "unknown field `nmae`, expected `name`"
         );
     }

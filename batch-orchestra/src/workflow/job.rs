@@ -26,7 +26,7 @@ const NAMED_ACTIVITIES_PATCH: &str = "process-activity-ids";
 pub(super) const INVALID_REQUEST_TYPE: &str = "InvalidRequest";
 /// Attempts for a batch rerun alone after its group failed: the group used the full retry
 /// budget already, so one more try tells a poison batch from a passing fault.
-const ISOLATED_ATTEMPTS: u32 = 2;
+pub(super) const ISOLATED_ATTEMPTS: u32 = 2;
 
 /// What the window waits for: a plan or a processed group of batches.
 pub(super) enum Event<O: crate::connector::Offset> {

@@ -15,7 +15,7 @@ use temporalio_sdk::TimerResult;
 
 use super::carry::Segment;
 use super::failures::{Cause, Stop, describe, record_failed};
-use super::job::{Event, Job};
+use super::job::{Dispatched, Event, ISOLATED_ATTEMPTS, Job};
 use crate::connector::{BatchRange, SourceConfig};
 use crate::error::{ACTIVITY_FAILED_TYPE, BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE};
 use crate::model::InFlight;
@@ -91,8 +91,7 @@ pub(super) async fn drive<P: Pipeline>(
         }
         if !paused && throttle.is_none() && !cancelling {
             while (running.len() as u32) < max_in_flight {
-                if let Some((seq, segment, range)) = isolate.pop_front() {
-                    let _ = segment;
+                if let Some((seq, _, range)) = isolate.pop_front() {
                     let (slot, info, fut) = job.process(vec![seq], vec![range], true);
                     running.push((slot, info));
                     window.push(fut);
@@ -245,14 +244,7 @@ pub(super) async fn drive<P: Pipeline>(
                         }
                         if dispatched.group.len() > 1 && job.req.max_failed_batches > 0 {
                             // Rerun each batch alone, so only a poison batch fails.
-                            let segment = job.segment;
-                            isolate.extend(
-                                dispatched
-                                    .seqs
-                                    .into_iter()
-                                    .zip(dispatched.group)
-                                    .map(|(seq, range)| (seq, segment, range)),
-                            );
+                            rerun_alone(&mut isolate, job.segment, &dispatched, 0);
                         } else if job.report.batches == 0
                             && job.req.redrive.is_none()
                             && job.req.max_failed_batches > 0
@@ -266,7 +258,11 @@ pub(super) async fn drive<P: Pipeline>(
                                 describe(&dispatched.group)
                             )));
                         } else {
-                            let attempts = if dispatched.isolated { 2 } else { 1 };
+                            let attempts = if dispatched.isolated {
+                                ISOLATED_ATTEMPTS
+                            } else {
+                                1
+                            };
                             let now = job.now_ms();
                             let max = job.req.max_failed_batches;
                             for (seq, range) in dispatched.seqs.iter().zip(&dispatched.group) {
@@ -282,7 +278,6 @@ pub(super) async fn drive<P: Pipeline>(
                             );
                             advance(job, &mut done, &mut frontier);
                             job.touch();
-                            job.publish(&running);
                             recorded?;
                         }
                         job.publish(&running);
@@ -291,6 +286,17 @@ pub(super) async fn drive<P: Pipeline>(
             }
         }
     }
+}
+
+/// Queues the batches of `dispatched` from `skip` on to be rerun one per activity.
+fn rerun_alone<O: crate::connector::Offset>(
+    isolate: &mut Planned<O>,
+    segment: u32,
+    dispatched: &Dispatched<O>,
+    skip: usize,
+) {
+    let batches = dispatched.seqs.iter().zip(&dispatched.group).skip(skip);
+    isolate.extend(batches.map(|(seq, range)| (*seq, segment, range.clone())));
 }
 
 /// Moves the report's end offset over every batch done contiguously from the frontier.
