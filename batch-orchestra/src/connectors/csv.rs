@@ -80,6 +80,22 @@ pub struct CsvRow {
 }
 
 impl CsvRow {
+    /// A row with these column names and values, as the source would read it: for testing
+    /// transforms.
+    ///
+    /// ```
+    /// use batch_orchestra::connectors::csv::CsvRow;
+    ///
+    /// let row = CsvRow::new(vec!["id".into(), "name".into()], vec!["7".into(), "Ada".into()]);
+    /// assert_eq!(row.get("name"), Some("Ada"));
+    /// ```
+    pub fn new(header: Vec<String>, values: Vec<String>) -> Self {
+        Self {
+            header: Some(Arc::new(csv::StringRecord::from(header))),
+            values: csv::StringRecord::from(values),
+        }
+    }
+
     /// The value of column `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         let index = self.header.as_ref()?.iter().position(|h| h == name)?;

@@ -9,6 +9,8 @@
 //! | `object_store::JsonLinesObject` | source: a JSON Lines object in a store | `object-store` |
 //! | [`jsonl::JsonLinesDir`] | sink: JSON-lines files | always |
 //! | [`noop::NoopSink`] | sink: drops records | always |
+//! | `postgres::PostgresSource` | source: a PostgreSQL table or query, in key order | `postgres` |
+//! | `postgres::PostgresSink` | sink: a PostgreSQL table, by `COPY` | `postgres` |
 
 #[cfg(feature = "csv")]
 pub mod csv;
@@ -19,3 +21,5 @@ pub mod mongo;
 pub mod noop;
 #[cfg(feature = "object-store")]
 pub mod object_store;
+#[cfg(feature = "postgres")]
+pub mod postgres;

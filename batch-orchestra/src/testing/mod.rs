@@ -1,7 +1,7 @@
 //! A testing kit: real servers on loopback for your tests, and a small source and sink with
 //! fault injection.
 //!
-//! [`TemporalDevServer`] and [`MongoServer`] start real servers on free loopback ports with
+//! [`TemporalDevServer`], [`MongoServer`] and [`PostgresServer`] start real servers on free loopback ports with
 //! fresh storage and stop them, by their own process id, when dropped. The binaries are found
 //! through environment variables, the project's tools folder (`cargo xtask setup` fills it),
 //! or `PATH`:
@@ -13,6 +13,7 @@
 //! | S3 (moto) | `MOTO_SERVER` | `<tools>/venv/bin/moto_server` | `moto_server` |
 //! | Azure (Azurite) | `AZURITE_BLOB` | `<tools>/node/node_modules/.bin/azurite-blob` | `azurite-blob` |
 //! | GCS (fake-gcs-server) | `FAKE_GCS_SERVER` | in the PyPI wheel, in `<tools>/venv` | `fake-gcs-server` |
+//! | PostgreSQL | `BATCH_ORCHESTRA_POSTGRES_BIN` (a folder) | `/usr/lib/postgresql/<version>/bin` | |
 //!
 //! `<tools>` is `BATCH_ORCHESTRA_TOOLS`, or the nearest `.tools` folder above the current
 //! directory.

@@ -1,0 +1,552 @@
+//! The PostgreSQL sink: `COPY` into a staging table, then `INSERT ... ON CONFLICT DO NOTHING`.
+
+use bytes::{BufMut, BytesMut};
+use futures::SinkExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+
+use super::{Database, db_message, quote_ident};
+use crate::connector::{Position, Positioned, Sink, WriteContext, WriteOutcome};
+use crate::error::{ConnectorError, RecordError};
+
+/// The staging table each write copies into; it lives for one transaction.
+const STAGE: &str = "batch_orchestra_stage";
+
+/// What makes a row the same row when a batch is written again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictKey {
+    /// The sink fills this text column with `"<job id>:<byte offset>"` (or the record ordinal
+    /// where the source has no bytes); the table needs a unique index on it.
+    Position(String),
+    /// These columns of the record; the table needs a unique index on them.
+    Columns(Vec<String>),
+}
+
+impl Default for ConflictKey {
+    fn default() -> Self {
+        Self::Position("batch_key".into())
+    }
+}
+
+/// A PostgreSQL table as a sink of rows (JSON objects of column values).
+///
+/// Each batch is copied (`COPY ... FROM STDIN`) into a temporary staging table and inserted
+/// from there with `ON CONFLICT DO NOTHING`, in one transaction: a retried or redriven batch
+/// writes nothing twice and its rows are counted as already present. The table needs a unique
+/// index on the [`ConflictKey`]. A value the column's type refuses, a missing `NOT NULL`
+/// value or a failed `CHECK` is a record error with the record's position, and the rest of
+/// the batch is written.
+///
+/// Values are given to PostgreSQL as text: strings as they are, numbers and booleans in JSON's
+/// spelling, JSON arrays as array literals for array columns, other arrays and objects as JSON
+/// text (for `json`/`jsonb` columns); `null` is SQL `NULL`. Columns a row does not have are
+/// `NULL` (or their default when no row of the batch has them); a key that is not a column is
+/// a record error.
+///
+/// ```
+/// use batch_orchestra::connectors::postgres::{ConflictKey, PostgresSink};
+///
+/// let sink = PostgresSink::new("public.people").key_columns(["id"]).url_env("CRM_DATABASE_URL");
+/// assert_eq!(sink.key, ConflictKey::Columns(vec!["id".into()]));
+/// ```
+#[crate::batch_sink(name = "postgres", writer = PostgresWriter)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresSink {
+    /// The environment variable holding the connection string, read by the worker.
+    pub url_env: String,
+    /// The table, optionally schema-qualified (`schema.table`), as SQL would name it.
+    pub table: String,
+    /// What identifies a row when a batch is written again.
+    #[serde(default)]
+    pub key: ConflictKey,
+}
+
+impl PostgresSink {
+    /// Writes into `table`, with the connection string from `DATABASE_URL` and rows keyed by
+    /// their position in the `batch_key` column.
+    pub fn new(table: impl Into<String>) -> Self {
+        Self {
+            url_env: "DATABASE_URL".into(),
+            table: table.into(),
+            key: ConflictKey::default(),
+        }
+    }
+
+    /// Reads the connection string from another environment variable.
+    pub fn url_env(mut self, name: impl Into<String>) -> Self {
+        self.url_env = name.into();
+        self
+    }
+
+    /// Rows are the same row when these columns are equal (the table's primary key, say).
+    pub fn key_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.key = ConflictKey::Columns(columns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The sink writes each record's position into this text column, which identifies it.
+    pub fn position_key(mut self, column: impl Into<String>) -> Self {
+        self.key = ConflictKey::Position(column.into());
+        self
+    }
+
+    async fn build_sink(&self) -> Result<PostgresWriter, ConnectorError> {
+        let db = Database::connect(&self.url_env).await?;
+        let client = db.client().await?;
+        let table: String = client
+            .query_one("SELECT $1::text::regclass::text", &[&self.table])
+            .await
+            .map_err(|e| db.error(&e))?
+            .get(0);
+        let rows = client
+            .query(
+                "SELECT a.attname::text, t.typcategory = 'A'
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attgenerated = ''
+                 ORDER BY a.attnum",
+                &[&self.table],
+            )
+            .await
+            .map_err(|e| db.error(&e))?;
+        let columns: Vec<Column> = rows
+            .iter()
+            .map(|r| Column {
+                name: r.get(0),
+                is_array: r.get(1),
+            })
+            .collect();
+        let names = || {
+            columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let key = match &self.key {
+            ConflictKey::Position(c) => vec![c.clone()],
+            ConflictKey::Columns(cs) if cs.is_empty() => {
+                return Err(ConnectorError::config(format!(
+                    "PostgreSQL sink `{table}`: the key needs at least one column"
+                )));
+            }
+            ConflictKey::Columns(cs) => cs.clone(),
+        };
+        for k in &key {
+            if !columns.iter().any(|c| &c.name == k) {
+                return Err(ConnectorError::config(format!(
+                    "PostgreSQL at {}: table `{table}` has no column `{k}` for the sink's key (its columns: {})",
+                    db.target,
+                    names()
+                )));
+            }
+        }
+        let position_column = match &self.key {
+            ConflictKey::Position(c) => Some(c.clone()),
+            ConflictKey::Columns(_) => None,
+        };
+        Ok(PostgresWriter {
+            db,
+            table,
+            columns,
+            conflict: key
+                .iter()
+                .map(|k| quote_ident(k))
+                .collect::<Vec<_>>()
+                .join(", "),
+            position_column,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Column {
+    name: String,
+    is_array: bool,
+}
+
+/// A built PostgreSQL sink: a pool and the table's columns.
+pub struct PostgresWriter {
+    db: Database,
+    /// The table's name as SQL writes it (quoted and qualified where needed).
+    table: String,
+    columns: Vec<Column>,
+    /// The conflict target, quoted: `"id"` or `"a", "b"`.
+    conflict: String,
+    position_column: Option<String>,
+}
+
+/// One row ready for `COPY`: its position and its cells, in the batch's column order.
+struct Line {
+    position: Position,
+    cells: Vec<Option<String>>,
+}
+
+impl Sink for PostgresWriter {
+    type Record = Value;
+
+    async fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<Value>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let mut outcome = WriteOutcome::default();
+        let (columns, mut lines) = self.lines(ctx, records, &mut outcome.errors);
+        if lines.is_empty() {
+            return Ok(outcome);
+        }
+        let mut client = self.db.client().await?;
+        let mut tx = client
+            .transaction()
+            .await
+            .map_err(|e| self.db.error(&e))?;
+        let column_list = columns
+            .iter()
+            .map(|&i| quote_ident(&self.columns[i].name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE {STAGE} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP",
+            self.table
+        ))
+        .await
+        .map_err(|e| self.db.error(&e))?;
+        let copy = format!("COPY {STAGE} ({column_list}) FROM STDIN (FORMAT csv)");
+        let insert = format!(
+            "INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {STAGE} ON CONFLICT ({conflict}) DO NOTHING",
+            table = self.table,
+            conflict = self.conflict
+        );
+        let staged = self
+            .copy_refusing_bad_rows(&mut tx, &copy, &mut lines, &mut outcome.errors)
+            .await?;
+        match tx.execute(&insert, &[]).await {
+            Ok(inserted) => {
+                outcome.written += inserted;
+                outcome.already_present += staged - inserted;
+            }
+            Err(e) if is_row_error(&e) => {
+                // A foreign key or another check the staging table does not have: find the
+                // rows one by one.
+                drop(tx);
+                return self
+                    .write_one_by_one(&mut client, &copy, &insert, lines, outcome)
+                    .await;
+            }
+            Err(e) => return Err(self.insert_error(&e)),
+        }
+        tx.commit().await.map_err(|e| self.db.error(&e))?;
+        Ok(outcome)
+    }
+}
+
+impl PostgresWriter {
+    /// The batch's columns (indexes into the table's, in table order) and its rows; records
+    /// that are not objects or name unknown columns become record errors.
+    fn lines(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<Value>>,
+        errors: &mut Vec<RecordError>,
+    ) -> (Vec<usize>, Vec<Line>) {
+        let mut used = vec![false; self.columns.len()];
+        let position_index = self
+            .position_column
+            .as_ref()
+            .and_then(|p| self.columns.iter().position(|c| &c.name == p));
+        if let Some(i) = position_index {
+            used[i] = true;
+        }
+        let mut objects = Vec::with_capacity(records.len());
+        'records: for record in records {
+            let Value::Object(map) = record.value else {
+                errors.push(RecordError::new(
+                    record.position,
+                    format!(
+                        "the PostgreSQL sink takes a JSON object of column values, not {}",
+                        kind(&record.value)
+                    ),
+                ));
+                continue;
+            };
+            for key in map.keys() {
+                match self.columns.iter().position(|c| &c.name == key) {
+                    Some(i) => used[i] = true,
+                    None => {
+                        errors.push(RecordError::new(
+                            record.position,
+                            format!("table `{}` has no column `{key}`", self.table),
+                        ));
+                        continue 'records;
+                    }
+                }
+            }
+            objects.push((record.position, map));
+        }
+        let columns: Vec<usize> = (0..self.columns.len()).filter(|&i| used[i]).collect();
+        let lines = objects
+            .into_iter()
+            .map(|(position, mut map)| {
+                let cells = columns
+                    .iter()
+                    .map(|&i| {
+                        if Some(i) == position_index {
+                            let key = position.byte.unwrap_or(position.record);
+                            return Some(format!("{}:{key}", ctx.job_id));
+                        }
+                        let column = &self.columns[i];
+                        cell(map.remove(&column.name)?, column.is_array)
+                    })
+                    .collect();
+                Line { position, cells }
+            })
+            .collect();
+        (columns, lines)
+    }
+
+    /// Copies `lines` into the staging table; a row the server refuses (a value its column's
+    /// type rejects, a missing `NOT NULL` value, a failed `CHECK`) is taken out as a record
+    /// error and the copy starts again without it. Returns how many rows were staged.
+    async fn copy_refusing_bad_rows(
+        &self,
+        tx: &mut tokio_postgres::Transaction<'_>,
+        copy: &str,
+        lines: &mut Vec<Line>,
+        errors: &mut Vec<RecordError>,
+    ) -> Result<u64, ConnectorError> {
+        loop {
+            if lines.is_empty() {
+                return Ok(0);
+            }
+            let attempt = tx.savepoint("copy").await.map_err(|e| self.db.error(&e))?;
+            match copy_lines(&attempt, copy, lines).await {
+                Ok(n) => {
+                    attempt.commit().await.map_err(|e| self.db.error(&e))?;
+                    return Ok(n);
+                }
+                Err(e) => {
+                    attempt.rollback().await.map_err(|e| self.db.error(&e))?;
+                    let Some((line, column, message)) = refused_row(&e) else {
+                        return Err(self.db.error(&e));
+                    };
+                    if line == 0 || line > lines.len() {
+                        return Err(self.db.error(&e));
+                    }
+                    let bad = lines.remove(line - 1);
+                    let column = column.map(|c| format!(" (column `{c}`)")).unwrap_or_default();
+                    errors.push(RecordError::new(
+                        bad.position,
+                        format!("PostgreSQL refused the row{column}: {message}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The slow path, when the insert itself refused a row (a foreign key, say): each row in
+    /// its own savepoint, so the bad ones become record errors.
+    async fn write_one_by_one(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        copy: &str,
+        insert: &str,
+        lines: Vec<Line>,
+        mut outcome: WriteOutcome,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let mut tx = client
+            .transaction()
+            .await
+            .map_err(|e| self.db.error(&e))?;
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE {STAGE} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP",
+            self.table
+        ))
+        .await
+        .map_err(|e| self.db.error(&e))?;
+        for line in lines {
+            let row = tx.savepoint("row").await.map_err(|e| self.db.error(&e))?;
+            let position = line.position;
+            let one = [line];
+            let result = async {
+                copy_lines(&row, copy, &one).await?;
+                row.execute(insert, &[]).await
+            }
+            .await;
+            match result {
+                Ok(inserted) => {
+                    row.batch_execute(&format!("TRUNCATE {STAGE}"))
+                        .await
+                        .map_err(|e| self.db.error(&e))?;
+                    row.commit().await.map_err(|e| self.db.error(&e))?;
+                    outcome.written += inserted;
+                    outcome.already_present += 1 - inserted;
+                }
+                Err(e) if is_row_error(&e) => {
+                    row.rollback().await.map_err(|e| self.db.error(&e))?;
+                    let message = e
+                        .as_db_error()
+                        .map(db_message)
+                        .unwrap_or_else(|| e.to_string());
+                    outcome.errors.push(RecordError::new(
+                        position,
+                        format!("PostgreSQL refused the row: {message}"),
+                    ));
+                }
+                Err(e) => return Err(self.insert_error(&e)),
+            }
+        }
+        tx.commit().await.map_err(|e| self.db.error(&e))?;
+        Ok(outcome)
+    }
+
+    fn insert_error(&self, e: &tokio_postgres::Error) -> ConnectorError {
+        if e.code() == Some(&SqlState::INVALID_COLUMN_REFERENCE) {
+            return ConnectorError::config(format!(
+                "PostgreSQL at {}: table `{}` has no unique index on ({}): the sink needs one so that a batch written twice writes its rows once",
+                self.db.target, self.table, self.conflict
+            ));
+        }
+        self.db.error(e)
+    }
+}
+
+/// Streams `lines` as CSV into `COPY`; returns the rows copied.
+async fn copy_lines(
+    tx: &tokio_postgres::Transaction<'_>,
+    copy: &str,
+    lines: &[Line],
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    futures::pin_mut!(sink);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    for line in lines {
+        for (i, cell) in line.cells.iter().enumerate() {
+            if i > 0 {
+                buf.put_u8(b',');
+            }
+            if let Some(text) = cell {
+                // Quoted, so an empty string is not NULL.
+                buf.put_u8(b'"');
+                for part in text.split_inclusive('"') {
+                    buf.put_slice(part.as_bytes());
+                    if part.ends_with('"') {
+                        buf.put_u8(b'"');
+                    }
+                }
+                buf.put_u8(b'"');
+            }
+        }
+        buf.put_u8(b'\n');
+        if buf.len() >= 60 * 1024 {
+            sink.send(buf.split().freeze()).await?;
+        }
+    }
+    if !buf.is_empty() {
+        sink.send(buf.freeze()).await?;
+    }
+    sink.finish().await
+}
+
+/// A row's value refused by the database (SQLSTATE classes 22, data exception, and 23,
+/// integrity constraint violation), as opposed to a broken connection or bad SQL.
+fn is_row_error(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+}
+
+/// For a `COPY` that failed on one row: the row's line (from 1), its column where known and
+/// the server's message without the value.
+fn refused_row(e: &tokio_postgres::Error) -> Option<(usize, Option<String>, String)> {
+    if !is_row_error(e) {
+        return None;
+    }
+    let db = e.as_db_error()?;
+    // "COPY batch_orchestra_stage, line 3, column age: \"abc\""
+    let context = db.where_()?;
+    let after = &context[context.find(", line ")? + 7..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    let line = digits.parse().ok()?;
+    let column = after
+        .find(", column ")
+        .map(|at| &after[at + 9..])
+        .map(|rest| rest.split(':').next().unwrap_or(rest).to_owned())
+        .or_else(|| db.column().map(str::to_owned));
+    Some((line, column, db_message(db)))
+}
+
+/// A JSON value as the text PostgreSQL parses for a column; `None` is `NULL`.
+fn cell(value: Value, array_column: bool) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Array(items) if array_column => {
+            let mut out = String::new();
+            array_literal(&items, &mut out);
+            Some(out)
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+/// `{1,"a b",NULL,{2,3}}`: PostgreSQL's array literal for a JSON array.
+fn array_literal(items: &[Value], out: &mut String) {
+    out.push('{');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match item {
+            Value::Null => out.push_str("NULL"),
+            Value::Array(inner) => array_literal(inner, out),
+            Value::String(s) => quote_element(s, out),
+            other => quote_element(&other.to_string(), out),
+        }
+    }
+    out.push('}');
+}
+
+fn quote_element(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_become_the_text_postgres_parses() {
+        assert_eq!(cell(json!(null), false), None);
+        assert_eq!(cell(json!("a\"b"), false).as_deref(), Some("a\"b"));
+        assert_eq!(cell(json!(12.5), false).as_deref(), Some("12.5"));
+        assert_eq!(cell(json!(true), false).as_deref(), Some("true"));
+        assert_eq!(
+            cell(json!({"a": [1]}), false).as_deref(),
+            Some("{\"a\":[1]}")
+        );
+        assert_eq!(cell(json!([1, 2]), false).as_deref(), Some("[1,2]"));
+        assert_eq!(
+            cell(json!([1, null, "x \"y\"", [2, 3]]), true).as_deref(),
+            Some("{\"1\",NULL,\"x \\\"y\\\"\",{\"2\",\"3\"}}")
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The PostgreSQL figures of the benchmark, on a fresh PostgreSQL server:
+//! - `postgres_rows_per_s`: the CSV -> PostgreSQL pipeline through Temporal;
+//! - `postgres_direct_rows_per_s`: the same CSV parser and PostgreSQL writer in a loop with as
+//!   many concurrent writers as the pipeline keeps in flight, no Temporal (`postgres_ratio` is
+//!   the first over this);
+//! - `postgres_source_rows_per_s`: the table read back in key order into the no-op sink.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use batch_orchestra::connectors::csv::CsvFile;
+use batch_orchestra::connectors::noop::NoopSink;
+use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource, row_from_csv};
+use batch_orchestra::testing::{PostgresServer, TemporalDevServer};
+use batch_orchestra::{BatchRange, Positioned, Sink, SinkConfig, Source, SourceConfig, WriteContext, pipeline};
+
+use crate::{Error, Stat, pipeline_run, stat};
+
+pipeline! {
+    /// CSV rows into a PostgreSQL table.
+    pub BenchToPostgres { source: CsvFile, transform: row_from_csv, sink: PostgresSink, workflow: "bench-csv-to-postgres" }
+}
+
+pipeline! {
+    /// A PostgreSQL table, dropped: the PostgreSQL source's throughput.
+    pub BenchPostgresToNoop {
+        source: PostgresSource,
+        sink: NoopSink<serde_json::Value>,
+        workflow: "bench-postgres-to-noop"
+    }
+}
+
+const URL_ENV: &str = "BATCH_ORCHESTRA_BENCH_DATABASE_URL";
+
+/// The figures, each over the repetitions.
+pub struct Figures {
+    pub direct: Stat,
+    pub piped: Stat,
+    pub source: Stat,
+}
+
+/// A table for the benchmark's CSV.
+fn table(name: &str) -> String {
+    format!(
+        "DROP TABLE IF EXISTS {name};
+         CREATE TABLE {name} (id bigint PRIMARY KEY, first_name text, last_name text, email text,
+                              city text, score int, note text)"
+    )
+}
+
+pub fn run(
+    runtime: &tokio::runtime::Runtime,
+    server: &TemporalDevServer,
+    csv: &str,
+    reps: usize,
+) -> Result<Figures, Error> {
+    let pg = PostgresServer::start()?;
+    // SAFETY: the only other threads are the runtime's idle workers, which read no
+    // environment; the sinks read the variable when they are built, after this.
+    unsafe { std::env::set_var(URL_ENV, pg.url()) };
+    let (db, connection) =
+        runtime.block_on(tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls))?;
+    runtime.spawn(connection);
+    let (mut direct, mut piped, mut source) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        runtime.block_on(db.batch_execute(&table("direct_rows")))?;
+        direct.push(runtime.block_on(direct_loop(csv, 1_000, 8))?);
+        runtime.block_on(db.batch_execute(&table("rows")))?;
+        let (rate, _) = runtime.block_on(pipeline_run::<BenchToPostgres>(
+            server,
+            &format!("postgres-{rep}"),
+            CsvFile::new(csv),
+            PostgresSink::new("rows").key_columns(["id"]).url_env(URL_ENV),
+        ))?;
+        piped.push(rate);
+        let (rate, _) = runtime.block_on(pipeline_run::<BenchPostgresToNoop>(
+            server,
+            &format!("postgres-source-{rep}"),
+            PostgresSource::table("rows", "id").url_env(URL_ENV),
+            NoopSink::new(),
+        ))?;
+        source.push(rate);
+        println!(
+            "rep {rep}: CSV -> PostgreSQL direct {:.0}, pipeline {:.0}, PostgreSQL -> no-op {:.0} rows/s",
+            direct[rep], piped[rep], source[rep]
+        );
+    }
+    Ok(Figures {
+        direct: stat(direct),
+        piped: stat(piped),
+        source: stat(source),
+    })
+}
+
+/// Plans every batch, then `writers` tasks read, transform and write, as the pipeline does.
+async fn direct_loop(csv: &str, batch: u64, writers: usize) -> Result<f64, Error> {
+    let source = Arc::new(CsvFile::new(csv).build().await?);
+    let sink = Arc::new(
+        PostgresSink::new("direct_rows")
+            .key_columns(["id"])
+            .url_env(URL_ENV)
+            .build()
+            .await?,
+    );
+    let started = Instant::now();
+    let plan = source.plan(None, batch, usize::MAX).await?;
+    let mut first = 0;
+    let ranges: Vec<BatchRange<_>> = plan
+        .batches
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let range = BatchRange {
+                index: i as u64,
+                start: b.start,
+                end: b.end,
+                first_record: first,
+                records: b.records,
+            };
+            first += b.records;
+            range
+        })
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(ranges));
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (source, sink, queue) = (source.clone(), sink.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rows = 0u64;
+            loop {
+                let Some(range) = queue.lock().unwrap().pop() else {
+                    return Ok::<u64, batch_orchestra::ConnectorError>(rows);
+                };
+                let read = source.read(&range).await?;
+                let out: Vec<_> = read
+                    .records
+                    .into_iter()
+                    .filter_map(|r| {
+                        Some(Positioned {
+                            position: r.position,
+                            value: row_from_csv(r.value).ok()?,
+                        })
+                    })
+                    .collect();
+                let ctx = WriteContext {
+                    job_id: "direct".into(),
+                    batch: range.index,
+                    attempt: 1,
+                };
+                rows += sink.write(&ctx, out).await?.written;
+            }
+        }));
+    }
+    let mut rows = 0;
+    for t in tasks {
+        rows += t.await??;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
