@@ -12,7 +12,9 @@ use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource, row_from_csv};
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer};
-use batch_orchestra::{BatchRange, Positioned, Sink, SinkConfig, Source, SourceConfig, WriteContext, pipeline};
+use batch_orchestra::{
+    BatchRange, Positioned, Sink, SinkConfig, Source, SourceConfig, WriteContext, pipeline,
+};
 
 use crate::{Error, Stat, pipeline_run, stat};
 
@@ -70,7 +72,9 @@ pub fn run(
             server,
             &format!("postgres-{rep}"),
             CsvFile::new(csv),
-            PostgresSink::new("rows").key_columns(["id"]).url_env(URL_ENV),
+            PostgresSink::new("rows")
+                .key_columns(["id"])
+                .url_env(URL_ENV),
         ))?;
         piped.push(rate);
         let (rate, _) = runtime.block_on(pipeline_run::<BenchPostgresToNoop>(

@@ -66,8 +66,25 @@ struct Model {
     ident: Ident,
     source: Type,
     sink: Type,
-    transform: Option<Expr>,
+    transform: Option<TransformFn>,
+    state: Option<Type>,
     workflow: LitStr,
+}
+
+/// The transform as written: `f` or `async f`.
+struct TransformFn {
+    is_async: bool,
+    f: Expr,
+}
+
+impl Parse for TransformFn {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let is_async = input.parse::<Option<Token![async]>>()?.is_some();
+        Ok(Self {
+            is_async,
+            f: input.parse()?,
+        })
+    }
 }
 
 pub fn expand(input: TokenStream) -> TokenStream {
@@ -80,12 +97,18 @@ pub fn expand(input: TokenStream) -> TokenStream {
 fn check(decl: Declaration) -> syn::Result<Model> {
     let mut errors = Errors::default();
     let (mut source, mut sink, mut transform, mut workflow) = (None, None, None, None);
+    let mut state = None;
     for Entry { key, value } in decl.entries {
         let name = key.to_string();
         let seen = match name.as_str() {
             "source" => set(&mut source, syn::parse2::<Type>(value), &mut errors),
             "sink" => set(&mut sink, syn::parse2::<Type>(value), &mut errors),
-            "transform" => set(&mut transform, syn::parse2::<Expr>(value), &mut errors),
+            "transform" => set(
+                &mut transform,
+                syn::parse2::<TransformFn>(value),
+                &mut errors,
+            ),
+            "state" => set(&mut state, syn::parse2::<Type>(value), &mut errors),
             "workflow" => {
                 let parsed = syn::parse2::<LitStr>(value.clone()).map_err(|_| {
                     syn::Error::new(
@@ -101,7 +124,7 @@ fn check(decl: Declaration) -> syn::Result<Model> {
                 set(&mut workflow, parsed, &mut errors)
             }
             _ => {
-                errors.push(key.span(), format!("unknown key `{name}` in `pipeline!`; expected `source`, `transform`, `sink` or `workflow`"));
+                errors.push(key.span(), format!("unknown key `{name}` in `pipeline!`; expected `source`, `transform`, `state`, `sink` or `workflow`"));
                 false
             }
         };
@@ -120,6 +143,12 @@ fn check(decl: Declaration) -> syn::Result<Model> {
         errors.push(
             ident.span(),
             format!("pipeline `{ident}` has no sink: add `sink: MySinkConfig,`"),
+        );
+    }
+    if let (Some(state), None) = (&state, &transform) {
+        errors.push(
+            state.span(),
+            "`state` is given to the transform, and this pipeline has none: add `transform: my_transform,` taking `(record, &State)`",
         );
     }
     let default_name = names::kebab_case(&ident.to_string());
@@ -141,6 +170,7 @@ fn check(decl: Declaration) -> syn::Result<Model> {
             source,
             sink,
             transform,
+            state,
         }),
         _ => Err(syn::Error::new(Span::call_site(), "invalid pipeline")),
     }
@@ -169,19 +199,45 @@ fn generate(m: &Model) -> TokenStream {
         source,
         sink,
         transform,
+        state,
         workflow,
     } = m;
     let bo = quote!(::batch_orchestra);
     let source_record = quote!(<#source as #bo::SourceConfig>::Record);
     let sink_record = quote!(<#sink as #bo::SinkConfig>::Record);
+    let state_type = match state {
+        Some(s) => quote!(#s),
+        None => quote!(()),
+    };
+    let into = quote!(<_ as #bo::TransformOutput<#sink_record>>::into_transformed);
     let body = match transform {
-        Some(f) => quote_spanned! {f.span()=>
-            #bo::__private::as_transform::<#source_record, #sink_record, _>(#f)(record)
+        Some(TransformFn { is_async: false, f }) if state.is_some() => quote_spanned! {f.span()=>
+            let result = #bo::__private::as_transform_with::<#source_record, #sink_record, #state_type, _>(#f)(record, state);
+            async move { #into(result) }
+        },
+        Some(TransformFn { is_async: false, f }) => quote_spanned! {f.span()=>
+            let _ = state;
+            let result = #bo::__private::as_transform::<#source_record, #sink_record, _>(#f)(record);
+            async move { #into(result) }
+        },
+        Some(TransformFn { is_async: true, f }) if state.is_some() => quote_spanned! {f.span()=>
+            #bo::__private::check_async_transform_with::<#source_record, #sink_record, #state_type, _>(&#f);
+            async move { #into(#f(record, state).await) }
+        },
+        Some(TransformFn { is_async: true, f }) => quote_spanned! {f.span()=>
+            #bo::__private::check_async_transform::<#source_record, #sink_record, _>(&#f);
+            let _ = state;
+            async move { #into(#f(record).await) }
         },
         None => quote_spanned! {ident.span()=>
-            ::core::result::Result::Ok(#bo::__private::SameRecord::<#sink_record, #ident>::same_record(record))
+            let _ = state;
+            let record = #bo::__private::SameRecord::<#sink_record, #ident>::same_record(record);
+            async move { ::core::result::Result::Ok(#bo::Transformed::One(record)) }
         },
     };
+    let state_check = state
+        .as_ref()
+        .map(|s| quote_spanned! {s.span()=> #bo::__private::assert_state::<#s>(); });
     let source_check =
         quote_spanned! {source.span()=> #bo::__private::assert_source::<#source>(); };
     let sink_check = quote_spanned! {sink.span()=> #bo::__private::assert_sink::<#sink>(); };
@@ -197,14 +253,19 @@ fn generate(m: &Model) -> TokenStream {
         const _: () = {
             #source_check
             #sink_check
+            #state_check
         };
 
         impl #bo::Pipeline for #ident {
             type Source = #source;
             type Sink = #sink;
             const NAMES: #bo::PipelineNames = #bo::pipeline_names!(#workflow);
+            type State = #state_type;
 
-            fn transform(record: #source_record) -> ::core::result::Result<#sink_record, #bo::TransformError> {
+            fn transform(
+                record: #source_record,
+                state: &Self::State,
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<#bo::Transformed<#sink_record>, #bo::TransformError>> + ::core::marker::Send {
                 #body
             }
         }

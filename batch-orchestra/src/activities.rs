@@ -24,13 +24,15 @@ use temporalio_sdk::activities::{
 };
 
 use crate::cache::ConnectorCache;
-use crate::connector::{BatchRange, Plan, Sink, SinkConfig, Source, SourceConfig, WriteContext};
+use crate::connector::{
+    BatchRange, Plan, Positioned, Sink, SinkConfig, Source, SourceConfig, WriteContext,
+};
 use crate::error::{
     BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE, ConnectorError, ErrorKind, RecordError,
     TRANSIENT_ERROR_TYPE,
 };
 use crate::model::{BatchReport, JobReport};
-use crate::pipeline::{OffsetOf, Pipeline};
+use crate::pipeline::{OffsetOf, Pipeline, TransformState, Transformed};
 use crate::snapshot::SnapshotTarget;
 
 /// Heartbeats per heartbeat timeout.
@@ -91,8 +93,10 @@ pub struct SnapshotInput<O: crate::connector::Offset> {
 
 /// The activity implementations of pipeline `P`, registered on a worker by
 /// [`WorkerBuilder::pipeline`](crate::WorkerBuilder::pipeline).
-pub struct PipelineActivities<P> {
+pub struct PipelineActivities<P: Pipeline> {
     connectors: ConnectorCache,
+    /// The transform's state, built by the first batch that needs it.
+    state: tokio::sync::OnceCell<P::State>,
     _pipeline: PhantomData<fn() -> P>,
 }
 
@@ -100,8 +104,28 @@ impl<P: Pipeline> PipelineActivities<P> {
     pub(crate) fn new(connectors: ConnectorCache) -> Self {
         Self {
             connectors,
+            state: tokio::sync::OnceCell::new(),
             _pipeline: PhantomData,
         }
+    }
+
+    /// The transform's state; a failed build is tried again by the next batch.
+    async fn state(&self, call_timeout: Duration) -> Result<&P::State, ConnectorError> {
+        self.state
+            .get_or_try_init(|| {
+                bounded(
+                    call_timeout,
+                    "building the transform's state",
+                    <P::State as TransformState>::build(),
+                )
+            })
+            .await
+            .map_err(|e| {
+                e.context(format_args!(
+                    "building the state of pipeline `{}`",
+                    P::NAMES.workflow
+                ))
+            })
     }
 
     async fn source(
@@ -184,7 +208,8 @@ impl<P: Pipeline> PipelineActivities<P> {
     ) -> Result<BatchReport, ConnectorError> {
         let source = self.source(&input.source, input.call_timeout).await?;
         let sink = self.sink(&input.sink, input.call_timeout).await?;
-        let processed = Self::process_batches(ctx, &input, &*source, &*sink).await;
+        let state = self.state(input.call_timeout).await?;
+        let processed = Self::process_batches(ctx, &input, &*source, &*sink, state).await;
         if let Err(e) = &processed
             && e.kind() != ErrorKind::Batch
         {
@@ -200,6 +225,7 @@ impl<P: Pipeline> PipelineActivities<P> {
         input: &ProcessInput<P::Source, P::Sink>,
         source: &<P::Source as SourceConfig>::Source,
         sink: &<P::Sink as SinkConfig>::Sink,
+        state: &P::State,
     ) -> Result<BatchReport, ConnectorError> {
         let mut report = BatchReport::default();
         let mut samples = Vec::new();
@@ -227,12 +253,17 @@ impl<P: Pipeline> PipelineActivities<P> {
             report.records_read += (read.records.len() + errors.len()) as u64;
             let mut out = Vec::with_capacity(read.records.len());
             for record in read.records {
-                match P::transform(record.value) {
-                    Ok(value) => out.push(crate::connector::Positioned {
-                        position: record.position,
-                        value,
-                    }),
-                    Err(e) => errors.push(RecordError::new(record.position, e.0)),
+                let position = record.position;
+                match P::transform(record.value, state).await {
+                    Ok(Transformed::One(value)) => out.push(Positioned { position, value }),
+                    Ok(Transformed::Filtered) => report.records_filtered += 1,
+                    Ok(Transformed::Many(values)) => {
+                        out.extend(values.into_iter().zip(0..).map(|(value, part)| Positioned {
+                            position: position.part(part),
+                            value,
+                        }));
+                    }
+                    Err(e) => errors.push(RecordError::new(position, e.0)),
                 }
             }
             let write_ctx = WriteContext {
@@ -330,7 +361,7 @@ pub(crate) fn activity_error(err: ConnectorError, attempt: u32) -> ActivityError
 /// What [`activity_error`] puts before the attempt number.
 pub(crate) const ATTEMPT_PREFIX: &str = " (attempt ";
 
-fn instance<P>(
+fn instance<P: Pipeline>(
     receiver: Option<Arc<PipelineActivities<P>>>,
 ) -> Result<Arc<PipelineActivities<P>>, ActivityError> {
     receiver.ok_or_else(|| {

@@ -39,6 +39,11 @@ pub struct Position {
     /// Byte offset of the record's first byte, where the source has bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byte: Option<u64>,
+    /// For a record that a one-to-many transform made: its index among the records made from
+    /// the same source record, from 0. Sinks that derive ids from positions add it, so the
+    /// records stay apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
 }
 
 impl Position {
@@ -48,6 +53,7 @@ impl Position {
             record,
             line: None,
             byte: None,
+            part: None,
         }
     }
 
@@ -62,6 +68,32 @@ impl Position {
         self.byte = Some(byte);
         self
     }
+
+    /// Sets the index among the records a one-to-many transform made of one source record.
+    pub fn part(mut self, part: u32) -> Self {
+        self.part = Some(part);
+        self
+    }
+
+    /// A key for the record, unique within its job: the byte offset (the record ordinal where
+    /// the source has no bytes), then `.<part>` for the second and later records a
+    /// one-to-many transform made of one source record. Sinks derive idempotent ids from it.
+    ///
+    /// ```
+    /// use batch_orchestra::Position;
+    ///
+    /// assert_eq!(Position::at(4).byte(120).key(), "120");
+    /// assert_eq!(Position::at(4).key(), "4");
+    /// assert_eq!(Position::at(4).byte(120).part(0).key(), "120");
+    /// assert_eq!(Position::at(4).byte(120).part(2).key(), "120.2");
+    /// ```
+    pub fn key(&self) -> String {
+        let at = self.byte.unwrap_or(self.record);
+        match self.part {
+            Some(part) if part > 0 => format!("{at}.{part}"),
+            _ => at.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for Position {
@@ -72,6 +104,10 @@ impl fmt::Display for Position {
             (Some(line), None) => write!(f, " (line {line})"),
             (None, Some(byte)) => write!(f, " (byte {byte})"),
             (None, None) => Ok(()),
+        }?;
+        match self.part {
+            Some(part) => write!(f, ", output {part}"),
+            None => Ok(()),
         }
     }
 }

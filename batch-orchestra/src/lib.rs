@@ -107,7 +107,10 @@ pub use model::{
     BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, InFlight, JobReport, JobStatus,
     Progress, Redrive, RetrySettings, Throttle,
 };
-pub use pipeline::{OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf};
+pub use pipeline::{
+    OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf, TransformOutput, TransformState,
+    Transformed,
+};
 pub use snapshot::{SnapshotTarget, Snapshotter};
 pub use worker::{PipelineList, Worker, WorkerBuilder, WorkerError};
 

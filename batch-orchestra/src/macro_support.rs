@@ -5,7 +5,7 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::connector::{SinkConfig, SourceConfig};
-use crate::error::TransformError;
+use crate::pipeline::{TransformOutput, TransformState};
 
 /// Implemented by every serde-serializable type: connector configs travel in job requests.
 #[diagnostic::on_unimplemented(
@@ -30,28 +30,101 @@ pub const fn assert_sink<T: SinkConfig>() {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a transform from `{In}` to `{Out}`",
     label = "expected a `fn({In}) -> Result<{Out}, TransformError>`",
-    note = "a transform takes the source's record and returns `Result<{Out}, batch_orchestra::TransformError>`"
+    note = "a transform takes the source's record and returns `Result<{Out}, batch_orchestra::TransformError>` (or `Result<Option<{Out}>, _>` to filter, `Result<Vec<{Out}>, _>` for many)"
 )]
 pub trait Transform<In, Out> {
+    /// What the transform returns.
+    type Output: TransformOutput<Out>;
     /// Applies the transform.
-    fn apply(&self, record: In) -> Result<Out, TransformError>;
+    fn apply(&self, record: In) -> Self::Output;
 }
 
-impl<In, Out, F> Transform<In, Out> for F
+impl<In, Out, F, R> Transform<In, Out> for F
 where
-    F: Fn(In) -> Result<Out, TransformError>,
+    F: Fn(In) -> R,
+    R: TransformOutput<Out>,
 {
-    fn apply(&self, record: In) -> Result<Out, TransformError> {
+    type Output = R;
+    fn apply(&self, record: In) -> R {
         self(record)
     }
 }
 
 /// Checks `f` is a transform from `In` to `Out` and returns it as a function.
-pub fn as_transform<In, Out, F: Transform<In, Out>>(
-    f: F,
-) -> impl Fn(In) -> Result<Out, TransformError> {
+pub fn as_transform<In, Out, F: Transform<In, Out>>(f: F) -> impl Fn(In) -> F::Output {
     move |record| f.apply(record)
 }
+
+/// A transform from `In` records to `Out` records that takes the pipeline's state `S`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a transform from `{In}` with state `{S}` to `{Out}`",
+    label = "expected a `fn({In}, &{S}) -> Result<{Out}, TransformError>`",
+    note = "with `state: {S}` in the pipeline, the transform takes the state as its second argument: `fn(record: {In}, state: &{S})`"
+)]
+pub trait TransformWith<In, Out, S> {
+    /// What the transform returns.
+    type Output: TransformOutput<Out>;
+    /// Applies the transform.
+    fn apply(&self, record: In, state: &S) -> Self::Output;
+}
+
+impl<In, Out, S, F, R> TransformWith<In, Out, S> for F
+where
+    F: Fn(In, &S) -> R,
+    R: TransformOutput<Out>,
+{
+    type Output = R;
+    fn apply(&self, record: In, state: &S) -> R {
+        self(record, state)
+    }
+}
+
+/// Checks `f` is a transform from `In` with state `S` to `Out` and returns it.
+pub fn as_transform_with<In, Out, S, F: TransformWith<In, Out, S>>(
+    f: F,
+) -> impl Fn(In, &S) -> F::Output {
+    move |record, state| f.apply(record, state)
+}
+
+/// An async transform from `In` records to `Out` records.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an async transform from `{In}` to `{Out}`",
+    label = "expected an `async fn({In}) -> Result<{Out}, TransformError>`",
+    note = "`transform: async f` takes an async function of the source's record"
+)]
+pub trait AsyncTransform<In, Out> {}
+
+impl<In, Out, F, R> AsyncTransform<In, Out> for F
+where
+    F: AsyncFn(In) -> R,
+    R: TransformOutput<Out>,
+{
+}
+
+/// Compiles only when `f` is an async transform from `In` to `Out`; the call itself is made
+/// on the function, so the compiler sees its concrete future (and that it is `Send`).
+pub fn check_async_transform<In, Out, F: AsyncTransform<In, Out>>(_: &F) {}
+
+/// An async transform from `In` records to `Out` records that takes the pipeline's state `S`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an async transform from `{In}` with state `{S}` to `{Out}`",
+    label = "expected an `async fn({In}, &{S}) -> Result<{Out}, TransformError>`",
+    note = "with `state: {S}` in the pipeline, the transform takes the state as its second argument: `async fn(record: {In}, state: &{S})`"
+)]
+pub trait AsyncTransformWith<In, Out, S> {}
+
+impl<In, Out, S, F, R> AsyncTransformWith<In, Out, S> for F
+where
+    F: AsyncFn(In, &S) -> R,
+    R: TransformOutput<Out>,
+{
+}
+
+/// Compiles only when `f` is an async transform from `In` with state `S` to `Out`.
+pub fn check_async_transform_with<In, Out, S, F: AsyncTransformWith<In, Out, S>>(_: &F) {}
+
+/// Compiles only when `S` is transform state.
+pub const fn assert_state<S: TransformState>() {}
 
 /// Implemented when a pipeline without a transform has the same record type at both ends.
 #[diagnostic::on_unimplemented(

@@ -443,6 +443,9 @@ pub struct JobReport<O: Offset> {
     pub records_written: u64,
     /// Records the sink already had (retried or replayed batches): absorbed duplicates.
     pub already_present: u64,
+    /// Records the transform filtered out (returned `None` for): not errors, not written.
+    #[serde(default)]
+    pub records_filtered: u64,
     /// Records that could not be read, transformed or written.
     pub record_errors: u64,
     /// The earliest record errors by position (at most `max_error_samples`).
@@ -481,6 +484,7 @@ impl<O: Offset> JobReport<O> {
             records_read: 0,
             records_written: 0,
             already_present: 0,
+            records_filtered: 0,
             record_errors: 0,
             error_samples: Vec::new(),
             batches: 0,
@@ -637,6 +641,9 @@ pub struct BatchReport {
     pub records_written: u64,
     /// Records already present in the sink.
     pub already_present: u64,
+    /// Records the transform filtered out.
+    #[serde(default)]
+    pub records_filtered: u64,
     /// Records that failed.
     pub record_errors: u64,
     /// The first record errors, with positions.

@@ -1,7 +1,9 @@
 //! A pipeline: a source, a transform and a sink, with fixed workflow and activity names.
 
+use std::future::Future;
+
 use crate::connector::{SinkConfig, SourceConfig};
-use crate::error::TransformError;
+use crate::error::{ConnectorError, TransformError};
 use crate::model::{BatchProcessingRequest, JobReport};
 
 /// The fixed names under which a pipeline's workflow and activities are registered.
@@ -54,10 +56,102 @@ pub trait Pipeline: Send + Sync + 'static {
     /// The workflow and activity names.
     const NAMES: PipelineNames;
 
-    /// Turns a source record into a sink record, or rejects it as a record error.
+    /// What the transform shares across records: built once per worker (a lookup client, a
+    /// cache); `()` when the pipeline declares no `state`.
+    type State: TransformState;
+
+    /// Turns a source record into sink records (one, none or many), or rejects it as a
+    /// record error.
     fn transform(
         record: <Self::Source as SourceConfig>::Record,
-    ) -> Result<<Self::Sink as SinkConfig>::Record, TransformError>;
+        state: &Self::State,
+    ) -> impl Future<
+        Output = Result<Transformed<<Self::Sink as SinkConfig>::Record>, TransformError>,
+    > + Send;
+}
+
+/// What a transform made of one source record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transformed<T> {
+    /// One record.
+    One(T),
+    /// None: the record is filtered out, and counted as filtered, not as an error.
+    Filtered,
+    /// Several records (or none), in order.
+    Many(Vec<T>),
+}
+
+/// What a transform may return, for sink records `T`:
+///
+/// - `Result<T, TransformError>`: one record;
+/// - `Result<Option<T>, TransformError>`: `None` filters the record out;
+/// - `Result<Vec<T>, TransformError>`: one record becomes many (each with the source record's
+///   position and its index among them, so sinks keyed by position keep them apart).
+///
+/// An `Err` is a record error with the record's position.
+#[diagnostic::on_unimplemented(
+    message = "a transform returning `{Self}` cannot feed a sink of `{T}`",
+    label = "expected `Result<{T}, TransformError>`, `Result<Option<{T}>, TransformError>` or `Result<Vec<{T}>, TransformError>`",
+    note = "return `Ok(record)` for one record, `Ok(None)` to filter a record out, `Ok(vec![...])` for many"
+)]
+pub trait TransformOutput<T> {
+    /// The records made.
+    fn into_transformed(self) -> Result<Transformed<T>, TransformError>;
+}
+
+impl<T> TransformOutput<T> for Result<T, TransformError> {
+    fn into_transformed(self) -> Result<Transformed<T>, TransformError> {
+        self.map(Transformed::One)
+    }
+}
+
+impl<T> TransformOutput<T> for Result<Option<T>, TransformError> {
+    fn into_transformed(self) -> Result<Transformed<T>, TransformError> {
+        self.map(|r| r.map_or(Transformed::Filtered, Transformed::One))
+    }
+}
+
+impl<T> TransformOutput<T> for Result<Vec<T>, TransformError> {
+    fn into_transformed(self) -> Result<Transformed<T>, TransformError> {
+        self.map(Transformed::Many)
+    }
+}
+
+/// State a pipeline's transform shares across records and batches: built once per worker, on
+/// the first batch that needs it, and kept (a failed build is tried again on the next batch).
+/// Declare it with `state: MyState` in `pipeline!`; the transform then takes `&MyState` as
+/// its second argument.
+///
+/// Configuration comes from the worker's environment, as the connectors' does: state is never
+/// in workflow history.
+///
+/// ```
+/// use batch_orchestra::{ConnectorError, pipeline::TransformState};
+/// use std::collections::HashMap;
+///
+/// /// Country names by code, loaded once per worker.
+/// struct Countries(HashMap<String, String>);
+///
+/// impl TransformState for Countries {
+///     async fn build() -> Result<Self, ConnectorError> {
+///         Ok(Countries(HashMap::from([("fr".into(), "France".into())])))
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not transform state",
+    label = "not transform state",
+    note = "implement `batch_orchestra::pipeline::TransformState` for it: `async fn build() -> Result<Self, ConnectorError>`"
+)]
+pub trait TransformState: Send + Sync + Sized + 'static {
+    /// Builds the state, once per worker.
+    fn build() -> impl Future<Output = Result<Self, ConnectorError>> + Send;
+}
+
+impl TransformState for () {
+    async fn build() -> Result<Self, ConnectorError> {
+        Ok(())
+    }
 }
 
 /// The offset type of a pipeline's source.

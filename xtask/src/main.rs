@@ -162,10 +162,19 @@ fn setup() -> Result<PathBuf> {
         eprintln!("PostgreSQL is missing: installing Debian's postgresql package with apt-get");
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "postgresql"])
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "postgresql",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         if !postgres_installed() {
-            return Err("the postgresql package installed no /usr/lib/postgresql/<version>/bin/initdb".into());
+            return Err(
+                "the postgresql package installed no /usr/lib/postgresql/<version>/bin/initdb"
+                    .into(),
+            );
         }
     }
 

@@ -24,7 +24,8 @@ const AUTH_FAILED: i32 = 18;
 /// How each document's `_id` is chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum IdStrategy {
-    /// `"<job id>:<byte offset>"` (or the record ordinal where the source has no bytes).
+    /// `"<job id>:<position key>"`: the byte offset (or the record ordinal where the source has
+    /// no bytes), see [`Position::key`](crate::Position::key).
     #[default]
     Position,
     /// The value of this field of the document.
@@ -175,8 +176,7 @@ impl MongoWriter {
         } = record;
         match &self.id {
             IdStrategy::Position => {
-                let key = position.byte.unwrap_or(position.record);
-                doc.insert("_id", format!("{}:{key}", ctx.job_id));
+                doc.insert("_id", format!("{}:{}", ctx.job_id, position.key()));
             }
             IdStrategy::Field(field) => match doc.get(field).cloned() {
                 Some(Bson::Null) | None => {

@@ -474,7 +474,10 @@ impl PostgresServer {
         if let Some((uid, gid)) = user {
             for path in [dir.path(), password_file.as_path()] {
                 std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| {
-                    TestingError(format!("cannot give {} to the postgres user: {e}", path.display()))
+                    TestingError(format!(
+                        "cannot give {} to the postgres user: {e}",
+                        path.display()
+                    ))
                 })?;
             }
         }
@@ -546,7 +549,8 @@ impl PostgresServer {
     pub fn start_again(&mut self) -> Result<(), TestingError> {
         self.stop();
         self.process.start_again()?;
-        self.process.wait_for_port(self.port, Duration::from_secs(60))?;
+        self.process
+            .wait_for_port(self.port, Duration::from_secs(60))?;
         self.wait_until_ready()
     }
 

@@ -118,7 +118,7 @@ impl Database {
             .build()
             .map_err(|e| ConnectorError::config(format!("PostgreSQL at {target}: {e}")))?;
         let db = Self { pool, target };
-        db.client().await?;
+        drop(db.client().await?);
         Ok(db)
     }
 

@@ -16,8 +16,9 @@ const STAGE: &str = "batch_orchestra_stage";
 /// What makes a row the same row when a batch is written again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConflictKey {
-    /// The sink fills this text column with `"<job id>:<byte offset>"` (or the record ordinal
-    /// where the source has no bytes); the table needs a unique index on it.
+    /// The sink fills this text column with `"<job id>:<position key>"`: the byte offset, or
+    /// the record ordinal where the source has no bytes (see
+    /// [`Position::key`](crate::Position::key)); the table needs a unique index on it.
     Position(String),
     /// These columns of the record; the table needs a unique index on them.
     Columns(Vec<String>),
@@ -197,10 +198,7 @@ impl Sink for PostgresWriter {
             return Ok(outcome);
         }
         let mut client = self.db.client().await?;
-        let mut tx = client
-            .transaction()
-            .await
-            .map_err(|e| self.db.error(&e))?;
+        let mut tx = client.transaction().await.map_err(|e| self.db.error(&e))?;
         let column_list = columns
             .iter()
             .map(|&i| quote_ident(&self.columns[i].name))
@@ -292,8 +290,7 @@ impl PostgresWriter {
                     .iter()
                     .map(|&i| {
                         if Some(i) == position_index {
-                            let key = position.byte.unwrap_or(position.record);
-                            return Some(format!("{}:{key}", ctx.job_id));
+                            return Some(format!("{}:{}", ctx.job_id, position.key()));
                         }
                         let column = &self.columns[i];
                         cell(map.remove(&column.name)?, column.is_array)
@@ -334,7 +331,9 @@ impl PostgresWriter {
                         return Err(self.db.error(&e));
                     }
                     let bad = lines.remove(line - 1);
-                    let column = column.map(|c| format!(" (column `{c}`)")).unwrap_or_default();
+                    let column = column
+                        .map(|c| format!(" (column `{c}`)"))
+                        .unwrap_or_default();
                     errors.push(RecordError::new(
                         bad.position,
                         format!("PostgreSQL refused the row{column}: {message}"),
@@ -354,10 +353,7 @@ impl PostgresWriter {
         lines: Vec<Line>,
         mut outcome: WriteOutcome,
     ) -> Result<WriteOutcome, ConnectorError> {
-        let mut tx = client
-            .transaction()
-            .await
-            .map_err(|e| self.db.error(&e))?;
+        let mut tx = client.transaction().await.map_err(|e| self.db.error(&e))?;
         tx.batch_execute(&format!(
             "CREATE TEMP TABLE {STAGE} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP",
             self.table

@@ -239,7 +239,10 @@ impl Source for PostgresReader {
         })
     }
 
-    async fn read(&self, range: &BatchRange<KeyOffset>) -> Result<ReadBatch<Value>, ConnectorError> {
+    async fn read(
+        &self,
+        range: &BatchRange<KeyOffset>,
+    ) -> Result<ReadBatch<Value>, ConnectorError> {
         let Some(last) = &range.end.after else {
             return Ok(ReadBatch::default());
         };
