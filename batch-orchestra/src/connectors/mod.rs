@@ -9,6 +9,8 @@
 //! | `object_store::JsonLinesObject` | source: a JSON Lines object in a store | `object-store` |
 //! | [`jsonl::JsonLinesDir`] | sink: JSON-lines files | always |
 //! | [`noop::NoopSink`] | sink: drops records | always |
+//! | `parquet::ParquetFile` | source: a local Parquet file, by row group | `parquet` |
+//! | `parquet::ParquetDir` | sink: Parquet files, one per batch | `parquet` |
 //! | `postgres::PostgresSource` | source: a PostgreSQL table or query, in key order | `postgres` |
 //! | `postgres::PostgresSink` | sink: a PostgreSQL table, by `COPY` | `postgres` |
 
@@ -21,5 +23,7 @@ pub mod mongo;
 pub mod noop;
 #[cfg(feature = "object-store")]
 pub mod object_store;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -1,0 +1,15 @@
+//! Parquet: a source ([`ParquetFile`]) that reads a file by row group with projection, and a
+//! sink ([`ParquetDir`]) that writes one Parquet file per batch, so a retried batch overwrites
+//! its own file and nothing is written twice.
+//!
+//! Records are JSON objects of column values ([`serde_json::Value`]), the same records the
+//! JSON Lines and PostgreSQL connectors carry, so any of them feeds any other without a
+//! transform. Turn them into your own types with
+//! [`from_value`](crate::connectors::jsonl::from_value); give the sink your type's schema with
+//! [`ParquetDir::schema_of`].
+
+mod sink;
+mod source;
+
+pub use sink::{Compression, ParquetDir, ParquetWriter};
+pub use source::{ParquetFile, ParquetOffset, ParquetReader};

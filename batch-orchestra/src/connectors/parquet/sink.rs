@@ -1,0 +1,271 @@
+//! The Parquet sink: one file per batch, written aside and renamed into place.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_schema::{FieldRef, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::ZstdLevel;
+use parquet::file::properties::WriterProperties;
+
+use crate::connector::{Positioned, Sink, WriteContext, WriteOutcome};
+use crate::error::{ConnectorError, RecordError};
+
+/// How the sink compresses the column chunks it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Compression {
+    /// Zstandard at its default level: small files, fast to read.
+    #[default]
+    Zstd,
+    /// Snappy: faster to write, larger.
+    Snappy,
+    /// No compression.
+    None,
+}
+
+/// A directory of Parquet files, `<dir>/<job id>-<batch>.parquet`, one file per batch.
+///
+/// The file of a batch is written under a temporary name and renamed into place, so a reader
+/// never sees half a file, and a retried or redriven batch overwrites its own file: nothing is
+/// written twice. Rows are JSON objects of column values; the schema is the one you give
+/// ([`schema_of`](Self::schema_of) derives it from your record type), or else inferred from
+/// each batch's rows (then a column that is null in every row of a batch is left out of that
+/// batch's file). A row that does not fit the schema is a record error with its position.
+///
+/// ```
+/// use batch_orchestra::connectors::parquet::{Compression, ParquetDir};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Person { id: i64, name: String, score: Option<f64> }
+///
+/// let sink = ParquetDir::new("exports/people").schema_of::<Person>().unwrap();
+/// assert_eq!(sink.compression, Compression::Zstd);
+/// let schema = sink.schema.unwrap();
+/// assert_eq!(schema.field(0).name(), "id");
+/// assert!(schema.field(2).is_nullable());
+/// ```
+#[crate::batch_sink(name = "parquet", writer = ParquetWriter)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetDir {
+    /// The directory, created when missing.
+    pub dir: String,
+    /// The files' schema; inferred from each batch when `None`.
+    #[serde(default)]
+    pub schema: Option<Schema>,
+    /// The compression of column chunks.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Rows per row group, at most; the Parquet writer's default (1,048,576) when `None`.
+    #[serde(default)]
+    pub row_group_rows: Option<usize>,
+}
+
+impl ParquetDir {
+    /// Files go to `dir`, zstd-compressed, with schemas inferred from the rows.
+    pub fn new(dir: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            schema: None,
+            compression: Compression::Zstd,
+            row_group_rows: None,
+        }
+    }
+
+    /// Starts a new row group every `rows` rows.
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = Some(rows.max(1));
+        self
+    }
+
+    /// Uses `schema` for every file.
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Uses the schema of the serde type `T` for every file: its fields become columns, with
+    /// `Option` fields nullable. Fails on types Arrow has no column for.
+    pub fn schema_of<T: serde::de::DeserializeOwned>(self) -> Result<Self, ConnectorError> {
+        use serde_arrow::schema::{SchemaLike, TracingOptions};
+        let fields = Vec::<FieldRef>::from_type::<T>(TracingOptions::default()).map_err(|e| {
+            ConnectorError::config(format!(
+                "no Parquet schema for `{}`: {e}",
+                std::any::type_name::<T>()
+            ))
+        })?;
+        Ok(self.schema(Schema::new(fields)))
+    }
+
+    /// Sets the compression.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    async fn build_sink(&self) -> Result<ParquetWriter, ConnectorError> {
+        let dir = PathBuf::from(&self.dir);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| ConnectorError::io(format!("cannot create {}", self.dir), &e))?;
+        let compression = match self.compression {
+            Compression::Zstd => parquet::basic::Compression::ZSTD(ZstdLevel::default()),
+            Compression::Snappy => parquet::basic::Compression::SNAPPY,
+            Compression::None => parquet::basic::Compression::UNCOMPRESSED,
+        };
+        Ok(ParquetWriter {
+            dir,
+            schema: self.schema.clone().map(Arc::new),
+            properties: {
+                let builder = WriterProperties::builder().set_compression(compression);
+                match self.row_group_rows {
+                    Some(rows) => builder.set_max_row_group_row_count(Some(rows.max(1))),
+                    None => builder,
+                }
+                .build()
+            },
+        })
+    }
+}
+
+/// A built Parquet sink.
+pub struct ParquetWriter {
+    dir: PathBuf,
+    schema: Option<SchemaRef>,
+    properties: WriterProperties,
+}
+
+impl Sink for ParquetWriter {
+    type Record = Value;
+
+    async fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<Value>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        let job = crate::snapshot::file_safe(&ctx.job_id);
+        let file = self.dir.join(format!("{job}-{:08}.parquet", ctx.batch));
+        let (schema, properties) = (self.schema.clone(), self.properties.clone());
+        let written =
+            tokio::task::spawn_blocking(move || write_file(&file, schema, properties, records))
+                .await
+                .map_err(|e| ConnectorError::transient(format!("Parquet sink: {e}")))??;
+        Ok(written)
+    }
+}
+
+/// Encodes `records` and writes them to `file` (through a temporary file and a rename).
+fn write_file(
+    file: &std::path::Path,
+    schema: Option<SchemaRef>,
+    properties: WriterProperties,
+    records: Vec<Positioned<Value>>,
+) -> Result<WriteOutcome, ConnectorError> {
+    let mut outcome = WriteOutcome::default();
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        if record.value.is_object() {
+            rows.push(record);
+        } else {
+            outcome.errors.push(RecordError::new(
+                record.position,
+                "the Parquet sink takes a JSON object of column values",
+            ));
+        }
+    }
+    let schema = match schema {
+        Some(schema) => schema,
+        None => Arc::new(
+            arrow_json::reader::infer_json_schema_from_iterator(
+                rows.iter().map(|r| Ok(r.value.clone())),
+            )
+            .map_err(|e| {
+                ConnectorError::batch(format!("Parquet sink: no schema for the batch: {e}"))
+            })?,
+        ),
+    };
+    let batch = match encode(&schema, rows.iter().map(|r| &r.value)) {
+        Ok(batch) => batch,
+        Err(_) => {
+            // Find the rows that do not fit, one by one, and write the others.
+            let mut good = Vec::with_capacity(rows.len());
+            for row in rows {
+                match encode(&schema, std::iter::once(&row.value)) {
+                    Ok(_) => good.push(row),
+                    Err(e) => outcome.errors.push(RecordError::new(
+                        row.position,
+                        format!(
+                            "the row does not fit the Parquet schema: {}",
+                            without_values(&e)
+                        ),
+                    )),
+                }
+            }
+            rows = good;
+            encode(&schema, rows.iter().map(|r| &r.value))
+                .map_err(|e| ConnectorError::batch(format!("Parquet sink: {e}")))?
+        }
+    };
+    let tmp = file.with_extension("parquet.tmp");
+    let io = |e: std::io::Error| ConnectorError::io(format!("cannot write {}", tmp.display()), &e);
+    let out = std::fs::File::create(&tmp).map_err(io)?;
+    let mut writer = ArrowWriter::try_new(out, schema, Some(properties))
+        .map_err(|e| ConnectorError::transient(format!("Parquet sink {}: {e}", tmp.display())))?;
+    writer
+        .write(&batch)
+        .and_then(|_| writer.close().map(drop))
+        .map_err(|e| ConnectorError::transient(format!("Parquet sink {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, file).map_err(io)?;
+    outcome.written = rows.len() as u64;
+    Ok(outcome)
+}
+
+/// The rows as one record batch of `schema`.
+fn encode<'a>(
+    schema: &SchemaRef,
+    rows: impl Iterator<Item = &'a Value>,
+) -> Result<arrow_array::RecordBatch, String> {
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<&Value> = rows.collect();
+    decoder.serialize(&rows).map_err(|e| e.to_string())?;
+    let batch = decoder.flush().map_err(|e| e.to_string())?;
+    Ok(batch.unwrap_or_else(|| arrow_array::RecordBatch::new_empty(schema.clone())))
+}
+
+/// An Arrow JSON error without the values it quotes (`failed to parse "ten" as Int64` becomes
+/// `failed to parse the value as Int64`): record errors travel in workflow history.
+fn without_values(message: &str) -> String {
+    let message = message.strip_prefix("Json error: ").unwrap_or(message);
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    // Every other part is inside double quotes.
+    let mut quoted = true;
+    for part in parts {
+        if quoted {
+            out.push_str("the value");
+        } else {
+            out.push_str(part);
+        }
+        quoted = !quoted;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_removed_from_messages() {
+        assert_eq!(
+            super::without_values(
+                "Json error: whilst decoding field 'id': failed to parse \"ten\" as Int64"
+            ),
+            "whilst decoding field 'id': failed to parse the value as Int64"
+        );
+    }
+}

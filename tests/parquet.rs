@@ -1,0 +1,225 @@
+//! Parquet on real files: JSON Lines into Parquet with a schema from a serde type, bad rows as
+//! record errors, the file read back by row group in batches that span row groups (every value
+//! and null kept), projection, and bad inputs that fail the job naming the file.
+
+use std::path::Path;
+
+use batch_orchestra::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
+use batch_orchestra::connectors::parquet::{ParquetDir, ParquetFile, ParquetOffset};
+use batch_orchestra::{JobError, pipeline, pipelines};
+use batch_orchestra_tests::Harness;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pipeline! {
+    /// JSON Lines into Parquet files.
+    pub JsonLinesToParquet { source: JsonLinesFile, sink: ParquetDir }
+}
+
+pipeline! {
+    /// A Parquet file into JSON Lines files.
+    pub ParquetToJsonLines { source: ParquetFile, sink: JsonLinesDir }
+}
+
+/// The rows' type, for the Parquet schema.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Row {
+    id: i64,
+    name: String,
+    score: Option<f64>,
+    active: Option<bool>,
+    tags: Option<Vec<String>>,
+}
+
+/// Row `i`: some nulls, floats, lists, escapes.
+fn row(i: i64) -> Value {
+    let mut row = json!({"id": i, "name": format!("name \"{i}\"\n✓")});
+    if i % 3 != 0 {
+        row["score"] = json!(i as f64 / 8.0);
+    }
+    if i % 5 != 0 {
+        row["active"] = json!(i % 2 == 0);
+    }
+    if i % 7 == 0 {
+        row["tags"] = json!(["a", format!("t{i}")]);
+    }
+    row
+}
+
+fn json_lines(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_round_trip_with_bad_rows_and_bad_files() {
+    let mut h = Harness::with(pipelines![JsonLinesToParquet, ParquetToJsonLines]).await;
+    let jobs = h.jobs.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_owned();
+    h.worker
+        .run_until(async move {
+            // 1,000 rows and two that do not fit the schema (lines 11 and 502).
+            let mut text = String::new();
+            for i in 0..1_000 {
+                if i == 10 {
+                    text.push_str("{\"id\": \"ten\", \"name\": \"x\"}\n");
+                }
+                if i == 500 {
+                    text.push_str("{\"id\": 5000, \"name\": 5}\n");
+                }
+                text.push_str(&format!("{}\n", row(i)));
+            }
+            let input = dir.join("rows.jsonl");
+            std::fs::write(&input, text).unwrap();
+            let out = dir.join("parquet");
+            let sink = ParquetDir::new(out.to_str().unwrap())
+                .schema_of::<Row>()
+                .unwrap()
+                .row_group_rows(100);
+            let request = JsonLinesToParquet::request(
+                "to-parquet",
+                JsonLinesFile::new(input.to_str().unwrap()),
+                sink,
+            )
+            .batch_size(2_000);
+            let report = JsonLinesToParquet::start(&jobs, request)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            assert_eq!(
+                (report.records_read, report.records_written),
+                (1_002, 1_000)
+            );
+            let lines: Vec<_> = report
+                .error_samples
+                .iter()
+                .map(|e| e.position.line)
+                .collect();
+            assert_eq!(lines, [Some(11), Some(502)]);
+            assert!(
+                report.error_samples[0]
+                    .message
+                    .starts_with("the row does not fit the Parquet schema"),
+                "{}",
+                report.error_samples[0]
+            );
+            assert!(
+                !report.error_samples[0].message.contains("ten"),
+                "no value in the message: {}",
+                report.error_samples[0]
+            );
+            let file = out.join("to-parquet-00000000.parquet");
+            assert!(file.is_file());
+
+            // Read back in batches of 64 over row groups of 100: every value and null.
+            let back = dir.join("back");
+            let request = ParquetToJsonLines::request(
+                "from-parquet",
+                ParquetFile::new(file.to_str().unwrap()),
+                JsonLinesDir::new(back.to_str().unwrap()),
+            )
+            .batch_size(64)
+            .plan_ahead(4);
+            let report = ParquetToJsonLines::start(&jobs, request)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            assert_eq!(
+                (report.records_read, report.records_written, report.batches),
+                (1_000, 1_000, 16)
+            );
+            assert_eq!(
+                report.end_offset,
+                Some(ParquetOffset {
+                    row_group: 10,
+                    row: 0
+                })
+            );
+            let rows = json_lines(&back);
+            let expected: Vec<Value> = (0..1_000).map(row).collect();
+            assert_eq!(rows.len(), expected.len());
+            for (got, want) in rows.iter().zip(&expected) {
+                assert_eq!(got, want);
+            }
+
+            // Projection: only the columns asked for.
+            let ids = dir.join("ids");
+            let request = ParquetToJsonLines::request(
+                "ids",
+                ParquetFile::new(file.to_str().unwrap()).columns(["id", "score"]),
+                JsonLinesDir::new(ids.to_str().unwrap()),
+            )
+            .batch_size(300);
+            ParquetToJsonLines::start(&jobs, request)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            let rows = json_lines(&ids);
+            assert_eq!(rows[1], json!({"id": 1, "score": 0.125}));
+            assert_eq!(rows[3], json!({"id": 3}));
+
+            // Bad inputs fail the job at once, naming the file.
+            let not_parquet = dir.join("not.parquet");
+            std::fs::write(&not_parquet, "id,name\n1,a\n").unwrap();
+            let cases = [
+                (
+                    "missing",
+                    ParquetFile::new(dir.join("nowhere.parquet").to_str().unwrap()),
+                    "nowhere.parquet",
+                ),
+                (
+                    "not-parquet",
+                    ParquetFile::new(not_parquet.to_str().unwrap()),
+                    "not.parquet`: not a Parquet file",
+                ),
+                (
+                    "unknown-column",
+                    ParquetFile::new(file.to_str().unwrap()).columns(["nmae"]),
+                    "has no column `nmae` (its columns: id, name, score, active, tags)",
+                ),
+            ];
+            for (job, source, expected) in cases {
+                let request = ParquetToJsonLines::request(
+                    job,
+                    source,
+                    JsonLinesDir::new(ids.to_str().unwrap()),
+                );
+                match ParquetToJsonLines::start(&jobs, request)
+                    .await
+                    .unwrap()
+                    .report()
+                    .await
+                {
+                    Err(JobError::Failed { kind, message, .. }) => {
+                        assert_eq!(kind, "ConfigError", "{job}");
+                        assert!(message.contains(expected), "{job}: {message}");
+                    }
+                    other => panic!("{job}: {other:?}"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+}
