@@ -18,8 +18,10 @@
 //!    median (what the continue-as-new cost the whole job; `can_cost_per_continue_as_new`
 //!    divides it by their number).
 //!
-//! 9. PostgreSQL (`bench_postgres.rs`): CSV -> PostgreSQL through Temporal and its direct
-//!    loop (`postgres_ratio`), and the PostgreSQL source into the no-op sink.
+//! 9. PostgreSQL (`bench_stores.rs`): CSV -> PostgreSQL through Temporal and its direct
+//!    loop (`postgres_ratio`), and the PostgreSQL source into the no-op sink;
+//! 10. Parquet (`bench_stores.rs`): the Parquet source's own loop and into the no-op sink
+//!     through Temporal (`parquet_ratio`).
 //!
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
@@ -43,8 +45,8 @@ use batch_orchestra::{
 };
 use temporalio_client::WorkflowFetchHistoryOptions;
 
-#[path = "bench_postgres.rs"]
-mod postgres;
+#[path = "bench_stores.rs"]
+mod stores;
 use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
@@ -332,7 +334,8 @@ fn main() -> Result<(), Error> {
     );
     drop(mongos);
 
-    let pg = postgres::run(&runtime, &tuned, &csv_path, a.reps)?;
+    let pg = stores::run(&runtime, &tuned, &csv_path, a.reps)?;
+    let pq = stores::run_parquet(&runtime, &tuned, &dir, a.rows, a.reps)?;
 
     // Peak RSS of a worker on a large file, in a child process of its own.
     let big = dir.join("big.csv");
@@ -379,6 +382,9 @@ fn main() -> Result<(), Error> {
         "postgres_rows_per_s": pg.piped.median, "postgres_min": pg.piped.min, "postgres_max": pg.piped.max,
         "postgres_ratio": pg.piped.median / pg.direct.median,
         "postgres_source_rows_per_s": pg.source.median, "postgres_source_min": pg.source.min, "postgres_source_max": pg.source.max,
+        "parquet_parse_rows_per_s": pq.parsed.median, "parquet_parse_min": pq.parsed.min, "parquet_parse_max": pq.parsed.max,
+        "parquet_source_rows_per_s": pq.piped.median, "parquet_source_min": pq.piped.min, "parquet_source_max": pq.piped.max,
+        "parquet_ratio": pq.piped.median / pq.parsed.median,
         "can_dip": can.dip,
         "can_cost": 1.0 - can.rate / p.median,
         "can_cost_per_continue_as_new": (1.0 - can.rate / p.median) / f64::from(can.runs.saturating_sub(1).max(1)),
@@ -407,6 +413,8 @@ fn main() -> Result<(), Error> {
         ("CSV -> PostgreSQL direct loop, rows/s", pg.direct),
         ("CSV -> PostgreSQL pipeline, rows/s", pg.piped),
         ("PostgreSQL -> no-op, rows/s", pg.source),
+        ("Parquet source's own loop, rows/s", pq.parsed),
+        ("Parquet -> no-op, tuned dev server, rows/s", pq.piped),
     ] {
         println!("| {name} | {:.0} | {:.0} | {:.0} |", s.median, s.min, s.max);
     }
@@ -423,6 +431,10 @@ fn main() -> Result<(), Error> {
     println!(
         "| CSV -> PostgreSQL pipeline / direct | {:.2} | | |",
         pg.piped.median / pg.direct.median
+    );
+    println!(
+        "| Parquet -> no-op / its own loop | {:.2} | | |",
+        pq.piped.median / pq.parsed.median
     );
     println!("| history events per batch | {:.1} | | |", history.0);
     println!("| history bytes per batch | {:.0} | | |", history.1);

@@ -272,15 +272,15 @@ fn test(extra: &[String]) -> Result {
 }
 
 fn demo(extra: &[String]) -> Result {
-    run_release(["--example", "csv_to_mongo"], extra)
+    run_release(&["--example", "csv_to_mongo"], extra)
 }
 
 fn bench(extra: &[String]) -> Result {
-    run_release(["--bin", "bench"], extra)
+    run_release(&["--bin", "bench", "--features", "stores"], extra)
 }
 
 /// Sets up, then runs a target of the examples package in release mode.
-fn run_release(target: [&str; 2], extra: &[String]) -> Result {
+fn run_release(target: &[&str], extra: &[String]) -> Result {
     let tools = setup()?;
     run(cargo(&tools)
         .args(["run", "--release", "--package", "batch-orchestra-examples"])

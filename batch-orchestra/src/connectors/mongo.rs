@@ -294,3 +294,28 @@ pub fn row_to_document(
     }
     Ok(doc)
 }
+
+/// Converts a JSON object (a record of the JSON Lines, PostgreSQL or Parquet sources) to a
+/// document: the transform of the JSON Lines, PostgreSQL or Parquet -> MongoDB recipes. A
+/// value that is not an object is a record error.
+///
+/// ```
+/// use batch_orchestra::connectors::mongo::value_to_document;
+///
+/// let doc = value_to_document(serde_json::json!({"id": 7, "tags": ["a"]})).unwrap();
+/// assert_eq!(doc.get_i64("id").unwrap(), 7);
+/// assert!(value_to_document(serde_json::json!([1])).is_err());
+/// ```
+pub fn value_to_document(value: serde_json::Value) -> Result<Document, crate::TransformError> {
+    match value {
+        serde_json::Value::Object(_) => mongodb::bson::to_document(&value).map_err(|e| {
+            crate::TransformError::new(format!(
+                "cannot make a document: {}",
+                crate::error::redact_values(&e.to_string())
+            ))
+        }),
+        _ => Err(crate::TransformError::new(
+            "a MongoDB document is made from a JSON object",
+        )),
+    }
+}

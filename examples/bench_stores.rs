@@ -1,22 +1,30 @@
-//! The PostgreSQL figures of the benchmark, on a fresh PostgreSQL server:
+//! The PostgreSQL and Parquet figures of the benchmark.
+//!
+//! On a fresh PostgreSQL server:
 //! - `postgres_rows_per_s`: the CSV -> PostgreSQL pipeline through Temporal;
 //! - `postgres_direct_rows_per_s`: the same CSV parser and PostgreSQL writer in a loop with as
 //!   many concurrent writers as the pipeline keeps in flight, no Temporal (`postgres_ratio` is
 //!   the first over this);
 //! - `postgres_source_rows_per_s`: the table read back in key order into the no-op sink.
+//!
+//! On a Parquet file of the same rows (row groups of 100,000, zstd):
+//! - `parquet_parse_rows_per_s`: the Parquet source's own plan-and-read loop, no Temporal;
+//! - `parquet_source_rows_per_s`: the Parquet source into the no-op sink through Temporal
+//!   (`parquet_ratio` is this over the first).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::noop::NoopSink;
+use batch_orchestra::connectors::parquet::ParquetFile;
 use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource, row_from_csv};
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer};
 use batch_orchestra::{
     BatchRange, Positioned, Sink, SinkConfig, Source, SourceConfig, WriteContext, pipeline,
 };
 
-use crate::{Error, Stat, pipeline_run, stat};
+use crate::{Error, Stat, own_loop, pipeline_run, stat};
 
 pipeline! {
     /// CSV rows into a PostgreSQL table.
@@ -29,6 +37,15 @@ pipeline! {
         source: PostgresSource,
         sink: NoopSink<serde_json::Value>,
         workflow: "bench-postgres-to-noop"
+    }
+}
+
+pipeline! {
+    /// A Parquet file, dropped: the Parquet source's throughput.
+    pub BenchParquetToNoop {
+        source: ParquetFile,
+        sink: NoopSink<serde_json::Value>,
+        workflow: "bench-parquet-to-noop"
     }
 }
 
@@ -160,4 +177,97 @@ async fn direct_loop(csv: &str, batch: u64, writers: usize) -> Result<f64, Error
         rows += t.await??;
     }
     Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The Parquet figures: its own loop and through Temporal.
+pub struct ParquetFigures {
+    pub parsed: Stat,
+    pub piped: Stat,
+}
+
+pub fn run_parquet(
+    runtime: &tokio::runtime::Runtime,
+    server: &TemporalDevServer,
+    dir: &std::path::Path,
+    rows: u64,
+    reps: usize,
+) -> Result<ParquetFigures, Error> {
+    let path = dir.join("bench.parquet");
+    write_parquet(&path, rows)?;
+    let path = path.to_string_lossy().into_owned();
+    let (mut parsed, mut piped) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        parsed.push(
+            runtime.block_on(async { own_loop(&ParquetFile::new(&path).build().await?).await })?,
+        );
+        let (rate, _) = runtime.block_on(pipeline_run::<BenchParquetToNoop>(
+            server,
+            &format!("parquet-noop-{rep}"),
+            ParquetFile::new(&path),
+            NoopSink::new(),
+        ))?;
+        piped.push(rate);
+        println!(
+            "rep {rep}: Parquet own loop {:.0}, Parquet -> no-op {:.0} rows/s",
+            parsed[rep], piped[rep]
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(ParquetFigures {
+        parsed: stat(parsed),
+        piped: stat(piped),
+    })
+}
+
+/// The benchmark's rows as a Parquet file, in row groups of 100,000.
+fn write_parquet(path: &std::path::Path, rows: u64) -> Result<(), Error> {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    let file = std::fs::File::create(path)?;
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .set_max_row_group_row_count(Some(100_000))
+        .build();
+    let mut writer: Option<parquet::arrow::ArrowWriter<std::fs::File>> = None;
+    let mut file = Some(file);
+    let mut start = 0;
+    while start < rows {
+        let end = (start + 100_000).min(rows);
+        let ids: Vec<i64> = (start as i64..end as i64).collect();
+        let text = |f: &dyn Fn(i64) -> String| -> ArrayRef {
+            std::sync::Arc::new(StringArray::from_iter_values(ids.iter().map(|&i| f(i))))
+        };
+        let batch = RecordBatch::try_from_iter([
+            (
+                "id",
+                std::sync::Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
+            ),
+            (
+                "first_name",
+                text(&|i| format!("Firstname{:05}", i % 99_991)),
+            ),
+            ("last_name", text(&|i| format!("Lastname{:05}", i % 88_883))),
+            ("email", text(&|i| format!("user{i:08}@example.com"))),
+            ("city", text(&|i| format!("City{:03}", i % 997))),
+            (
+                "score",
+                std::sync::Arc::new(Int64Array::from_iter_values(
+                    ids.iter().map(|i| i * 37 % 1_000_000),
+                )) as ArrayRef,
+            ),
+            ("note", text(&|i| format!("note{:016}", i * 7))),
+        ])?;
+        if writer.is_none() {
+            writer = Some(parquet::arrow::ArrowWriter::try_new(
+                file.take().ok_or("the file is taken")?,
+                batch.schema(),
+                Some(properties.clone()),
+            )?);
+        }
+        writer.as_mut().ok_or("no writer")?.write(&batch)?;
+        start = end;
+    }
+    if let Some(writer) = writer {
+        writer.close()?;
+    }
+    Ok(())
 }
