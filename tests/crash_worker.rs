@@ -1,10 +1,11 @@
-//! A worker process for the crash tests: serves `CsvToFaultyMongo` on `TASK_QUEUE`, with
-//! Temporal at `TEMPORAL_ADDRESS` and MongoDB at `MONGODB_URI`. A test kills it with SIGKILL.
+//! A worker process for the crash tests: serves `CsvToFaultyMongo` and `CsvToSlowPostgres` on
+//! `TASK_QUEUE`, with Temporal at `TEMPORAL_ADDRESS`, MongoDB at `MONGODB_URI` and PostgreSQL
+//! at `DATABASE_URL`. A test kills it with SIGKILL.
 
 use std::time::Duration;
 
 use batch_orchestra::{Worker, connect_from_env};
-use batch_orchestra_tests::CsvToFaultyMongo;
+use batch_orchestra_tests::{CsvToFaultyMongo, CsvToSlowPostgres};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -21,6 +22,7 @@ async fn main() {
         };
         let built = Worker::builder(client, queue.clone())
             .pipeline::<CsvToFaultyMongo>()
+            .and_then(|b| b.pipeline::<CsvToSlowPostgres>())
             .and_then(|b| b.build());
         match built {
             Ok(mut worker) => {

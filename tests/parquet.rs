@@ -5,9 +5,11 @@
 use std::path::Path;
 
 use batch_orchestra::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
-use batch_orchestra::connectors::parquet::{ParquetDir, ParquetFile, ParquetOffset};
+use batch_orchestra::connectors::parquet::{ParquetDir, ParquetFile, ParquetObject, ParquetOffset};
+use batch_orchestra::testing::S3Server;
 use batch_orchestra::{JobError, pipeline, pipelines};
 use batch_orchestra_tests::Harness;
+use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +21,16 @@ pipeline! {
 pipeline! {
     /// A Parquet file into JSON Lines files.
     pub ParquetToJsonLines { source: ParquetFile, sink: JsonLinesDir }
+}
+
+pipeline! {
+    /// A Parquet object into JSON Lines files.
+    pub ParquetObjectToJsonLines { source: ParquetObject, sink: JsonLinesDir }
+}
+
+pipeline! {
+    /// JSON Lines into Parquet objects (a prefix in a store).
+    pub JsonLinesToParquetObjects { source: JsonLinesFile, sink: ParquetDir, workflow: "json-lines-to-parquet-objects" }
 }
 
 /// The rows' type, for the Parquet schema.
@@ -66,12 +78,34 @@ fn json_lines(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parquet_round_trip_with_bad_rows_and_bad_files() {
-    let mut h = Harness::with(pipelines![JsonLinesToParquet, ParquetToJsonLines]).await;
+#[test]
+fn parquet_round_trip_with_bad_rows_and_bad_files() {
+    let s3 = S3Server::start().unwrap();
+    // SAFETY: set before the runtime or any client exists. Fake credentials: the endpoint is
+    // an emulator on loopback.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(round_trip(&s3));
+}
+
+async fn round_trip(s3: &S3Server) {
+    let mut h = Harness::with(pipelines![
+        JsonLinesToParquet,
+        ParquetToJsonLines,
+        ParquetObjectToJsonLines,
+        JsonLinesToParquetObjects
+    ])
+    .await;
     let jobs = h.jobs.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path().to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
     h.worker
         .run_until(async move {
             // 1,000 rows and two that do not fit the schema (lines 11 and 502).
@@ -161,6 +195,110 @@ async fn parquet_round_trip_with_bad_rows_and_bad_files() {
             for (got, want) in rows.iter().zip(&expected) {
                 assert_eq!(got, want);
             }
+
+            // The same file from an S3 object, by ranged gets.
+            s3.create_bucket("lake").unwrap();
+            let store = object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(s3.endpoint())
+                .with_allow_http(true)
+                .with_bucket_name("lake")
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .build()
+                .unwrap();
+            store
+                .put(
+                    &ObjectPath::from("rows.parquet"),
+                    PutPayload::from(std::fs::read(&file).unwrap()),
+                )
+                .await
+                .unwrap();
+            let object = |url: &str| {
+                ParquetObject::new(url)
+                    .option("endpoint", s3.endpoint())
+                    .option("allow_http", "true")
+                    .option("region", "us-east-1")
+            };
+            let from_s3 = dir.join("from-s3");
+            let request = ParquetObjectToJsonLines::request(
+                "from-s3",
+                object("s3://lake/rows.parquet"),
+                JsonLinesDir::new(from_s3.to_str().unwrap()),
+            )
+            .batch_size(150);
+            let report = ParquetObjectToJsonLines::start(&jobs, request)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            assert_eq!(report.records_written, 1_000);
+            assert_eq!(
+                json_lines(&from_s3),
+                expected,
+                "the object reads as the file does"
+            );
+            let request = ParquetObjectToJsonLines::request(
+                "missing-object",
+                object("s3://lake/nowhere.parquet"),
+                JsonLinesDir::new(from_s3.to_str().unwrap()),
+            );
+            match ParquetObjectToJsonLines::start(&jobs, request)
+                .await
+                .unwrap()
+                .report()
+                .await
+            {
+                Err(JobError::Failed { kind, message, .. }) => {
+                    assert_eq!(kind, "ConfigError");
+                    assert!(
+                        message.contains("s3://lake/nowhere.parquet: no such object"),
+                        "{message}"
+                    );
+                }
+                other => panic!("missing object: {other:?}"),
+            }
+
+            // The sink writing to a prefix in the store: one object per batch, read back whole.
+            let good: String = (0..1_000).map(|i| format!("{}\n", row(i))).collect();
+            let good_file = dir.join("good.jsonl");
+            std::fs::write(&good_file, good).unwrap();
+            let request = JsonLinesToParquetObjects::request(
+                "to-s3",
+                JsonLinesFile::new(good_file.to_str().unwrap()),
+                ParquetDir::new("s3://lake/out")
+                    .option("endpoint", s3.endpoint())
+                    .option("allow_http", "true")
+                    .option("region", "us-east-1")
+                    .schema_of::<Row>()
+                    .unwrap(),
+            )
+            .batch_size(400);
+            let report = JsonLinesToParquetObjects::start(&jobs, request)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            assert_eq!((report.records_written, report.batches), (1_000, 3));
+            let mut back = Vec::new();
+            for batch in 0..3 {
+                let out = dir.join(format!("s3-back-{batch}"));
+                let request = ParquetObjectToJsonLines::request(
+                    format!("s3-back-{batch}"),
+                    object(&format!("s3://lake/out/to-s3-{batch:08}.parquet")),
+                    JsonLinesDir::new(out.to_str().unwrap()),
+                );
+                ParquetObjectToJsonLines::start(&jobs, request)
+                    .await
+                    .unwrap()
+                    .report()
+                    .await
+                    .unwrap();
+                back.extend(json_lines(&out));
+            }
+            assert_eq!(back, expected, "three objects hold every row once");
 
             // Projection: only the columns asked for.
             let ids = dir.join("ids");

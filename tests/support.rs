@@ -158,3 +158,61 @@ pipeline! {
         workflow: "csv-to-faulty-mongo",
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The PostgreSQL crash-test pipeline: CSV into PostgreSQL through a sink that pauses after
+// every write, so a job lasts long enough for its worker to be killed mid-job.
+// ---------------------------------------------------------------------------------------------
+
+use batch_orchestra::connectors::postgres::{PostgresSink, PostgresWriter, row_from_csv};
+
+/// A PostgreSQL sink that pauses `delay_ms` after every write.
+#[batch_sink(name = "slow-postgres", writer = SlowPostgresWriter)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlowPostgres {
+    /// The real sink.
+    pub inner: PostgresSink,
+    /// The pause after every write.
+    pub delay_ms: u64,
+}
+
+/// The built [`SlowPostgres`].
+pub struct SlowPostgresWriter {
+    inner: PostgresWriter,
+    delay_ms: u64,
+}
+
+impl SlowPostgres {
+    async fn build_sink(&self) -> Result<SlowPostgresWriter, ConnectorError> {
+        Ok(SlowPostgresWriter {
+            inner: self.inner.build().await?,
+            delay_ms: self.delay_ms,
+        })
+    }
+}
+
+impl Sink for SlowPostgresWriter {
+    type Record = serde_json::Value;
+
+    async fn write(
+        &self,
+        ctx: &WriteContext,
+        records: Vec<Positioned<Self::Record>>,
+    ) -> Result<WriteOutcome, ConnectorError> {
+        // Written first, then the pause: a worker killed in the pause has committed rows the
+        // job does not know of yet, which the retry must absorb.
+        let outcome = self.inner.write(ctx, records).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(self.delay_ms)).await;
+        Ok(outcome)
+    }
+}
+
+pipeline! {
+    /// CSV rows into PostgreSQL through [`SlowPostgres`].
+    pub CsvToSlowPostgres {
+        source: CsvFile,
+        transform: row_from_csv,
+        sink: SlowPostgres,
+        workflow: "csv-to-slow-postgres",
+    }
+}

@@ -1,4 +1,5 @@
-//! Parquet: a source ([`ParquetFile`]) that reads a file by row group with projection, and a
+//! Parquet: a source ([`ParquetFile`], and `ParquetObject` in an object store) that reads a
+//! file by row group with projection, and a
 //! sink ([`ParquetDir`]) that writes one Parquet file per batch, so a retried batch overwrites
 //! its own file and nothing is written twice.
 //!
@@ -12,4 +13,6 @@ mod sink;
 mod source;
 
 pub use sink::{Compression, ParquetDir, ParquetWriter};
+#[cfg(feature = "object-store")]
+pub use source::ParquetObject;
 pub use source::{ParquetFile, ParquetOffset, ParquetReader};

@@ -25,11 +25,13 @@ pub enum Compression {
     None,
 }
 
-/// A directory of Parquet files, `<dir>/<job id>-<batch>.parquet`, one file per batch.
+/// A directory of Parquet files, `<dir>/<job id>-<batch>.parquet`, one file per batch; with
+/// the `object-store` feature, `dir` may be a prefix in a store (`s3://bucket/exports`,
+/// `gs://...`, `az://...`), with credentials from the worker's environment.
 ///
-/// The file of a batch is written under a temporary name and renamed into place, so a reader
-/// never sees half a file, and a retried or redriven batch overwrites its own file: nothing is
-/// written twice. Rows are JSON objects of column values; the schema is the one you give
+/// The file of a batch is written under a temporary name and renamed into place (an object is
+/// put whole), so a reader never sees half a file, and a retried or redriven batch overwrites
+/// its own file: nothing is written twice. Rows are JSON objects of column values; the schema is the one you give
 /// ([`schema_of`](Self::schema_of) derives it from your record type), or else inferred from
 /// each batch's rows (then a column that is null in every row of a batch is left out of that
 /// batch's file). A row that does not fit the schema is a record error with its position.
@@ -49,8 +51,11 @@ pub enum Compression {
 #[crate::batch_sink(name = "parquet", writer = ParquetWriter)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParquetDir {
-    /// The directory, created when missing.
+    /// The directory, created when missing, or an object-store prefix URL.
     pub dir: String,
+    /// Store options without secrets (`endpoint`, `region`, `allow_http`, ...), for a URL.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
     /// The files' schema; inferred from each batch when `None`.
     #[serde(default)]
     pub schema: Option<Schema>,
@@ -67,6 +72,7 @@ impl ParquetDir {
     pub fn new(dir: impl Into<String>) -> Self {
         Self {
             dir: dir.into(),
+            options: Default::default(),
             schema: None,
             compression: Compression::Zstd,
             row_group_rows: None,
@@ -76,6 +82,12 @@ impl ParquetDir {
     /// Starts a new row group every `rows` rows.
     pub fn row_group_rows(mut self, rows: usize) -> Self {
         self.row_group_rows = Some(rows.max(1));
+        self
+    }
+
+    /// Sets a store option (`endpoint`, `region`, `allow_http`, ...), for a URL `dir`.
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
         self
     }
 
@@ -105,17 +117,35 @@ impl ParquetDir {
     }
 
     async fn build_sink(&self) -> Result<ParquetWriter, ConnectorError> {
-        let dir = PathBuf::from(&self.dir);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| ConnectorError::io(format!("cannot create {}", self.dir), &e))?;
+        let destination = if self.dir.contains("://") {
+            #[cfg(feature = "object-store")]
+            {
+                let (store, prefix) = crate::store::store_for(&self.dir, &self.options)?;
+                Destination::Store {
+                    store,
+                    prefix,
+                    url: self.dir.trim_end_matches('/').to_owned(),
+                }
+            }
+            #[cfg(not(feature = "object-store"))]
+            return Err(ConnectorError::config(format!(
+                "Parquet sink `{}`: writing to an object store needs the `object-store` feature",
+                self.dir
+            )));
+        } else {
+            let dir = PathBuf::from(&self.dir);
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| ConnectorError::io(format!("cannot create {}", self.dir), &e))?;
+            Destination::Dir(dir)
+        };
         let compression = match self.compression {
             Compression::Zstd => parquet::basic::Compression::ZSTD(ZstdLevel::default()),
             Compression::Snappy => parquet::basic::Compression::SNAPPY,
             Compression::None => parquet::basic::Compression::UNCOMPRESSED,
         };
         Ok(ParquetWriter {
-            dir,
+            destination,
             schema: self.schema.clone().map(Arc::new),
             properties: {
                 let builder = WriterProperties::builder().set_compression(compression);
@@ -131,9 +161,20 @@ impl ParquetDir {
 
 /// A built Parquet sink.
 pub struct ParquetWriter {
-    dir: PathBuf,
+    destination: Destination,
     schema: Option<SchemaRef>,
     properties: WriterProperties,
+}
+
+/// Where the files go.
+enum Destination {
+    Dir(PathBuf),
+    #[cfg(feature = "object-store")]
+    Store {
+        store: Arc<dyn object_store::ObjectStore>,
+        prefix: object_store::path::Path,
+        url: String,
+    },
 }
 
 impl Sink for ParquetWriter {
@@ -145,23 +186,44 @@ impl Sink for ParquetWriter {
         records: Vec<Positioned<Value>>,
     ) -> Result<WriteOutcome, ConnectorError> {
         let job = crate::snapshot::file_safe(&ctx.job_id);
-        let file = self.dir.join(format!("{job}-{:08}.parquet", ctx.batch));
+        let name = format!("{job}-{:08}.parquet", ctx.batch);
         let (schema, properties) = (self.schema.clone(), self.properties.clone());
-        let written =
-            tokio::task::spawn_blocking(move || write_file(&file, schema, properties, records))
+        let (bytes, outcome) =
+            tokio::task::spawn_blocking(move || encode_file(schema, properties, records))
                 .await
                 .map_err(|e| ConnectorError::transient(format!("Parquet sink: {e}")))??;
-        Ok(written)
+        match &self.destination {
+            Destination::Dir(dir) => {
+                let file = dir.join(&name);
+                let tmp = file.with_extension("parquet.tmp");
+                let io = |e: std::io::Error| {
+                    ConnectorError::io(format!("cannot write {}", tmp.display()), &e)
+                };
+                tokio::fs::write(&tmp, bytes).await.map_err(io)?;
+                tokio::fs::rename(&tmp, &file).await.map_err(io)?;
+            }
+            #[cfg(feature = "object-store")]
+            Destination::Store { store, prefix, url } => {
+                use object_store::ObjectStoreExt;
+                let path = object_store::path::Path::from_iter(prefix.parts().chain(
+                    std::iter::once(object_store::path::PathPart::from(name.as_str())),
+                ));
+                store
+                    .put(&path, bytes.into())
+                    .await
+                    .map_err(|e| crate::store::classify(&format!("{url}/{name}"), e))?;
+            }
+        }
+        Ok(outcome)
     }
 }
 
-/// Encodes `records` and writes them to `file` (through a temporary file and a rename).
-fn write_file(
-    file: &std::path::Path,
+/// Encodes `records` as the bytes of one Parquet file.
+fn encode_file(
     schema: Option<SchemaRef>,
     properties: WriterProperties,
     records: Vec<Positioned<Value>>,
-) -> Result<WriteOutcome, ConnectorError> {
+) -> Result<(Vec<u8>, WriteOutcome), ConnectorError> {
     let mut outcome = WriteOutcome::default();
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
@@ -207,18 +269,15 @@ fn write_file(
                 .map_err(|e| ConnectorError::batch(format!("Parquet sink: {e}")))?
         }
     };
-    let tmp = file.with_extension("parquet.tmp");
-    let io = |e: std::io::Error| ConnectorError::io(format!("cannot write {}", tmp.display()), &e);
-    let out = std::fs::File::create(&tmp).map_err(io)?;
-    let mut writer = ArrowWriter::try_new(out, schema, Some(properties))
-        .map_err(|e| ConnectorError::transient(format!("Parquet sink {}: {e}", tmp.display())))?;
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(properties))
+        .map_err(|e| ConnectorError::batch(format!("Parquet sink: {e}")))?;
     writer
         .write(&batch)
         .and_then(|_| writer.close().map(drop))
-        .map_err(|e| ConnectorError::transient(format!("Parquet sink {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, file).map_err(io)?;
+        .map_err(|e| ConnectorError::batch(format!("Parquet sink: {e}")))?;
     outcome.written = rows.len() as u64;
-    Ok(outcome)
+    Ok((bytes, outcome))
 }
 
 /// The rows as one record batch of `schema`.

@@ -71,14 +71,168 @@ impl ParquetFile {
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("Parquet `{}`: {e}", self.path)))??;
+        ParquetReader::new(Input::Local, self.path.clone(), metadata, &self.columns)
+    }
+}
+
+/// A Parquet object in an object store, read by row group as [`ParquetFile`] reads a file,
+/// with ranged gets of the row groups and columns a batch needs.
+///
+/// ```
+/// use batch_orchestra::connectors::parquet::ParquetObject;
+///
+/// let source = ParquetObject::new("s3://exports/people.parquet").option("region", "us-east-1");
+/// assert_eq!(source.options["region"], "us-east-1");
+/// ```
+#[cfg(feature = "object-store")]
+#[crate::batch_source(name = "parquet-object", reader = ParquetReader)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetObject {
+    /// `s3://bucket/key`, `gs://bucket/key`, `az://container/blob` or `file:///path`.
+    pub url: String,
+    /// Store options without secrets: `endpoint`, `region`, `allow_http`, ...
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// The columns to read; all of them when empty.
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+#[cfg(feature = "object-store")]
+impl ParquetObject {
+    /// The object at `url`, every column.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            options: Default::default(),
+            columns: Vec::new(),
+        }
+    }
+
+    /// Sets a store option (`endpoint`, `region`, `allow_http`, ...).
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+
+    /// Reads only these columns.
+    pub fn columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.columns = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    async fn build_source(&self) -> Result<ParquetReader, ConnectorError> {
+        use object_store::ObjectStoreExt;
+        let (store, path) = crate::store::store_for(&self.url, &self.options)?;
+        let meta = store
+            .head(&path)
+            .await
+            .map_err(|e| crate::store::classify(&self.url, e))?;
+        let mut reader = StoreReader {
+            store: store.clone(),
+            path: path.clone(),
+            size: meta.size,
+        };
+        let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+            .await
+            .map_err(|e| match e {
+                // The store failed: worth retrying.
+                parquet::errors::ParquetError::External(e) => {
+                    ConnectorError::transient(format!("Parquet `{}`: {e}", self.url))
+                }
+                e => ConnectorError::config(format!(
+                    "Parquet `{}`: not a Parquet file: {e}",
+                    self.url
+                )),
+            })?;
+        let input = Input::Object {
+            store,
+            path,
+            size: meta.size,
+        };
+        ParquetReader::new(input, self.url.clone(), metadata, &self.columns)
+    }
+}
+
+/// An object read with ranged gets, for Parquet's async reader.
+#[cfg(feature = "object-store")]
+struct StoreReader {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    size: u64,
+}
+
+#[cfg(feature = "object-store")]
+impl parquet::arrow::async_reader::AsyncFileReader for StoreReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        use object_store::ObjectStoreExt;
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        Box::pin(async move {
+            let size = self.size;
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .load_and_finish(&mut *self, size)
+                .await?;
+            Ok(std::sync::Arc::new(metadata))
+        })
+    }
+}
+
+/// Where a Parquet source's bytes are.
+enum Input {
+    /// A local file, at the reader's path.
+    Local,
+    /// An object.
+    #[cfg(feature = "object-store")]
+    Object {
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+        path: object_store::path::Path,
+        size: u64,
+    },
+}
+
+/// A built Parquet source: the file's metadata, read once.
+pub struct ParquetReader {
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    input: Input,
+    /// The file's path or the object's URL.
+    path: String,
+    metadata: ArrowReaderMetadata,
+    projection: ProjectionMask,
+    /// Rows in each row group.
+    row_groups: Vec<u64>,
+}
+
+impl ParquetReader {
+    fn new(
+        input: Input,
+        path: String,
+        metadata: ArrowReaderMetadata,
+        columns: &[String],
+    ) -> Result<Self, ConnectorError> {
         let schema = metadata.schema();
-        let mut roots = Vec::with_capacity(self.columns.len());
-        for column in &self.columns {
+        let mut roots = Vec::with_capacity(columns.len());
+        for column in columns {
             let Some((index, _)) = schema.column_with_name(column) else {
                 let known: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 return Err(ConnectorError::config(format!(
-                    "Parquet `{}` has no column `{column}` (its columns: {})",
-                    self.path,
+                    "Parquet `{path}` has no column `{column}` (its columns: {})",
                     known.join(", ")
                 )));
             };
@@ -95,25 +249,15 @@ impl ParquetFile {
             .iter()
             .map(|g| g.num_rows().max(0) as u64)
             .collect();
-        Ok(ParquetReader {
-            path: self.path.clone(),
+        Ok(Self {
+            input,
+            path,
             metadata,
             projection,
             row_groups,
         })
     }
-}
 
-/// A built Parquet source: the file's metadata, read once.
-pub struct ParquetReader {
-    path: String,
-    metadata: ArrowReaderMetadata,
-    projection: ProjectionMask,
-    /// Rows in each row group.
-    row_groups: Vec<u64>,
-}
-
-impl ParquetReader {
     /// `at` moved past empty row groups and the ends of row groups.
     fn normalize(&self, mut at: ParquetOffset) -> ParquetOffset {
         while (at.row_group as usize) < self.row_groups.len()
@@ -192,6 +336,47 @@ impl Source for ParquetReader {
             self.metadata.clone(),
             self.projection.clone(),
         );
+        #[cfg(feature = "object-store")]
+        if let Input::Object {
+            store,
+            path: key,
+            size,
+        } = &self.input
+        {
+            use futures::TryStreamExt;
+            let reader = StoreReader {
+                store: store.clone(),
+                path: key.clone(),
+                size: *size,
+            };
+            let failed = |e: parquet::errors::ParquetError| match e {
+                parquet::errors::ParquetError::External(e) => {
+                    ConnectorError::transient(format!("Parquet `{path}`: {e}"))
+                }
+                e => ConnectorError::batch(format!("Parquet `{path}`: {e}")),
+            };
+            let batches: Vec<arrow_array::RecordBatch> =
+                parquet::arrow::ParquetRecordBatchStreamBuilder::new_with_metadata(
+                    reader, metadata,
+                )
+                .with_row_groups(groups)
+                .with_row_selection(selection)
+                .with_projection(projection)
+                .build()
+                .map_err(failed)?
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            let mut rows = Vec::with_capacity(range.records as usize);
+            for batch in &batches {
+                rows.extend(to_json_rows(batch).map_err(|e| {
+                    ConnectorError::batch(format!(
+                        "Parquet `{path}`: cannot turn rows into JSON: {e}"
+                    ))
+                })?);
+            }
+            return self.positioned(range, rows);
+        }
         let rows = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ConnectorError> {
             let file = std::fs::File::open(&path)
                 .map_err(|e| ConnectorError::io(format!("Parquet `{path}`"), &e))?;
@@ -215,6 +400,18 @@ impl Source for ParquetReader {
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("Parquet `{}`: {e}", self.path)))??;
+        self.positioned(range, rows)
+    }
+}
+
+impl ParquetReader {
+    /// The rows read for `range`, with their positions; a count other than the plan's is a
+    /// batch error.
+    fn positioned(
+        &self,
+        range: &BatchRange<ParquetOffset>,
+        rows: Vec<Value>,
+    ) -> Result<ReadBatch<Value>, ConnectorError> {
         if rows.len() as u64 != range.records {
             return Err(ConnectorError::batch(format!(
                 "Parquet `{}`: rows from row group {} row {} hold {} rows where the plan counted {}: the file changed after planning",
