@@ -2,13 +2,11 @@
 //! record errors, the file read back by row group in batches that span row groups (every value
 //! and null kept), projection, and bad inputs that fail the job naming the file.
 
-use std::path::Path;
-
 use batch_orchestra::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
 use batch_orchestra::connectors::parquet::{ParquetDir, ParquetFile, ParquetObject, ParquetOffset};
 use batch_orchestra::testing::S3Server;
-use batch_orchestra::{JobError, pipeline, pipelines};
-use batch_orchestra_tests::Harness;
+use batch_orchestra::{pipeline, pipelines};
+use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines};
 use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -57,25 +55,6 @@ fn row(i: i64) -> Value {
         row["tags"] = json!(["a", format!("t{i}")]);
     }
     row
-}
-
-fn json_lines(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
 }
 
 #[test]
@@ -189,7 +168,7 @@ async fn round_trip(s3: &S3Server) {
                     row: 0
                 })
             );
-            let rows = json_lines(&back);
+            let rows = read_json_lines(&back);
             let expected: Vec<Value> = (0..1_000).map(row).collect();
             assert_eq!(rows.len(), expected.len());
             for (got, want) in rows.iter().zip(&expected) {
@@ -235,7 +214,7 @@ async fn round_trip(s3: &S3Server) {
                 .unwrap();
             assert_eq!(report.records_written, 1_000);
             assert_eq!(
-                json_lines(&from_s3),
+                read_json_lines(&from_s3),
                 expected,
                 "the object reads as the file does"
             );
@@ -244,21 +223,17 @@ async fn round_trip(s3: &S3Server) {
                 object("s3://lake/nowhere.parquet"),
                 JsonLinesDir::new(from_s3.to_str().unwrap()),
             );
-            match ParquetObjectToJsonLines::start(&jobs, request)
+            let outcome = ParquetObjectToJsonLines::start(&jobs, request)
                 .await
                 .unwrap()
                 .report()
-                .await
-            {
-                Err(JobError::Failed { kind, message, .. }) => {
-                    assert_eq!(kind, "ConfigError");
-                    assert!(
-                        message.contains("s3://lake/nowhere.parquet: no such object"),
-                        "{message}"
-                    );
-                }
-                other => panic!("missing object: {other:?}"),
-            }
+                .await;
+            assert_job_failed(
+                "missing object",
+                outcome,
+                "ConfigError",
+                "s3://lake/nowhere.parquet: no such object",
+            );
 
             // The sink writing to a prefix in the store: one object per batch, read back whole.
             let good: String = (0..1_000).map(|i| format!("{}\n", row(i))).collect();
@@ -296,7 +271,7 @@ async fn round_trip(s3: &S3Server) {
                     .report()
                     .await
                     .unwrap();
-                back.extend(json_lines(&out));
+                back.extend(read_json_lines(&out));
             }
             assert_eq!(back, expected, "three objects hold every row once");
 
@@ -314,7 +289,7 @@ async fn round_trip(s3: &S3Server) {
                 .report()
                 .await
                 .unwrap();
-            let rows = json_lines(&ids);
+            let rows = read_json_lines(&ids);
             assert_eq!(rows[1], json!({"id": 1, "score": 0.125}));
             assert_eq!(rows[3], json!({"id": 3}));
 
@@ -344,18 +319,12 @@ async fn round_trip(s3: &S3Server) {
                     source,
                     JsonLinesDir::new(ids.to_str().unwrap()),
                 );
-                match ParquetToJsonLines::start(&jobs, request)
+                let outcome = ParquetToJsonLines::start(&jobs, request)
                     .await
                     .unwrap()
                     .report()
-                    .await
-                {
-                    Err(JobError::Failed { kind, message, .. }) => {
-                        assert_eq!(kind, "ConfigError", "{job}");
-                        assert!(message.contains(expected), "{job}: {message}");
-                    }
-                    other => panic!("{job}: {other:?}"),
-                }
+                    .await;
+                assert_job_failed(job, outcome, "ConfigError", expected);
             }
         })
         .await

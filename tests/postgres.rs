@@ -15,11 +15,11 @@ use batch_orchestra::connectors::postgres::{
 };
 use batch_orchestra::testing::PostgresServer;
 use batch_orchestra::{
-    BatchRange, JobClient, JobError, Position, Positioned, RetrySettings, Sink, SinkConfig, Source,
+    BatchRange, JobClient, Position, Positioned, RetrySettings, Sink, SinkConfig, Source,
     SourceConfig, WriteContext, pipeline, pipelines,
 };
-use batch_orchestra_tests::Harness;
-use serde_json::{Value, json};
+use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines};
+use serde_json::json;
 use tokio_postgres::NoTls;
 
 pipeline! {
@@ -92,13 +92,16 @@ async fn count(db: &tokio_postgres::Client, table: &str) -> i64 {
         .get(0)
 }
 
-/// 2,000 people with four bad rows: an age that is not a number (line 502), a missing name
-/// (line 1,003, `NOT NULL`), a negative age (line 1,504, a `CHECK`) and a name too long for its
-/// column (line 2,005).
+/// 2,000 people with four bad rows: an age that is not a number (line 503), a missing name
+/// (line 1,004, `NOT NULL`), a negative age (line 1,505, a `CHECK`) and a name too long for its
+/// column (line 2,006). Row 450's name holds a line break (in the same batch as the first bad
+/// row), so the file's lines and the records differ by one after it, and PostgreSQL's `COPY`
+/// counts that line break too.
 fn people_csv() -> Vec<u8> {
     let mut s = String::from("id,name,age,city\n");
     for i in 0..2_004 {
         let row = match i {
+            450 => format!("{i},\"person,\non two lines\",30,Paris\n"),
             500 => format!("{i},person {i},old,Paris\n"),
             1_001 => format!("{i},,40,Paris\n"),
             1_502 => format!("{i},person {i},-1,Paris\n"),
@@ -153,19 +156,19 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
         errors,
         [
             (
-                Some(502),
+                Some(503),
                 "PostgreSQL refused the row (column `age`): invalid input syntax for type integer"
             ),
             (
-                Some(1_003),
+                Some(1_004),
                 "PostgreSQL refused the row (column `name`): null value in column \"name\" of relation \"batch_orchestra_stage\" violates not-null constraint"
             ),
             (
-                Some(1_504),
+                Some(1_505),
                 "PostgreSQL refused the row: new row for relation \"batch_orchestra_stage\" violates check constraint \"people_age_check\""
             ),
             (
-                Some(2_005),
+                Some(2_006),
                 "PostgreSQL refused the row (column `name`): value too long for type character varying(64)"
             ),
         ]
@@ -183,6 +186,13 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
         ),
         ("person, 7".to_owned(), 7, "City 0".to_owned())
     );
+
+    let two_lines: String = db
+        .query_one("SELECT name FROM people WHERE id = 450", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(two_lines, "person,\non two lines");
 
     // The same file again, as another job: every row is already there.
     let again = run("people-again").await.unwrap();
@@ -251,6 +261,34 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
             "record 61: the PostgreSQL sink takes a JSON object of column values, not an array"
         ]
     );
+
+    // A row without its key would be new on every attempt: a record error, not written.
+    let people = sink().build().await.unwrap();
+    let keyless = people
+        .write(
+            &ctx(1),
+            vec![
+                Positioned {
+                    position: Position::at(0),
+                    value: json!({"name": "no id"}),
+                },
+                Positioned {
+                    position: Position::at(1),
+                    value: json!({"id": null, "name": "null id"}),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let messages: Vec<_> = keyless.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "record 0: the key column `id` is missing or null",
+            "record 1: the key column `id` is missing or null"
+        ]
+    );
+    assert_eq!(count(db, "people").await, 2_000);
 
     // The table read back in key order, as JSON Lines, in small batches over several plans.
     let source = || PostgresSource::table("people", "id").url_env(URL_ENV);
@@ -396,16 +434,19 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
         (
             "missing-table",
             PostgresSink::new("nowhere").url_env(URL_ENV),
+            "ConfigError",
             "relation \"nowhere\" does not exist",
         ),
         (
             "wrong-password",
             sink().url_env(WRONG_PASSWORD_ENV),
+            "ConfigError",
             "password authentication failed for user \"postgres\"",
         ),
         (
             "unset-variable",
             sink().url_env("BATCH_ORCHESTRA_TEST_UNSET_URL"),
+            "ConfigError",
             "`BATCH_ORCHESTRA_TEST_UNSET_URL` is not set",
         ),
         (
@@ -413,6 +454,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
             PostgresSink::new("people")
                 .key_columns(["ident"])
                 .url_env(URL_ENV),
+            "ConfigError",
             "table `people` has no column `ident` for the sink's key",
         ),
         (
@@ -420,28 +462,26 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
             PostgresSink::new("no_key")
                 .key_columns(["id"])
                 .url_env(URL_ENV),
+            "ConfigError",
             "table `no_key` has no unique index on (\"id\")",
         ),
         (
+            // Retried, then failed: nothing was written, so the job stops.
             "unreachable",
             sink().url_env(UNREACHABLE_ENV),
+            "ActivityFailed",
             "PostgreSQL at 127.0.0.1:",
         ),
     ];
-    for (job, bad, expected) in bad_sinks {
+    for (job, bad, kind, expected) in bad_sinks {
         let request = CsvToPostgres::request(job, CsvFile::new(csv_path), bad)
             .retry("process", quick.clone());
-        match CsvToPostgres::start(jobs, request)
+        let outcome = CsvToPostgres::start(jobs, request)
             .await
             .unwrap()
             .report()
-            .await
-        {
-            Err(JobError::Failed { message, .. }) => {
-                assert!(message.contains(expected), "{job}: {message}")
-            }
-            other => panic!("{job}: {other:?}"),
-        }
+            .await;
+        assert_job_failed(job, outcome, kind, expected);
     }
     let bad_sources = [
         (
@@ -464,37 +504,11 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
         let request =
             PostgresToJsonLines::request(job, bad, JsonLinesDir::new(export.to_str().unwrap()))
                 .retry("plan", quick.clone());
-        match PostgresToJsonLines::start(jobs, request)
+        let outcome = PostgresToJsonLines::start(jobs, request)
             .await
             .unwrap()
             .report()
-            .await
-        {
-            Err(JobError::Failed { kind, message, .. }) => {
-                assert_eq!(kind, "ConfigError", "{job}");
-                assert!(message.contains(expected), "{job}: {message}")
-            }
-            other => panic!("{job}: {other:?}"),
-        }
+            .await;
+        assert_job_failed(job, outcome, "ConfigError", expected);
     }
-}
-
-/// Every value of every `.jsonl` file in `dir`, files in name order.
-fn read_json_lines(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
 }

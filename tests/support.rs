@@ -75,6 +75,45 @@ pub fn people_with_bad_rows() -> Vec<u8> {
     bytes
 }
 
+/// Every value of every `.jsonl` file in `dir`, files in name order (batch order for the JSON
+/// Lines sink).
+pub fn read_json_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read the directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("read a JSON Lines file")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Checks that a job failed with an error of `kind` whose message holds `expected`.
+pub fn assert_job_failed<O: std::fmt::Debug + batch_orchestra::Offset>(
+    case: &str,
+    outcome: Result<batch_orchestra::JobReport<O>, batch_orchestra::JobError>,
+    kind: &str,
+    expected: &str,
+) {
+    match outcome {
+        Err(batch_orchestra::JobError::Failed {
+            kind: got, message, ..
+        }) => {
+            assert_eq!(got, kind, "{case}: {message}");
+            assert!(message.contains(expected), "{case}: {message}");
+        }
+        other => panic!("{case}: expected a failed job ({kind}), got {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The crash-test pipeline: CSV into MongoDB through a sink whose faults are set from a file,
 // so a test can inject and remove them while the worker runs in another process.

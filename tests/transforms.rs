@@ -9,10 +9,10 @@ use std::sync::{LazyLock, Mutex};
 
 use batch_orchestra::testing::{CountingSink, RangeSource, TestRecord};
 use batch_orchestra::{
-    ConnectorError, JobError, Positioned, Sink, TransformError, TransformState, WriteContext,
-    WriteOutcome, batch_sink, pipeline, pipelines,
+    ConnectorError, Positioned, Sink, TransformError, TransformState, WriteContext, WriteOutcome,
+    batch_sink, pipeline, pipelines,
 };
-use batch_orchestra_tests::Harness;
+use batch_orchestra_tests::{Harness, assert_job_failed};
 use serde::{Deserialize, Serialize};
 
 /// Keeps records whose id is a multiple of 3; id 7 is a record error.
@@ -187,16 +187,13 @@ async fn filters_fan_out_and_async_transforms_with_state() {
 
             // State that cannot be built: the job fails at once, naming the pipeline.
             let request = Unbuildable::request("unbuildable", RangeSource::new(10), CountingSink::new("unbuildable"));
-            match Unbuildable::start(&jobs, request).await.unwrap().report().await {
-                Err(JobError::Failed { kind, message, .. }) => {
-                    assert_eq!(kind, "ConfigError");
-                    assert!(
-                        message.contains("building the state of pipeline `unbuildable`: the lookup service at 127.0.0.1:1 refused the connection"),
-                        "{message}"
-                    );
-                }
-                other => panic!("unbuildable state: {other:?}"),
-            }
+            let outcome = Unbuildable::start(&jobs, request).await.unwrap().report().await;
+            assert_job_failed(
+                "unbuildable state",
+                outcome,
+                "ConfigError",
+                "building the state of pipeline `unbuildable`: the lookup service at 127.0.0.1:1 refused the connection",
+            );
         })
         .await
         .unwrap();

@@ -257,6 +257,10 @@ impl<P: Pipeline> PipelineActivities<P> {
                 match P::transform(record.value, state).await {
                     Ok(Transformed::One(value)) => out.push(Positioned { position, value }),
                     Ok(Transformed::Filtered) => report.records_filtered += 1,
+                    // A record that made none is filtered out, as `None` would.
+                    Ok(Transformed::Many(values)) if values.is_empty() => {
+                        report.records_filtered += 1;
+                    }
                     Ok(Transformed::Many(values)) => {
                         out.extend(values.into_iter().zip(0..).map(|(value, part)| Positioned {
                             position: position.part(part),

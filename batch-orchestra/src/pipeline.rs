@@ -77,7 +77,7 @@ pub enum Transformed<T> {
     One(T),
     /// None: the record is filtered out, and counted as filtered, not as an error.
     Filtered,
-    /// Several records (or none), in order.
+    /// Several records, in order; none counts as filtered.
     Many(Vec<T>),
 }
 
@@ -86,7 +86,8 @@ pub enum Transformed<T> {
 /// - `Result<T, TransformError>`: one record;
 /// - `Result<Option<T>, TransformError>`: `None` filters the record out;
 /// - `Result<Vec<T>, TransformError>`: one record becomes many (each with the source record's
-///   position and its index among them, so sinks keyed by position keep them apart).
+///   position and its index among them, so sinks keyed by position keep them apart); an empty
+///   `Vec` counts as filtered.
 ///
 /// An `Err` is a record error with the record's position.
 #[diagnostic::on_unimplemented(

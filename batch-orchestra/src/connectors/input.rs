@@ -60,7 +60,7 @@ pub struct LocalFile {
 /// What tells one version of a file from another: its length, modification time and inode.
 /// A file written in place gets a new length or time; one replaced by a rename, a new inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
     device: u64,
@@ -68,7 +68,7 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Self {
             len: meta.len(),

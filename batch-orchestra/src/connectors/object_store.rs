@@ -129,7 +129,7 @@ pub struct ObjectInput {
 
 /// Whether `now` describes the same version of the object as `then`: the same etag when the
 /// store gives etags, else the same size and modification time.
-fn same_version(then: &ObjectMeta, now: &ObjectMeta) -> bool {
+pub(crate) fn same_version(then: &ObjectMeta, now: &ObjectMeta) -> bool {
     match (&then.e_tag, &now.e_tag) {
         (Some(then_tag), Some(now_tag)) => then_tag == now_tag && then.size == now.size,
         _ => then.size == now.size && then.last_modified == now.last_modified,

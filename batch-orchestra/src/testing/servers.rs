@@ -55,7 +55,9 @@ fn retry_on_taken_port<T>(
     let mut attempt = 1;
     loop {
         match start() {
-            Err(e) if attempt < 3 && e.0.contains("address already in use") => attempt += 1,
+            Err(e) if attempt < 3 && e.0.to_lowercase().contains("address already in use") => {
+                attempt += 1
+            }
             other => return other,
         }
     }

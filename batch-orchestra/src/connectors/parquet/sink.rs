@@ -194,12 +194,23 @@ impl Sink for ParquetWriter {
                 .map_err(|e| ConnectorError::transient(format!("Parquet sink: {e}")))??;
         match &self.destination {
             Destination::Dir(dir) => {
+                use tokio::io::AsyncWriteExt;
                 let file = dir.join(&name);
-                let tmp = file.with_extension("parquet.tmp");
+                // A name of this attempt's own, so an abandoned attempt still writing cannot
+                // rename half a file over this one; synced before the rename, so a crash
+                // leaves the old file or the whole new one.
+                let tmp = dir.join(format!(
+                    ".{name}.{}-{}.tmp",
+                    ctx.attempt,
+                    std::process::id()
+                ));
                 let io = |e: std::io::Error| {
                     ConnectorError::io(format!("cannot write {}", tmp.display()), &e)
                 };
-                tokio::fs::write(&tmp, bytes).await.map_err(io)?;
+                let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
+                out.write_all(&bytes).await.map_err(io)?;
+                out.sync_all().await.map_err(io)?;
+                drop(out);
                 tokio::fs::rename(&tmp, &file).await.map_err(io)?;
             }
             #[cfg(feature = "object-store")]
@@ -294,37 +305,63 @@ fn encode<'a>(
     Ok(batch.unwrap_or_else(|| arrow_array::RecordBatch::new_empty(schema.clone())))
 }
 
-/// An Arrow JSON error without the values it quotes (`failed to parse "ten" as Int64` becomes
-/// `failed to parse the value as Int64`): record errors travel in workflow history.
+/// An Arrow JSON error without the value it names, which may be quoted or not (`failed to
+/// parse "ten" as Int64`, `expected string got 12`): the field and the expected type are kept,
+/// everything else is dropped, since record errors travel in workflow history.
 fn without_values(message: &str) -> String {
     let message = message.strip_prefix("Json error: ").unwrap_or(message);
-    let mut out = String::with_capacity(message.len());
-    let mut parts = message.split('"');
-    if let Some(first) = parts.next() {
-        out.push_str(first);
-    }
-    // Every other part is inside double quotes.
-    let mut quoted = true;
-    for part in parts {
-        if quoted {
-            out.push_str("the value");
-        } else {
-            out.push_str(part);
-        }
-        quoted = !quoted;
-    }
-    out
+    // "whilst decoding field 'id': <what>"; field names come from the schema, not the data.
+    let (field, what) = match message.strip_prefix("whilst decoding field '") {
+        Some(rest) => match rest.split_once("': ") {
+            Some((name, what)) => (format!("field '{name}': "), what),
+            None => (String::new(), message),
+        },
+        None => (String::new(), message),
+    };
+    let expected = if what.starts_with("failed to parse") {
+        // The type is the last word: "... as Int64".
+        what.rsplit_once(" as ")
+            .map(|(_, ty)| ty)
+            .filter(|ty| !ty.contains(char::is_whitespace))
+            .map(|ty| format!("a value that is not a valid {ty}"))
+    } else if let Some(rest) = what.strip_prefix("expected ") {
+        rest.split_once(" got ")
+            .map(|(expected, _)| expected)
+            .filter(|e| !e.contains(char::is_whitespace))
+            .map(|expected| format!("expected {expected}, got another type"))
+    } else {
+        None
+    };
+    format!(
+        "{field}{}",
+        expected.unwrap_or_else(|| "a value of the wrong type".to_owned())
+    )
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn values_are_removed_from_messages() {
-        assert_eq!(
-            super::without_values(
-                "Json error: whilst decoding field 'id': failed to parse \"ten\" as Int64"
+        let cases = [
+            (
+                "Json error: whilst decoding field 'id': failed to parse \"ten\" as Int64",
+                "field 'id': a value that is not a valid Int64",
             ),
-            "whilst decoding field 'id': failed to parse the value as Int64"
-        );
+            (
+                "Json error: whilst decoding field 'id': failed to parse 3.5 as Int64",
+                "field 'id': a value that is not a valid Int64",
+            ),
+            (
+                "Json error: whilst decoding field 'name': expected string got 12",
+                "field 'name': expected string, got another type",
+            ),
+            (
+                "Json error: whilst decoding field 'x': something \"secret\" else",
+                "field 'x': a value of the wrong type",
+            ),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(super::without_values(message), expected);
+        }
     }
 }

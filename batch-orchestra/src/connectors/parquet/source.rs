@@ -9,6 +9,7 @@ use parquet::arrow::arrow_reader::{
     RowSelector,
 };
 
+use super::super::input::FileStamp;
 use crate::connector::{BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Source};
 use crate::error::ConnectorError;
 
@@ -62,16 +63,27 @@ impl ParquetFile {
 
     async fn build_source(&self) -> Result<ParquetReader, ConnectorError> {
         let path = self.path.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
+        let (metadata, stamp) = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&path)
                 .map_err(|e| ConnectorError::io(format!("Parquet `{path}`"), &e))?;
-            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
-                ConnectorError::config(format!("Parquet `{path}`: not a Parquet file: {e}"))
-            })
+            let stamp = file
+                .metadata()
+                .map(|m| FileStamp::of(&m))
+                .map_err(|e| ConnectorError::io(format!("Parquet `{path}`"), &e))?;
+            let metadata =
+                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+                    ConnectorError::config(format!("Parquet `{path}`: not a Parquet file: {e}"))
+                })?;
+            Ok::<_, ConnectorError>((metadata, stamp))
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("Parquet `{}`: {e}", self.path)))??;
-        ParquetReader::new(Input::Local, self.path.clone(), metadata, &self.columns)
+        ParquetReader::new(
+            Input::Local(stamp),
+            self.path.clone(),
+            metadata,
+            &self.columns,
+        )
     }
 }
 
@@ -149,6 +161,7 @@ impl ParquetObject {
             store,
             path,
             size: meta.size,
+            meta,
         };
         ParquetReader::new(input, self.url.clone(), metadata, &self.columns)
     }
@@ -194,22 +207,22 @@ impl parquet::arrow::async_reader::AsyncFileReader for StoreReader {
     }
 }
 
-/// Where a Parquet source's bytes are.
+/// Where a Parquet source's bytes are, and the version that was read.
 enum Input {
     /// A local file, at the reader's path.
-    Local,
+    Local(FileStamp),
     /// An object.
     #[cfg(feature = "object-store")]
     Object {
         store: std::sync::Arc<dyn object_store::ObjectStore>,
         path: object_store::path::Path,
         size: u64,
+        meta: object_store::ObjectMeta,
     },
 }
 
 /// A built Parquet source: the file's metadata, read once.
 pub struct ParquetReader {
-    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
     input: Input,
     /// The file's path or the object's URL.
     path: String,
@@ -341,6 +354,7 @@ impl Source for ParquetReader {
             store,
             path: key,
             size,
+            ..
         } = &self.input
         {
             use futures::TryStreamExt;
@@ -401,6 +415,28 @@ impl Source for ParquetReader {
         .await
         .map_err(|e| ConnectorError::transient(format!("Parquet `{}`: {e}", self.path)))??;
         self.positioned(range, rows)
+    }
+
+    /// The file (or object) is current while it is the version whose metadata was read: a
+    /// file rewritten in place or replaced, or an object with a new etag, is built again.
+    async fn is_current(&self) -> bool {
+        match &self.input {
+            Input::Local(stamp) => {
+                let path = self.path.clone();
+                let now = tokio::task::spawn_blocking(move || std::fs::metadata(&path)).await;
+                matches!(now, Ok(Ok(meta)) if FileStamp::of(&meta) == *stamp)
+            }
+            #[cfg(feature = "object-store")]
+            Input::Object {
+                store, path, meta, ..
+            } => {
+                use object_store::ObjectStoreExt;
+                match store.head(path).await {
+                    Ok(now) => crate::connectors::object_store::same_version(meta, &now),
+                    Err(_) => false,
+                }
+            }
+        }
     }
 }
 

@@ -173,14 +173,26 @@ pub(crate) fn classify(target: &str, e: &tokio_postgres::Error) -> ConnectorErro
     }
 }
 
-/// A server message without the values it quotes (`invalid input syntax for type integer:
-/// "abc"` becomes `invalid input syntax for type integer`): record errors travel in history.
+/// A server message without the values it quotes: record errors travel in history. In a data
+/// exception (SQLSTATE class 22) quoted text is a value (`invalid input syntax for type
+/// integer: "abc"`, `value "2147483648" is out of range for type integer`) and is dropped;
+/// in other messages it names a column, a table or a constraint, and is kept.
 pub(crate) fn db_message(db: &tokio_postgres::error::DbError) -> String {
     let message = db.message();
-    let data_exception = db.code().code().starts_with("22");
-    match message.find(": \"") {
-        Some(at) if data_exception => message[..at].to_owned(),
-        _ => message.to_owned(),
+    if !db.code().code().starts_with("22") {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('"').enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            out.push_str("…");
+        }
+    }
+    match out.strip_suffix(": …") {
+        Some(short) => short.to_owned(),
+        None => out,
     }
 }
 

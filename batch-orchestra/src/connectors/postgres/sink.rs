@@ -143,9 +143,9 @@ impl PostgresSink {
                 )));
             }
         }
-        let position_column = match &self.key {
-            ConflictKey::Position(c) => Some(c.clone()),
-            ConflictKey::Columns(_) => None,
+        let (position_column, key_columns) = match &self.key {
+            ConflictKey::Position(c) => (Some(c.clone()), Vec::new()),
+            ConflictKey::Columns(cs) => (None, cs.clone()),
         };
         Ok(PostgresWriter {
             db,
@@ -157,6 +157,7 @@ impl PostgresSink {
                 .collect::<Vec<_>>()
                 .join(", "),
             position_column,
+            key_columns,
         })
     }
 }
@@ -176,6 +177,8 @@ pub struct PostgresWriter {
     /// The conflict target, quoted: `"id"` or `"a", "b"`.
     conflict: String,
     position_column: Option<String>,
+    /// The key columns every record must fill (none for a position key).
+    key_columns: Vec<String>,
 }
 
 /// One row ready for `COPY`: its position and its cells, in the batch's column order.
@@ -216,9 +219,16 @@ impl Sink for PostgresWriter {
             table = self.table,
             conflict = self.conflict
         );
-        let staged = self
+        let Some(staged) = self
             .copy_refusing_bad_rows(&mut tx, &copy, &mut lines, &mut outcome.errors)
-            .await?;
+            .await?
+        else {
+            // The server refused a row without saying which: find it row by row.
+            drop(tx);
+            return self
+                .write_one_by_one(&mut client, &copy, &insert, lines, outcome)
+                .await;
+        };
         match tx.execute(&insert, &[]).await {
             Ok(inserted) => {
                 outcome.written += inserted;
@@ -268,9 +278,10 @@ impl PostgresWriter {
                 ));
                 continue;
             };
+            let mut present = Vec::with_capacity(map.len());
             for key in map.keys() {
                 match self.columns.iter().position(|c| &c.name == key) {
-                    Some(i) => used[i] = true,
+                    Some(i) => present.push(i),
                     None => {
                         errors.push(RecordError::new(
                             record.position,
@@ -279,6 +290,22 @@ impl PostgresWriter {
                         continue 'records;
                     }
                 }
+            }
+            // Without its key a row would be new on every attempt (a default, or NULLs that
+            // never conflict), and a retried batch would write it twice.
+            if let Some(missing) = self
+                .key_columns
+                .iter()
+                .find(|k| map.get(k.as_str()).is_none_or(Value::is_null))
+            {
+                errors.push(RecordError::new(
+                    record.position,
+                    format!("the key column `{missing}` is missing or null"),
+                ));
+                continue;
+            }
+            for i in present {
+                used[i] = true;
             }
             objects.push((record.position, map));
         }
@@ -304,33 +331,37 @@ impl PostgresWriter {
 
     /// Copies `lines` into the staging table; a row the server refuses (a value its column's
     /// type rejects, a missing `NOT NULL` value, a failed `CHECK`) is taken out as a record
-    /// error and the copy starts again without it. Returns how many rows were staged.
+    /// error and the copy starts again without it. Returns how many rows were staged, or
+    /// `None` when the server refused a row without saying which one.
     async fn copy_refusing_bad_rows(
         &self,
         tx: &mut tokio_postgres::Transaction<'_>,
         copy: &str,
         lines: &mut Vec<Line>,
         errors: &mut Vec<RecordError>,
-    ) -> Result<u64, ConnectorError> {
+    ) -> Result<Option<u64>, ConnectorError> {
         loop {
             if lines.is_empty() {
-                return Ok(0);
+                return Ok(Some(0));
             }
             let attempt = tx.savepoint("copy").await.map_err(|e| self.db.error(&e))?;
             match copy_lines(&attempt, copy, lines).await {
                 Ok(n) => {
                     attempt.commit().await.map_err(|e| self.db.error(&e))?;
-                    return Ok(n);
+                    return Ok(Some(n));
                 }
                 Err(e) => {
                     attempt.rollback().await.map_err(|e| self.db.error(&e))?;
-                    let Some((line, column, message)) = refused_row(&e) else {
-                        return Err(self.db.error(&e));
-                    };
-                    if line == 0 || line > lines.len() {
+                    if !is_row_error(&e) {
                         return Err(self.db.error(&e));
                     }
-                    let bad = lines.remove(line - 1);
+                    let Some((line, column, message)) = refused_row(&e) else {
+                        return Ok(None);
+                    };
+                    let Some(index) = record_at_line(lines, line) else {
+                        return Ok(None);
+                    };
+                    let bad = lines.remove(index);
                     let column = column
                         .map(|c| format!(" (column `{c}`)"))
                         .unwrap_or_default();
@@ -444,6 +475,25 @@ async fn copy_lines(
     sink.finish().await
 }
 
+/// The index of the record holding CSV line `line` (from 1): PostgreSQL counts the line ends
+/// inside quoted values too.
+fn record_at_line(lines: &[Line], line: usize) -> Option<usize> {
+    let mut first = 1;
+    for (index, record) in lines.iter().enumerate() {
+        let breaks: usize = record
+            .cells
+            .iter()
+            .flatten()
+            .map(|c| c.bytes().filter(|&b| b == b'\n').count())
+            .sum();
+        if line < first + breaks + 1 {
+            return (line >= first).then_some(index);
+        }
+        first += breaks + 1;
+    }
+    None
+}
+
 /// A row's value refused by the database (SQLSTATE classes 22, data exception, and 23,
 /// integrity constraint violation), as opposed to a broken connection or bad SQL.
 fn is_row_error(e: &tokio_postgres::Error) -> bool {
@@ -463,10 +513,12 @@ fn refused_row(e: &tokio_postgres::Error) -> Option<(usize, Option<String>, Stri
     let after = &context[context.find(", line ")? + 7..];
     let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
     let line = digits.parse().ok()?;
-    let column = after
-        .find(", column ")
-        .map(|at| &after[at + 9..])
-        .map(|rest| rest.split(':').next().unwrap_or(rest).to_owned())
+    // "line 3, column age: ..." names the column; "line 3: <the row>" does not, and the row's
+    // text is not searched.
+    let column = after[digits.len()..]
+        .strip_prefix(", column ")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(column, _)| column.to_owned())
         .or_else(|| db.column().map(str::to_owned));
     Some((line, column, db_message(db)))
 }
@@ -528,6 +580,18 @@ fn kind(value: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn copy_lines_map_to_records_across_line_breaks_in_values() {
+        let line = |cells: &[&str]| Line {
+            position: Position::at(0),
+            cells: cells.iter().map(|c| Some((*c).to_owned())).collect(),
+        };
+        let lines = [line(&["a"]), line(&["b\nc", "d\ne"]), line(&["f"])];
+        let found: Vec<_> = (1..=6).map(|n| record_at_line(&lines, n)).collect();
+        assert_eq!(found, [Some(0), Some(1), Some(1), Some(1), Some(2), None]);
+        assert_eq!(record_at_line(&lines, 0), None);
+    }
 
     #[test]
     fn values_become_the_text_postgres_parses() {

@@ -108,7 +108,11 @@ impl PostgresSource {
                     .get(0);
                 (quoted, format!("table `{table}`"))
             }
-            Relation::Query(sql) => (format!("({sql})"), "the source's query".to_owned()),
+            // On lines of their own, so a trailing `--` comment ends before the parenthesis.
+            Relation::Query(sql) => (
+                format!("(\n{}\n)", sql.trim().trim_end_matches(';')),
+                "the source's query".to_owned(),
+            ),
         };
         let key = quote_ident(&self.key);
         // The key's type, so that a key in text form compares as the key does.
