@@ -3,9 +3,12 @@
 //! and null kept), projection, and bad inputs that fail the job naming the file.
 
 use batch_orchestra::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
-use batch_orchestra::connectors::parquet::{ParquetDir, ParquetFile, ParquetObject, ParquetOffset};
+use batch_orchestra::connectors::noop::NoopSink;
+use batch_orchestra::connectors::parquet::{
+    ParquetColumns, ParquetDir, ParquetFile, ParquetObject, ParquetOffset,
+};
 use batch_orchestra::testing::S3Server;
-use batch_orchestra::{pipeline, pipelines};
+use batch_orchestra::{BatchRange, Source, SourceConfig, pipeline, pipelines};
 use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines};
 use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use serde::Deserialize;
@@ -19,6 +22,11 @@ pipeline! {
 pipeline! {
     /// A Parquet file into JSON Lines files.
     pub ParquetToJsonLines { source: ParquetFile, sink: JsonLinesDir }
+}
+
+pipeline! {
+    /// A Parquet file as Arrow record batches, counted and dropped.
+    pub ParquetColumnsToNoop { source: ParquetColumns, sink: NoopSink<arrow_array::RecordBatch> }
 }
 
 pipeline! {
@@ -79,7 +87,8 @@ async fn round_trip(s3: &S3Server) {
         JsonLinesToParquet,
         ParquetToJsonLines,
         ParquetObjectToJsonLines,
-        JsonLinesToParquetObjects
+        JsonLinesToParquetObjects,
+        ParquetColumnsToNoop
     ])
     .await;
     let jobs = h.jobs.clone();
@@ -174,6 +183,46 @@ async fn round_trip(s3: &S3Server) {
             for (got, want) in rows.iter().zip(&expected) {
                 assert_eq!(got, want);
             }
+
+            // As Arrow record batches: a record a batch of up to 300 rows, projected.
+            let request = ParquetColumnsToNoop::request(
+                "columns",
+                ParquetColumns::new(file.to_str().unwrap()).columns(["id", "score"]),
+                NoopSink::new(),
+            )
+            .batch_size(300);
+            let report = ParquetColumnsToNoop::start(&jobs, request)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            assert_eq!((report.records_read, report.batches), (4, 4));
+            let reader = ParquetColumns::new(file.to_str().unwrap())
+                .columns(["id", "score"])
+                .build()
+                .await
+                .unwrap();
+            let plan = reader.plan(None, 300, 10).await.unwrap();
+            let last = plan.batches.last().unwrap().clone();
+            let read = reader
+                .read(&BatchRange {
+                    index: 3,
+                    start: last.start,
+                    end: last.end,
+                    first_record: 3,
+                    records: last.records,
+                })
+                .await
+                .unwrap();
+            let batch = &read.records[0].value;
+            assert_eq!((batch.num_rows(), batch.num_columns()), (100, 2));
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap();
+            assert_eq!((ids.value(0), ids.value(99)), (900, 999));
 
             // The same file from an S3 object, by ranged gets.
             s3.create_bucket("lake").unwrap();

@@ -10,6 +10,7 @@
 //! | [`jsonl::JsonLinesDir`] | sink: JSON-lines files | always |
 //! | [`noop::NoopSink`] | sink: drops records | always |
 //! | `parquet::ParquetFile` | source: a local Parquet file, by row group | `parquet` |
+//! | `parquet::ParquetColumns` | source: a local Parquet file as Arrow record batches | `parquet` |
 //! | `parquet::ParquetObject` | source: a Parquet object in a store, by row group | `parquet` + `object-store` |
 //! | `parquet::ParquetDir` | sink: Parquet files, one per batch | `parquet` |
 //! | `postgres::PostgresSource` | source: a PostgreSQL table or query, in key order | `postgres` |

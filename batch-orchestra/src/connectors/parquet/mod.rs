@@ -7,7 +7,8 @@
 //! JSON Lines and PostgreSQL connectors carry, so any of them feeds any other without a
 //! transform. Turn them into your own types with
 //! [`from_value`](crate::connectors::jsonl::from_value); give the sink your type's schema with
-//! [`ParquetDir::schema_of`].
+//! [`ParquetDir::schema_of`]. For work on columns, [`ParquetColumns`] reads Arrow record
+//! batches instead of rows.
 
 mod sink;
 mod source;
@@ -15,4 +16,4 @@ mod source;
 pub use sink::{Compression, ParquetDir, ParquetWriter};
 #[cfg(feature = "object-store")]
 pub use source::ParquetObject;
-pub use source::{ParquetFile, ParquetOffset, ParquetReader};
+pub use source::{ParquetColumns, ParquetColumnsReader, ParquetFile, ParquetOffset, ParquetReader};

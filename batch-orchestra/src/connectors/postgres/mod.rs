@@ -187,7 +187,7 @@ pub(crate) fn db_message(db: &tokio_postgres::error::DbError) -> String {
         if i % 2 == 0 {
             out.push_str(part);
         } else {
-            out.push_str("…");
+            out.push('…');
         }
     }
     match out.strip_suffix(": …") {
