@@ -8,6 +8,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
 };
+use parquet::file::metadata::PageIndexPolicy;
 
 use super::super::input::FileStamp;
 use crate::connector::{BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Source};
@@ -70,10 +71,9 @@ impl ParquetFile {
                 .metadata()
                 .map(|m| FileStamp::of(&m))
                 .map_err(|e| ConnectorError::io(format!("Parquet `{path}`"), &e))?;
-            let metadata =
-                ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
-                    ConnectorError::config(format!("Parquet `{path}`: not a Parquet file: {e}"))
-                })?;
+            let metadata = ArrowReaderMetadata::load(&file, reader_options()).map_err(|e| {
+                ConnectorError::config(format!("Parquet `{path}`: not a Parquet file: {e}"))
+            })?;
             Ok::<_, ConnectorError>((metadata, stamp))
         })
         .await
@@ -238,7 +238,7 @@ impl ParquetObject {
             path: path.clone(),
             size: meta.size,
         };
-        let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        let metadata = ArrowReaderMetadata::load_async(&mut reader, reader_options())
             .await
             .map_err(|e| match e {
                 // The store failed: worth retrying.
@@ -293,11 +293,18 @@ impl parquet::arrow::async_reader::AsyncFileReader for StoreReader {
         Box::pin(async move {
             let size = self.size;
             let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_offset_index_policy(PageIndexPolicy::Optional)
                 .load_and_finish(&mut *self, size)
                 .await?;
             Ok(std::sync::Arc::new(metadata))
         })
     }
+}
+
+/// Metadata with the offset index where the file has one: a batch inside a large row group
+/// then decodes only its own pages, not the whole row group's column chunks.
+fn reader_options() -> ArrowReaderOptions {
+    ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional)
 }
 
 /// Where a Parquet source's bytes are, and the version that was read.
