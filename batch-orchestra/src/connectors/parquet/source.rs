@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -330,7 +331,20 @@ pub struct ParquetReader {
     projection: ProjectionMask,
     /// Rows in each row group.
     row_groups: Vec<u64>,
+    /// The row groups decoded whole lately, oldest first.
+    groups: std::sync::Mutex<GroupCache>,
 }
+
+/// Decoded row groups, each shared by the batches that wait for it.
+type GroupCache = std::collections::VecDeque<(
+    u32,
+    Arc<tokio::sync::OnceCell<Arc<arrow_array::RecordBatch>>>,
+)>;
+
+/// Row groups up to this size (uncompressed, as the file's metadata says) are decoded whole.
+const CACHED_GROUP_BYTES: u64 = 32 << 20;
+/// How many decoded row groups a reader keeps.
+const CACHED_GROUPS: usize = 4;
 
 impl ParquetReader {
     fn new(
@@ -368,6 +382,7 @@ impl ParquetReader {
             metadata,
             projection,
             row_groups,
+            groups: Default::default(),
         })
     }
 
@@ -471,7 +486,86 @@ impl Source for ParquetReader {
 
 impl ParquetReader {
     /// Decodes `rows` rows from `start`, with the projection, as Arrow record batches.
+    ///
+    /// Pages are the smallest unit Parquet decodes, and a page often holds a whole row
+    /// group's column: so row groups of at most [`CACHED_GROUP_BYTES`] are decoded whole,
+    /// once, and kept (the last [`CACHED_GROUPS`] of them), and each batch is a slice of them;
+    /// larger row groups are decoded per batch.
     async fn decode(
+        &self,
+        start: ParquetOffset,
+        rows: u64,
+    ) -> Result<Vec<arrow_array::RecordBatch>, ConnectorError> {
+        let mut at = self.normalize(start);
+        let end = self.advance(at, rows);
+        let groups = self.metadata.metadata().row_groups();
+        let small = (at.row_group..=end.row_group.min(groups.len().saturating_sub(1) as u32))
+            .all(|g| groups[g as usize].total_byte_size() as u64 <= CACHED_GROUP_BYTES);
+        if !small {
+            return self.decode_range(at, rows).await;
+        }
+        let mut out = Vec::new();
+        let mut left = rows;
+        while left > 0 && (at.row_group as usize) < self.row_groups.len() {
+            let group = self.whole_group(at.row_group).await?;
+            let take = (self.row_groups[at.row_group as usize] - at.row).min(left);
+            out.push(group.slice(at.row as usize, take as usize));
+            left -= take;
+            at = self.normalize(ParquetOffset {
+                row_group: at.row_group,
+                row: at.row + take,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Row group `g`, decoded whole (projected), from the cache or decoded once for every
+    /// batch that waits for it.
+    async fn whole_group(&self, g: u32) -> Result<Arc<arrow_array::RecordBatch>, ConnectorError> {
+        let cell = {
+            let mut cache = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.iter().find(|(group, _)| *group == g) {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    let cell = Arc::new(tokio::sync::OnceCell::new());
+                    cache.push_back((g, cell.clone()));
+                    if cache.len() > CACHED_GROUPS {
+                        cache.pop_front();
+                    }
+                    cell
+                }
+            }
+        };
+        cell.get_or_try_init(|| async {
+            let rows = self.row_groups[g as usize];
+            let batches = self
+                .decode_range(
+                    ParquetOffset {
+                        row_group: g,
+                        row: 0,
+                    },
+                    rows,
+                )
+                .await?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => {
+                    return Err(ConnectorError::batch(format!(
+                        "Parquet `{}`: row group {g} decoded to nothing",
+                        self.path
+                    )));
+                }
+            };
+            arrow_select::concat::concat_batches(&schema, &batches)
+                .map(Arc::new)
+                .map_err(|e| ConnectorError::batch(format!("Parquet `{}`: {e}", self.path)))
+        })
+        .await
+        .cloned()
+    }
+
+    /// Decodes `rows` rows from `start` with a row selection.
+    async fn decode_range(
         &self,
         start: ParquetOffset,
         rows: u64,
