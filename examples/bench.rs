@@ -455,17 +455,36 @@ fn main() -> Result<(), Error> {
     Ok(())
 }
 
-/// The direct loop: plan every batch, then `writers` tasks read, transform and insert.
+/// The direct loop into MongoDB: plan every batch, then `writers` tasks read, transform and
+/// insert.
 async fn direct_loop(csv: &str, uri: &str, batch: u64, writers: usize) -> Result<f64, Error> {
-    let source = Arc::new(CsvFile::new(csv).build().await?);
+    let source = CsvFile::new(csv).build().await?;
     // SAFETY: see `main`; the variable is read by `build` just below.
     unsafe { std::env::set_var("BATCH_ORCHESTRA_BENCH_DIRECT_URI", uri) };
-    let sink = Arc::new(
-        MongoSink::new("bench", "direct")
-            .uri_env("BATCH_ORCHESTRA_BENCH_DIRECT_URI")
-            .build()
-            .await?,
-    );
+    let sink = MongoSink::new("bench", "direct")
+        .uri_env("BATCH_ORCHESTRA_BENCH_DIRECT_URI")
+        .build()
+        .await?;
+    direct(
+        source,
+        sink,
+        |row| row_to_document(row).ok(),
+        batch,
+        writers,
+    )
+    .await
+}
+
+/// A source into a sink with no Temporal: plan every batch, then `writers` tasks read,
+/// transform and write, as a pipeline's activities would; returns rows written per second.
+async fn direct<S: Source, K: Sink>(
+    source: S,
+    sink: K,
+    transform: fn(S::Record) -> Option<K::Record>,
+    batch: u64,
+    writers: usize,
+) -> Result<f64, Error> {
+    let (source, sink) = (Arc::new(source), Arc::new(sink));
     let started = Instant::now();
     let plan = source.plan(None, batch, usize::MAX).await?;
     let mut first = 0;
@@ -474,7 +493,7 @@ async fn direct_loop(csv: &str, uri: &str, batch: u64, writers: usize) -> Result
         .into_iter()
         .enumerate()
         .map(|(i, b)| {
-            let r = BatchRange {
+            let range = BatchRange {
                 index: i as u64,
                 start: b.start,
                 end: b.end,
@@ -482,7 +501,7 @@ async fn direct_loop(csv: &str, uri: &str, batch: u64, writers: usize) -> Result
                 records: b.records,
             };
             first += b.records;
-            r
+            range
         })
         .collect();
     let queue = Arc::new(std::sync::Mutex::new(ranges));
@@ -496,16 +515,14 @@ async fn direct_loop(csv: &str, uri: &str, batch: u64, writers: usize) -> Result
                     return Ok::<u64, batch_orchestra::ConnectorError>(rows);
                 };
                 let read = source.read(&range).await?;
-                let docs: Vec<_> = read
+                let out: Vec<_> = read
                     .records
                     .into_iter()
                     .filter_map(|r| {
-                        row_to_document(r.value)
-                            .ok()
-                            .map(|value| batch_orchestra::Positioned {
-                                position: r.position,
-                                value,
-                            })
+                        Some(batch_orchestra::Positioned {
+                            position: r.position,
+                            value: transform(r.value)?,
+                        })
                     })
                     .collect();
                 let ctx = WriteContext {
@@ -513,7 +530,7 @@ async fn direct_loop(csv: &str, uri: &str, batch: u64, writers: usize) -> Result
                     batch: range.index,
                     attempt: 1,
                 };
-                rows += sink.write(&ctx, docs).await?.written;
+                rows += sink.write(&ctx, out).await?.written;
             }
         }));
     }

@@ -12,19 +12,14 @@
 //! - `parquet_source_rows_per_s`: the Parquet source into the no-op sink through Temporal
 //!   (`parquet_ratio` is this over the first).
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::parquet::ParquetFile;
 use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource, row_from_csv};
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer};
-use batch_orchestra::{
-    BatchRange, Positioned, Sink, SinkConfig, Source, SourceConfig, WriteContext, pipeline,
-};
+use batch_orchestra::{SinkConfig, SourceConfig, pipeline};
 
-use crate::{Error, Stat, own_loop, pipeline_run, stat};
+use crate::{Error, Stat, direct, own_loop, pipeline_run, stat};
 
 pipeline! {
     /// CSV rows into a PostgreSQL table.
@@ -113,70 +108,15 @@ pub fn run(
     })
 }
 
-/// Plans every batch, then `writers` tasks read, transform and write, as the pipeline does.
+/// CSV into PostgreSQL with no Temporal, as the pipeline does it.
 async fn direct_loop(csv: &str, batch: u64, writers: usize) -> Result<f64, Error> {
-    let source = Arc::new(CsvFile::new(csv).build().await?);
-    let sink = Arc::new(
-        PostgresSink::new("direct_rows")
-            .key_columns(["id"])
-            .url_env(URL_ENV)
-            .build()
-            .await?,
-    );
-    let started = Instant::now();
-    let plan = source.plan(None, batch, usize::MAX).await?;
-    let mut first = 0;
-    let ranges: Vec<BatchRange<_>> = plan
-        .batches
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let range = BatchRange {
-                index: i as u64,
-                start: b.start,
-                end: b.end,
-                first_record: first,
-                records: b.records,
-            };
-            first += b.records;
-            range
-        })
-        .collect();
-    let queue = Arc::new(std::sync::Mutex::new(ranges));
-    let mut tasks = Vec::new();
-    for _ in 0..writers {
-        let (source, sink, queue) = (source.clone(), sink.clone(), queue.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rows = 0u64;
-            loop {
-                let Some(range) = queue.lock().unwrap().pop() else {
-                    return Ok::<u64, batch_orchestra::ConnectorError>(rows);
-                };
-                let read = source.read(&range).await?;
-                let out: Vec<_> = read
-                    .records
-                    .into_iter()
-                    .filter_map(|r| {
-                        Some(Positioned {
-                            position: r.position,
-                            value: row_from_csv(r.value).ok()?,
-                        })
-                    })
-                    .collect();
-                let ctx = WriteContext {
-                    job_id: "direct".into(),
-                    batch: range.index,
-                    attempt: 1,
-                };
-                rows += sink.write(&ctx, out).await?.written;
-            }
-        }));
-    }
-    let mut rows = 0;
-    for t in tasks {
-        rows += t.await??;
-    }
-    Ok(rows as f64 / started.elapsed().as_secs_f64())
+    let source = CsvFile::new(csv).build().await?;
+    let sink = PostgresSink::new("direct_rows")
+        .key_columns(["id"])
+        .url_env(URL_ENV)
+        .build()
+        .await?;
+    direct(source, sink, |row| row_from_csv(row).ok(), batch, writers).await
 }
 
 /// The Parquet figures: its own loop and through Temporal.
