@@ -4,6 +4,7 @@ use bytes::{BufMut, BytesMut};
 use futures::SinkExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
 
 use super::{Database, db_message, quote_ident};
@@ -134,8 +135,13 @@ impl PostgresSink {
             }
             ConflictKey::Columns(cs) => cs.clone(),
         };
+        let index: HashMap<String, usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
         for k in &key {
-            if !columns.iter().any(|c| &c.name == k) {
+            if !index.contains_key(k) {
                 return Err(ConnectorError::config(format!(
                     "PostgreSQL at {}: table `{table}` has no column `{k}` for the sink's key (its columns: {})",
                     db.target,
@@ -143,20 +149,24 @@ impl PostgresSink {
                 )));
             }
         }
-        let (position_column, key_columns) = match &self.key {
-            ConflictKey::Position(c) => (Some(c.clone()), Vec::new()),
+        let (position_index, key_columns) = match &self.key {
+            ConflictKey::Position(c) => (index.get(c).copied(), Vec::new()),
             ConflictKey::Columns(cs) => (None, cs.clone()),
         };
         Ok(PostgresWriter {
+            create_stage: format!(
+                "CREATE TEMP TABLE {STAGE} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
+            ),
             db,
             table,
             columns,
+            index,
             conflict: key
                 .iter()
                 .map(|k| quote_ident(k))
                 .collect::<Vec<_>>()
                 .join(", "),
-            position_column,
+            position_index,
             key_columns,
         })
     }
@@ -174,11 +184,16 @@ pub struct PostgresWriter {
     /// The table's name as SQL writes it (quoted and qualified where needed).
     table: String,
     columns: Vec<Column>,
+    /// Each column's index in `columns`, by name.
+    index: HashMap<String, usize>,
     /// The conflict target, quoted: `"id"` or `"a", "b"`.
     conflict: String,
-    position_column: Option<String>,
+    /// The column the sink fills with each record's position, for a position key.
+    position_index: Option<usize>,
     /// The key columns every record must fill (none for a position key).
     key_columns: Vec<String>,
+    /// The statement that makes the staging table of one transaction.
+    create_stage: String,
 }
 
 /// One row ready for `COPY`: its position and its cells, in the batch's column order.
@@ -207,12 +222,9 @@ impl Sink for PostgresWriter {
             .map(|&i| quote_ident(&self.columns[i].name))
             .collect::<Vec<_>>()
             .join(", ");
-        tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {STAGE} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP",
-            self.table
-        ))
-        .await
-        .map_err(|e| self.db.error(&e))?;
+        tx.batch_execute(&self.create_stage)
+            .await
+            .map_err(|e| self.db.error(&e))?;
         let copy = format!("COPY {STAGE} ({column_list}) FROM STDIN (FORMAT csv)");
         let insert = format!(
             "INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {STAGE} ON CONFLICT ({conflict}) DO NOTHING",
@@ -259,10 +271,7 @@ impl PostgresWriter {
         errors: &mut Vec<RecordError>,
     ) -> (Vec<usize>, Vec<Line>) {
         let mut used = vec![false; self.columns.len()];
-        let position_index = self
-            .position_column
-            .as_ref()
-            .and_then(|p| self.columns.iter().position(|c| &c.name == p));
+        let position_index = self.position_index;
         if let Some(i) = position_index {
             used[i] = true;
         }
@@ -280,8 +289,8 @@ impl PostgresWriter {
             };
             let mut present = Vec::with_capacity(map.len());
             for key in map.keys() {
-                match self.columns.iter().position(|c| &c.name == key) {
-                    Some(i) => present.push(i),
+                match self.index.get(key) {
+                    Some(&i) => present.push(i),
                     None => {
                         errors.push(RecordError::new(
                             record.position,
@@ -385,12 +394,9 @@ impl PostgresWriter {
         mut outcome: WriteOutcome,
     ) -> Result<WriteOutcome, ConnectorError> {
         let mut tx = client.transaction().await.map_err(|e| self.db.error(&e))?;
-        tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {STAGE} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP",
-            self.table
-        ))
-        .await
-        .map_err(|e| self.db.error(&e))?;
+        tx.batch_execute(&self.create_stage)
+            .await
+            .map_err(|e| self.db.error(&e))?;
         for line in lines {
             let row = tx.savepoint("row").await.map_err(|e| self.db.error(&e))?;
             let position = line.position;
