@@ -14,7 +14,7 @@ use batch_orchestra::connectors::csv::{CsvFile, CsvOffset};
 use batch_orchestra::connectors::mongo::MongoSink;
 use batch_orchestra::testing::{MongoServer, TemporalDevServer, WorkerProcess};
 use batch_orchestra::{JobClient, JobHandle, JobReport, JobStatus, RequestOf, RetrySettings};
-use batch_orchestra_tests::{CsvToFaultyMongo, FaultyMongo};
+use batch_orchestra_tests::{CsvToFaultyMongo, FaultyMongo, at_progress_marks};
 use mongodb::bson::{Document, doc};
 
 /// Data rows in the CSV, of which [`BAD_ROWS`] are ragged.
@@ -211,29 +211,17 @@ async fn a_worker_killed_five_times_loses_and_duplicates_nothing() {
     let marks: Vec<u64> = (0..5)
         .map(|n| 2_000 + 3_000 * n + rng.millis(0, 1_500).as_millis() as u64)
         .collect();
-    let mut kills = 0;
-    while kills < marks.len() {
-        let Ok(progress) = handle.progress().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if progress.report.status != JobStatus::Running {
-            break;
-        }
-        if progress.report.records_read >= marks[kills] {
-            let mut dead = rig.workers.pop().unwrap();
-            println!(
-                "killing worker {} (kill {}) at {} rows read",
-                dead.pid(),
-                kills + 1,
-                progress.report.records_read
-            );
-            dead.kill();
-            kills += 1;
-            rig.add_worker();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let kills = at_progress_marks(&handle, &marks, |n, read| {
+        let mut dead = rig.workers.pop().unwrap();
+        println!(
+            "killing worker {} (kill {}) at {read} rows read",
+            dead.pid(),
+            n + 1
+        );
+        dead.kill();
+        rig.add_worker();
+    })
+    .await;
     let report = report_within(&handle, Duration::from_secs(120)).await;
     assert_eq!(
         kills, 5,

@@ -10,7 +10,7 @@ use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::postgres::PostgresSink;
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer, WorkerProcess};
 use batch_orchestra::{JobClient, JobStatus, RetrySettings};
-use batch_orchestra_tests::{CsvToSlowPostgres, SlowPostgres};
+use batch_orchestra_tests::{CsvToSlowPostgres, SlowPostgres, at_progress_marks};
 
 const ROWS: u64 = 12_000;
 const BAD_ROWS: u64 = 2;
@@ -77,27 +77,12 @@ async fn a_worker_killed_three_times_mid_copy_loses_and_duplicates_nothing() {
     // Kill moments are points of progress, so all three land mid-job: the n-th once
     // 1,000 + 2,500 n (+ up to 500) rows were read, leaving 5,500 rows after the last.
     let marks: Vec<u64> = (0..3).map(|n| 1_000 + 2_500 * n + seed % 500).collect();
-    let mut kills = 0;
-    while kills < marks.len() {
-        let Ok(progress) = handle.progress().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if progress.report.status != JobStatus::Running {
-            break;
-        }
-        if progress.report.records_read >= marks[kills] {
-            println!(
-                "killing worker {} at {} rows read",
-                worker.pid(),
-                progress.report.records_read
-            );
-            worker.kill();
-            kills += 1;
-            worker = spawn();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let kills = at_progress_marks(&handle, &marks, |_, read| {
+        println!("killing worker {} at {read} rows read", worker.pid());
+        worker.kill();
+        worker = spawn();
+    })
+    .await;
     let report = tokio::time::timeout(Duration::from_secs(180), handle.report())
         .await
         .expect("the job ends within 3 minutes")

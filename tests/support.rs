@@ -96,6 +96,32 @@ pub fn read_json_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// While the job runs, calls `act(n, rows_read)` once its rows read reach `marks[n]`, for each
+/// mark in turn (a crash test kills a worker there); returns how many marks were reached
+/// before the job ended.
+pub async fn at_progress_marks<P: batch_orchestra::Pipeline>(
+    handle: &batch_orchestra::JobHandle<P>,
+    marks: &[u64],
+    mut act: impl FnMut(usize, u64),
+) -> usize {
+    let mut reached = 0;
+    while reached < marks.len() {
+        let Ok(progress) = handle.progress().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        if progress.report.status != batch_orchestra::JobStatus::Running {
+            break;
+        }
+        if progress.report.records_read >= marks[reached] {
+            act(reached, progress.report.records_read);
+            reached += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    reached
+}
+
 /// Checks that a job failed with an error of `kind` whose message holds `expected`.
 pub fn assert_job_failed<O: std::fmt::Debug + batch_orchestra::Offset>(
     case: &str,
