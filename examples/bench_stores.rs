@@ -19,7 +19,7 @@ use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource, row_fr
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer};
 use batch_orchestra::{SinkConfig, SourceConfig, pipeline};
 
-use crate::{Error, Stat, direct, own_loop, pipeline_run, stat};
+use crate::{BenchRow, Error, Stat, bench_row, direct, own_loop, pipeline_run, stat};
 
 pipeline! {
     /// CSV rows into a PostgreSQL table.
@@ -162,52 +162,44 @@ pub fn run_parquet(
 /// The benchmark's rows as a Parquet file, in row groups of 100,000.
 fn write_parquet(path: &std::path::Path, rows: u64) -> Result<(), Error> {
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-    let file = std::fs::File::create(path)?;
+    use std::sync::Arc;
+    let chunk = |start: u64| -> Result<RecordBatch, Error> {
+        let ids: Vec<u64> = (start..(start + 100_000).min(rows)).collect();
+        let data: Vec<_> = ids.iter().map(|&i| bench_row(i)).collect();
+        let text = |f: fn(&BenchRow) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(data.iter().map(f)))
+        };
+        let number = |values: Vec<i64>| -> ArrayRef { Arc::new(Int64Array::from(values)) };
+        Ok(RecordBatch::try_from_iter([
+            ("id", number(ids.iter().map(|&i| i as i64).collect())),
+            ("first_name", text(|r| &r.first_name)),
+            ("last_name", text(|r| &r.last_name)),
+            ("email", text(|r| &r.email)),
+            ("city", text(|r| &r.city)),
+            (
+                "score",
+                number(data.iter().map(|r| r.score as i64).collect()),
+            ),
+            ("note", text(|r| &r.note)),
+        ])?)
+    };
     let properties = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .set_max_row_group_row_count(Some(100_000))
         .build();
-    let mut writer: Option<parquet::arrow::ArrowWriter<std::fs::File>> = None;
-    let mut file = Some(file);
-    let mut start = 0;
+    let first = chunk(0)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path)?,
+        first.schema(),
+        Some(properties),
+    )?;
+    writer.write(&first)?;
+    let mut start = first.num_rows() as u64;
     while start < rows {
-        let end = (start + 100_000).min(rows);
-        let ids: Vec<i64> = (start as i64..end as i64).collect();
-        let text = |f: &dyn Fn(i64) -> String| -> ArrayRef {
-            std::sync::Arc::new(StringArray::from_iter_values(ids.iter().map(|&i| f(i))))
-        };
-        let batch = RecordBatch::try_from_iter([
-            (
-                "id",
-                std::sync::Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
-            ),
-            (
-                "first_name",
-                text(&|i| format!("Firstname{:05}", i % 99_991)),
-            ),
-            ("last_name", text(&|i| format!("Lastname{:05}", i % 88_883))),
-            ("email", text(&|i| format!("user{i:08}@example.com"))),
-            ("city", text(&|i| format!("City{:03}", i % 997))),
-            (
-                "score",
-                std::sync::Arc::new(Int64Array::from_iter_values(
-                    ids.iter().map(|i| i * 37 % 1_000_000),
-                )) as ArrayRef,
-            ),
-            ("note", text(&|i| format!("note{:016}", i * 7))),
-        ])?;
-        if writer.is_none() {
-            writer = Some(parquet::arrow::ArrowWriter::try_new(
-                file.take().ok_or("the file is taken")?,
-                batch.schema(),
-                Some(properties.clone()),
-            )?);
-        }
-        writer.as_mut().ok_or("no writer")?.write(&batch)?;
-        start = end;
+        let batch = chunk(start)?;
+        writer.write(&batch)?;
+        start += batch.num_rows() as u64;
     }
-    if let Some(writer) = writer {
-        writer.close()?;
-    }
+    writer.close()?;
     Ok(())
 }
