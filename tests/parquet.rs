@@ -9,7 +9,7 @@ use batch_orchestra::connectors::parquet::{
 };
 use batch_orchestra::testing::S3Server;
 use batch_orchestra::{BatchRange, Source, SourceConfig, pipeline, pipelines};
-use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines};
+use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines, run};
 use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -120,12 +120,7 @@ async fn round_trip(s3: &S3Server) {
                 sink,
             )
             .batch_size(2_000);
-            let report = JsonLinesToParquet::start(&jobs, request)
-                .await
-                .unwrap()
-                .report()
-                .await
-                .unwrap();
+            let report = run::<JsonLinesToParquet>(&jobs, request).await.unwrap();
             assert_eq!(
                 (report.records_read, report.records_written),
                 (1_002, 1_000)
@@ -160,12 +155,7 @@ async fn round_trip(s3: &S3Server) {
             )
             .batch_size(64)
             .plan_ahead(4);
-            let report = ParquetToJsonLines::start(&jobs, request)
-                .await
-                .unwrap()
-                .report()
-                .await
-                .unwrap();
+            let report = run::<ParquetToJsonLines>(&jobs, request).await.unwrap();
             assert_eq!(
                 (report.records_read, report.records_written, report.batches),
                 (1_000, 1_000, 16)
@@ -191,12 +181,7 @@ async fn round_trip(s3: &S3Server) {
                 NoopSink::new(),
             )
             .batch_size(300);
-            let report = ParquetColumnsToNoop::start(&jobs, request)
-                .await
-                .unwrap()
-                .report()
-                .await
-                .unwrap();
+            let report = run::<ParquetColumnsToNoop>(&jobs, request).await.unwrap();
             assert_eq!((report.records_read, report.batches), (4, 4));
             let reader = ParquetColumns::new(file.to_str().unwrap())
                 .columns(["id", "score"])
@@ -255,10 +240,7 @@ async fn round_trip(s3: &S3Server) {
                 JsonLinesDir::new(from_s3.to_str().unwrap()),
             )
             .batch_size(150);
-            let report = ParquetObjectToJsonLines::start(&jobs, request)
-                .await
-                .unwrap()
-                .report()
+            let report = run::<ParquetObjectToJsonLines>(&jobs, request)
                 .await
                 .unwrap();
             assert_eq!(report.records_written, 1_000);
@@ -272,11 +254,7 @@ async fn round_trip(s3: &S3Server) {
                 object("s3://lake/nowhere.parquet"),
                 JsonLinesDir::new(from_s3.to_str().unwrap()),
             );
-            let outcome = ParquetObjectToJsonLines::start(&jobs, request)
-                .await
-                .unwrap()
-                .report()
-                .await;
+            let outcome = run::<ParquetObjectToJsonLines>(&jobs, request).await;
             assert_job_failed(
                 "missing object",
                 outcome,
@@ -299,10 +277,7 @@ async fn round_trip(s3: &S3Server) {
                     .unwrap(),
             )
             .batch_size(400);
-            let report = JsonLinesToParquetObjects::start(&jobs, request)
-                .await
-                .unwrap()
-                .report()
+            let report = run::<JsonLinesToParquetObjects>(&jobs, request)
                 .await
                 .unwrap();
             assert_eq!((report.records_written, report.batches), (1_000, 3));
@@ -314,10 +289,7 @@ async fn round_trip(s3: &S3Server) {
                     object(&format!("s3://lake/out/to-s3-{batch:08}.parquet")),
                     JsonLinesDir::new(out.to_str().unwrap()),
                 );
-                ParquetObjectToJsonLines::start(&jobs, request)
-                    .await
-                    .unwrap()
-                    .report()
+                run::<ParquetObjectToJsonLines>(&jobs, request)
                     .await
                     .unwrap();
                 back.extend(read_json_lines(&out));
@@ -332,12 +304,7 @@ async fn round_trip(s3: &S3Server) {
                 JsonLinesDir::new(ids.to_str().unwrap()),
             )
             .batch_size(300);
-            ParquetToJsonLines::start(&jobs, request)
-                .await
-                .unwrap()
-                .report()
-                .await
-                .unwrap();
+            run::<ParquetToJsonLines>(&jobs, request).await.unwrap();
             let rows = read_json_lines(&ids);
             assert_eq!(rows[1], json!({"id": 1, "score": 0.125}));
             assert_eq!(rows[3], json!({"id": 3}));
@@ -368,11 +335,7 @@ async fn round_trip(s3: &S3Server) {
                     source,
                     JsonLinesDir::new(ids.to_str().unwrap()),
                 );
-                let outcome = ParquetToJsonLines::start(&jobs, request)
-                    .await
-                    .unwrap()
-                    .report()
-                    .await;
+                let outcome = run::<ParquetToJsonLines>(&jobs, request).await;
                 assert_job_failed(job, outcome, "ConfigError", expected);
             }
         })

@@ -18,7 +18,7 @@ use batch_orchestra::{
     BatchRange, JobClient, Position, Positioned, RetrySettings, Sink, SinkConfig, Source,
     SourceConfig, WriteContext, pipeline, pipelines,
 };
-use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines};
+use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines, run};
 use serde_json::json;
 use tokio_postgres::NoTls;
 
@@ -132,13 +132,13 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
             .key_columns(["id"])
             .url_env(URL_ENV)
     };
-    let run = |job: &'static str| {
+    let import = |job: &'static str| {
         let request = CsvToPostgres::request(job, CsvFile::new(csv.to_str().unwrap()), sink())
             .batch_size(300)
             .max_in_flight(4);
-        async move { CsvToPostgres::start(jobs, request).await?.report().await }
+        async move { run::<CsvToPostgres>(jobs, request).await }
     };
-    let report = run("people").await.unwrap();
+    let report = import("people").await.unwrap();
     assert_eq!(report.records_read, 2_004);
     assert_eq!(
         (report.records_written, report.record_errors),
@@ -195,7 +195,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
     assert_eq!(two_lines, "person,\non two lines");
 
     // The same file again, as another job: every row is already there.
-    let again = run("people-again").await.unwrap();
+    let again = import("people-again").await.unwrap();
     assert_eq!((again.records_written, again.already_present), (0, 2_000));
     assert_eq!(count(db, "people").await, 2_000);
 
@@ -300,12 +300,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
     )
     .batch_size(128)
     .plan_ahead(3);
-    let report = PostgresToJsonLines::start(jobs, request)
-        .await
-        .unwrap()
-        .report()
-        .await
-        .unwrap();
+    let report = run::<PostgresToJsonLines>(jobs, request).await.unwrap();
     assert_eq!(
         (report.records_read, report.records_written),
         (2_000, 2_000)
@@ -363,12 +358,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
             .url_env(URL_ENV),
     )
     .batch_size(500);
-    let report = PostgresToPostgres::start(jobs, request)
-        .await
-        .unwrap()
-        .report()
-        .await
-        .unwrap();
+    let report = run::<PostgresToPostgres>(jobs, request).await.unwrap();
     assert_eq!((report.records_written, report.record_errors), (2_000, 0));
     let differ: i64 = db
         .query_one(
@@ -390,12 +380,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
         PostgresSource::table("events", "batch_key").url_env(URL_ENV),
         JsonLinesDir::new(out.to_str().unwrap()),
     );
-    PostgresToJsonLines::start(jobs, request)
-        .await
-        .unwrap()
-        .report()
-        .await
-        .unwrap();
+    run::<PostgresToJsonLines>(jobs, request).await.unwrap();
     let lines = read_json_lines(&out);
     let file = dir.join("events.jsonl");
     let text: String = lines.iter().map(|v| format!("{v}\n")).collect();
@@ -407,12 +392,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
             .key_columns(["batch_key"])
             .url_env(URL_ENV),
     );
-    let report = JsonLinesToPostgres::start(jobs, request)
-        .await
-        .unwrap()
-        .report()
-        .await
-        .unwrap();
+    let report = run::<JsonLinesToPostgres>(jobs, request).await.unwrap();
     assert_eq!(report.records_written, 51);
     let differ: i64 = db
         .query_one(
@@ -476,11 +456,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
     for (job, bad, kind, expected) in bad_sinks {
         let request = CsvToPostgres::request(job, CsvFile::new(csv_path), bad)
             .retry("process", quick.clone());
-        let outcome = CsvToPostgres::start(jobs, request)
-            .await
-            .unwrap()
-            .report()
-            .await;
+        let outcome = run::<CsvToPostgres>(jobs, request).await;
         assert_job_failed(job, outcome, kind, expected);
     }
     let bad_sources = [
@@ -504,11 +480,7 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
         let request =
             PostgresToJsonLines::request(job, bad, JsonLinesDir::new(export.to_str().unwrap()))
                 .retry("plan", quick.clone());
-        let outcome = PostgresToJsonLines::start(jobs, request)
-            .await
-            .unwrap()
-            .report()
-            .await;
+        let outcome = run::<PostgresToJsonLines>(jobs, request).await;
         assert_job_failed(job, outcome, "ConfigError", expected);
     }
 }

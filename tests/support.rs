@@ -96,6 +96,14 @@ pub fn read_json_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Starts a job of `P` and waits for its report.
+pub async fn run<P: batch_orchestra::Pipeline>(
+    jobs: &JobClient,
+    request: batch_orchestra::RequestOf<P>,
+) -> Result<batch_orchestra::ReportOf<P>, batch_orchestra::JobError> {
+    jobs.start::<P>(request).await?.report().await
+}
+
 /// While the job runs, calls `act(n, rows_read)` once its rows read reach `marks[n]`, for each
 /// mark in turn (a crash test kills a worker there); returns how many marks were reached
 /// before the job ended.

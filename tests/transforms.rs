@@ -12,7 +12,7 @@ use batch_orchestra::{
     ConnectorError, Positioned, Sink, TransformError, TransformState, WriteContext, WriteOutcome,
     batch_sink, pipeline, pipelines,
 };
-use batch_orchestra_tests::{Harness, assert_job_failed};
+use batch_orchestra_tests::{Harness, assert_job_failed, run};
 use serde::{Deserialize, Serialize};
 
 /// Keeps records whose id is a multiple of 3; id 7 is a record error.
@@ -149,7 +149,7 @@ async fn filters_fan_out_and_async_transforms_with_state() {
             let request = Filtering::request("filter", RangeSource::new(1_000), CountingSink::new("filter"))
                 .batch_size(64)
                 .max_in_flight(4);
-            let report = Filtering::start(&jobs, request).await.unwrap().report().await.unwrap();
+            let report = run::<Filtering>(&jobs, request).await.unwrap();
             assert_eq!(report.records_read, 1_000);
             assert_eq!(report.records_written, 334);
             assert_eq!(report.records_filtered, 665);
@@ -165,9 +165,9 @@ async fn filters_fan_out_and_async_transforms_with_state() {
                     .batch_size(100)
                     .max_in_flight(4)
             };
-            let report = FanOut::start(&jobs, fan()).await.unwrap().report().await.unwrap();
+            let report = run::<FanOut>(&jobs, fan()).await.unwrap();
             assert_eq!((report.records_read, report.records_written, report.already_present), (1_000, 1_500, 0));
-            let again = FanOut::start(&jobs, fan()).await.unwrap().report().await.unwrap();
+            let again = run::<FanOut>(&jobs, fan()).await.unwrap();
             assert_eq!((again.records_written, again.already_present), (0, 1_500));
             let keys = KEYS.lock().unwrap()["fan"].clone();
             assert_eq!(keys.len(), 1_500);
@@ -178,7 +178,7 @@ async fn filters_fan_out_and_async_transforms_with_state() {
             let request = Enriching::request("enrich", RangeSource::new(2_000), CountingSink::new("enrich"))
                 .batch_size(100)
                 .max_in_flight(4);
-            let report = Enriching::start(&jobs, request).await.unwrap().report().await.unwrap();
+            let report = run::<Enriching>(&jobs, request).await.unwrap();
             assert_eq!(report.records_written, 2_000);
             assert_eq!(BUILDS.load(Ordering::SeqCst), 1, "state built once per worker");
             let ids = CountingSink::log("enrich").ids;
@@ -187,7 +187,7 @@ async fn filters_fan_out_and_async_transforms_with_state() {
 
             // State that cannot be built: the job fails at once, naming the pipeline.
             let request = Unbuildable::request("unbuildable", RangeSource::new(10), CountingSink::new("unbuildable"));
-            let outcome = Unbuildable::start(&jobs, request).await.unwrap().report().await;
+            let outcome = run::<Unbuildable>(&jobs, request).await;
             assert_job_failed(
                 "unbuildable state",
                 outcome,
