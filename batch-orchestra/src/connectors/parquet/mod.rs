@@ -10,10 +10,13 @@
 //! [`ParquetDir::schema_of`]. For work on columns, [`ParquetColumns`] reads Arrow record
 //! batches instead of rows.
 
+mod json;
+#[cfg(feature = "object-store")]
+mod object;
 mod sink;
 mod source;
 
-pub use sink::{Compression, ParquetDir, ParquetWriter};
 #[cfg(feature = "object-store")]
-pub use source::ParquetObject;
+pub use object::ParquetObject;
+pub use sink::{Compression, ParquetDir, ParquetWriter};
 pub use source::{ParquetColumns, ParquetColumnsReader, ParquetFile, ParquetOffset, ParquetReader};

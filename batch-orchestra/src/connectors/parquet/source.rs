@@ -12,6 +12,9 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::PageIndexPolicy;
 
 use super::super::input::FileStamp;
+use super::json::to_json_rows;
+#[cfg(feature = "object-store")]
+use super::object::{StoreObject, store_error};
 use crate::connector::{BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Source};
 use crate::error::ConnectorError;
 
@@ -181,145 +184,19 @@ impl Source for ParquetColumnsReader {
     }
 }
 
-/// A Parquet object in an object store, read by row group as [`ParquetFile`] reads a file,
-/// with ranged gets of the row groups and columns a batch needs.
-///
-/// ```
-/// use batch_orchestra::connectors::parquet::ParquetObject;
-///
-/// let source = ParquetObject::new("s3://exports/people.parquet").option("region", "us-east-1");
-/// assert_eq!(source.options["region"], "us-east-1");
-/// ```
-#[cfg(feature = "object-store")]
-#[crate::batch_source(name = "parquet-object", reader = ParquetReader)]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParquetObject {
-    /// `s3://bucket/key`, `gs://bucket/key`, `az://container/blob` or `file:///path`.
-    pub url: String,
-    /// Store options without secrets: `endpoint`, `region`, `allow_http`, ...
-    #[serde(default)]
-    pub options: std::collections::BTreeMap<String, String>,
-    /// The columns to read; all of them when empty.
-    #[serde(default)]
-    pub columns: Vec<String>,
-}
-
-#[cfg(feature = "object-store")]
-impl ParquetObject {
-    /// The object at `url`, every column.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            options: Default::default(),
-            columns: Vec::new(),
-        }
-    }
-
-    /// Sets a store option (`endpoint`, `region`, `allow_http`, ...).
-    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.insert(key.into(), value.into());
-        self
-    }
-
-    /// Reads only these columns.
-    pub fn columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
-        self.columns = columns.into_iter().map(Into::into).collect();
-        self
-    }
-
-    async fn build_source(&self) -> Result<ParquetReader, ConnectorError> {
-        use object_store::ObjectStoreExt;
-        let (store, path) = crate::store::store_for(&self.url, &self.options)?;
-        let meta = store
-            .head(&path)
-            .await
-            .map_err(|e| crate::store::classify(&self.url, e))?;
-        let mut reader = StoreReader {
-            store: store.clone(),
-            path: path.clone(),
-            size: meta.size,
-        };
-        let metadata = ArrowReaderMetadata::load_async(&mut reader, reader_options())
-            .await
-            .map_err(|e| match e {
-                // The store failed: worth retrying.
-                parquet::errors::ParquetError::External(e) => {
-                    ConnectorError::transient(format!("Parquet `{}`: {e}", self.url))
-                }
-                e => ConnectorError::config(format!(
-                    "Parquet `{}`: not a Parquet file: {e}",
-                    self.url
-                )),
-            })?;
-        let input = Input::Object {
-            store,
-            path,
-            size: meta.size,
-            meta,
-        };
-        ParquetReader::new(input, self.url.clone(), metadata, &self.columns)
-    }
-}
-
-/// An object read with ranged gets, for Parquet's async reader.
-#[cfg(feature = "object-store")]
-struct StoreReader {
-    store: std::sync::Arc<dyn object_store::ObjectStore>,
-    path: object_store::path::Path,
-    size: u64,
-}
-
-#[cfg(feature = "object-store")]
-impl parquet::arrow::async_reader::AsyncFileReader for StoreReader {
-    fn get_bytes(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        use object_store::ObjectStoreExt;
-        Box::pin(async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
-        })
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
-    ) -> futures::future::BoxFuture<
-        'a,
-        parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
-    > {
-        Box::pin(async move {
-            let size = self.size;
-            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
-                .with_offset_index_policy(PageIndexPolicy::Optional)
-                .load_and_finish(&mut *self, size)
-                .await?;
-            Ok(std::sync::Arc::new(metadata))
-        })
-    }
-}
-
 /// Metadata with the offset index where the file has one: a batch inside a large row group
 /// then decodes only its own pages, not the whole row group's column chunks.
-fn reader_options() -> ArrowReaderOptions {
+pub(super) fn reader_options() -> ArrowReaderOptions {
     ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional)
 }
 
 /// Where a Parquet source's bytes are, and the version that was read.
-enum Input {
+pub(super) enum Input {
     /// A local file, at the reader's path.
     Local(FileStamp),
     /// An object.
     #[cfg(feature = "object-store")]
-    Object {
-        store: std::sync::Arc<dyn object_store::ObjectStore>,
-        path: object_store::path::Path,
-        size: u64,
-        meta: object_store::ObjectMeta,
-    },
+    Object(StoreObject),
 }
 
 /// A built Parquet source: the file's metadata, read once.
@@ -347,7 +224,7 @@ const CACHED_GROUP_BYTES: u64 = 32 << 20;
 const CACHED_GROUPS: usize = 4;
 
 impl ParquetReader {
-    fn new(
+    pub(super) fn new(
         input: Input,
         path: String,
         metadata: ArrowReaderMetadata,
@@ -471,15 +348,7 @@ impl Source for ParquetReader {
                 matches!(now, Ok(Ok(meta)) if FileStamp::of(&meta) == *stamp)
             }
             #[cfg(feature = "object-store")]
-            Input::Object {
-                store, path, meta, ..
-            } => {
-                use object_store::ObjectStoreExt;
-                match store.head(path).await {
-                    Ok(now) => crate::connectors::object_store::same_version(meta, &now),
-                    Err(_) => false,
-                }
-            }
+            Input::Object(object) => object.is_current().await,
         }
     }
 }
@@ -588,27 +457,16 @@ impl ParquetReader {
             self.projection.clone(),
         );
         #[cfg(feature = "object-store")]
-        if let Input::Object {
-            store,
-            path: key,
-            size,
-            ..
-        } = &self.input
-        {
+        if let Input::Object(object) = &self.input {
             use futures::TryStreamExt;
-            let reader = StoreReader {
-                store: store.clone(),
-                path: key.clone(),
-                size: *size,
-            };
-            let failed = |e: parquet::errors::ParquetError| match e {
-                parquet::errors::ParquetError::External(e) => {
-                    ConnectorError::transient(format!("Parquet `{path}`: {e}"))
-                }
-                e => ConnectorError::batch(format!("Parquet `{path}`: {e}")),
+            let failed = |e| {
+                store_error(&path, e, |url, e| {
+                    ConnectorError::batch(format!("Parquet `{url}`: {e}"))
+                })
             };
             return parquet::arrow::ParquetRecordBatchStreamBuilder::new_with_metadata(
-                reader, metadata,
+                object.reader(),
+                metadata,
             )
             .with_row_groups(groups)
             .with_row_selection(selection)
@@ -693,125 +551,5 @@ impl ParquetReader {
             records,
             errors: Vec::new(),
         })
-    }
-}
-
-/// A record batch as JSON objects, one a row, as Arrow's JSON writer writes them (a null is
-/// left out of its row): columns of booleans, integers, 64-bit floats and strings are turned
-/// into JSON directly, and a batch with any other column type goes through the JSON writer.
-pub(crate) fn to_json_rows(
-    batch: &arrow_array::RecordBatch,
-) -> Result<Vec<Value>, Box<dyn std::error::Error + Send + Sync>> {
-    let schema = batch.schema();
-    let mut columns = Vec::with_capacity(batch.num_columns());
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
-        match column_values(array.as_ref()) {
-            Some(values) => columns.push((field.name(), values)),
-            None => return to_json_rows_by_writer(batch),
-        }
-    }
-    let mut rows: Vec<serde_json::Map<String, Value>> = (0..batch.num_rows())
-        .map(|_| serde_json::Map::with_capacity(columns.len()))
-        .collect();
-    for (name, values) in columns {
-        for (row, value) in rows.iter_mut().zip(values) {
-            if !value.is_null() {
-                row.insert(name.clone(), value);
-            }
-        }
-    }
-    Ok(rows.into_iter().map(Value::Object).collect())
-}
-
-/// The values of a column of a simple type, `Value::Null` for nulls; `None` for other types.
-fn column_values(array: &dyn arrow_array::Array) -> Option<Vec<Value>> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::*;
-    use arrow_schema::DataType as T;
-    fn collect<I: Iterator<Item = Option<Value>>>(values: I) -> Vec<Value> {
-        values.map(|v| v.unwrap_or(Value::Null)).collect()
-    }
-    macro_rules! numbers {
-        ($ty:ty) => {
-            collect(
-                array
-                    .as_primitive::<$ty>()
-                    .iter()
-                    .map(|v| v.map(Value::from)),
-            )
-        };
-    }
-    Some(match array.data_type() {
-        T::Null => vec![Value::Null; array.len()],
-        T::Boolean => collect(array.as_boolean().iter().map(|v| v.map(Value::Bool))),
-        T::Int8 => numbers!(Int8Type),
-        T::Int16 => numbers!(Int16Type),
-        T::Int32 => numbers!(Int32Type),
-        T::Int64 => numbers!(Int64Type),
-        T::UInt8 => numbers!(UInt8Type),
-        T::UInt16 => numbers!(UInt16Type),
-        T::UInt32 => numbers!(UInt32Type),
-        T::UInt64 => numbers!(UInt64Type),
-        T::Float64 => collect(array.as_primitive::<Float64Type>().iter().map(|v| {
-            v.map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
-        })),
-        T::Utf8 => collect(array.as_string::<i32>().iter().map(|v| v.map(Value::from))),
-        T::LargeUtf8 => collect(array.as_string::<i64>().iter().map(|v| v.map(Value::from))),
-        T::Utf8View => collect(array.as_string_view().iter().map(|v| v.map(Value::from))),
-        _ => return None,
-    })
-}
-
-/// Any record batch through Arrow's JSON writer: dates, timestamps, decimals, lists, structs.
-fn to_json_rows_by_writer(
-    batch: &arrow_array::RecordBatch,
-) -> Result<Vec<Value>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut bytes = Vec::new();
-    let mut writer = arrow_json::LineDelimitedWriter::new(&mut bytes);
-    writer.write(batch)?;
-    writer.finish()?;
-    drop(writer);
-    let mut rows = Vec::with_capacity(batch.num_rows());
-    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        rows.push(serde_json::from_slice(line)?);
-    }
-    // A row whose columns are all null is written as `{}`; it is still a row.
-    Ok(rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray};
-    use std::sync::Arc;
-
-    #[test]
-    fn simple_columns_become_the_rows_the_json_writer_makes() {
-        let batch = RecordBatch::try_from_iter([
-            (
-                "id",
-                Arc::new(Int32Array::from(vec![Some(1), None, Some(-3)])) as ArrayRef,
-            ),
-            (
-                "score",
-                Arc::new(Float64Array::from(vec![Some(0.125), Some(2.0), None])) as ArrayRef,
-            ),
-            (
-                "name",
-                Arc::new(StringArray::from(vec![Some("a \"q\"\n"), None, Some("✓")])) as ArrayRef,
-            ),
-            (
-                "ok",
-                Arc::new(BooleanArray::from(vec![None, Some(true), Some(false)])) as ArrayRef,
-            ),
-        ])
-        .unwrap();
-        let fast = to_json_rows(&batch).unwrap();
-        assert_eq!(fast, to_json_rows_by_writer(&batch).unwrap());
-        assert_eq!(
-            fast[1],
-            serde_json::json!({"score": 2.0, "ok": true}),
-            "nulls are left out"
-        );
     }
 }
