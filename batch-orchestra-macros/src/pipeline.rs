@@ -339,9 +339,6 @@ pub fn expand_list(input: TokenStream) -> TokenStream {
     }
     quote! {{
         const _: () = { #(#checks)* };
-        #bo::PipelineList::new(|worker: #bo::WorkerBuilder| {
-            #(let worker = worker.pipeline::<#types>()?;)*
-            ::core::result::Result::Ok(worker)
-        })
+        #bo::PipelineList::empty()#(.with::<#types>())*
     }}
 }

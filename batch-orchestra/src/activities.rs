@@ -16,6 +16,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use temporalio_common::ActivityDefinition;
 use temporalio_sdk::ApplicationFailure;
@@ -31,6 +32,7 @@ use crate::error::{
     BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE, ConnectorError, ErrorKind, RecordError,
     TRANSIENT_ERROR_TYPE,
 };
+use crate::metrics::MetricsSlot;
 use crate::model::{BatchReport, JobReport};
 use crate::pipeline::{OffsetOf, Pipeline, TransformState, Transformed};
 use crate::snapshot::SnapshotTarget;
@@ -97,14 +99,16 @@ pub struct PipelineActivities<P: Pipeline> {
     connectors: ConnectorCache,
     /// The transform's state, built by the first batch that needs it.
     state: tokio::sync::OnceCell<P::State>,
+    metrics: MetricsSlot,
     _pipeline: PhantomData<fn() -> P>,
 }
 
 impl<P: Pipeline> PipelineActivities<P> {
-    pub(crate) fn new(connectors: ConnectorCache) -> Self {
+    pub(crate) fn new(connectors: ConnectorCache, metrics: MetricsSlot) -> Self {
         Self {
             connectors,
             state: tokio::sync::OnceCell::new(),
+            metrics,
             _pipeline: PhantomData,
         }
     }
@@ -209,7 +213,14 @@ impl<P: Pipeline> PipelineActivities<P> {
         let source = self.source(&input.source, input.call_timeout).await?;
         let sink = self.sink(&input.sink, input.call_timeout).await?;
         let state = self.state(input.call_timeout).await?;
-        let processed = Self::process_batches(ctx, &input, &*source, &*sink, state).await;
+        let metrics = self.metrics.get();
+        let _running = metrics.map(|m| m.running());
+        let processed = self
+            .process_batches(ctx, &input, &*source, &*sink, state)
+            .await;
+        if let (Err(_), Some(m)) = (&processed, metrics) {
+            m.failure();
+        }
         if let Err(e) = &processed
             && e.kind() != ErrorKind::Batch
         {
@@ -221,6 +232,7 @@ impl<P: Pipeline> PipelineActivities<P> {
     }
 
     async fn process_batches(
+        &self,
         ctx: &ActivityContext,
         input: &ProcessInput<P::Source, P::Sink>,
         source: &<P::Source as SourceConfig>::Source,
@@ -230,6 +242,14 @@ impl<P: Pipeline> PipelineActivities<P> {
         let mut report = BatchReport::default();
         let mut samples = Vec::new();
         for (done, batch) in input.batches.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let before = (
+                report.records_read,
+                report.records_written,
+                report.already_present,
+                report.records_filtered,
+                report.record_errors,
+            );
             // Cancelled: stop before reading more; what was written is reported exactly.
             let reading = bounded(
                 input.call_timeout,
@@ -297,6 +317,26 @@ impl<P: Pipeline> PipelineActivities<P> {
             report.record_errors += errors.len() as u64;
             samples.extend(errors);
             samples.truncate(input.max_error_samples as usize);
+            let this_batch = BatchReport {
+                records_read: report.records_read - before.0,
+                records_written: report.records_written - before.1,
+                already_present: report.already_present - before.2,
+                records_filtered: report.records_filtered - before.3,
+                record_errors: report.record_errors - before.4,
+                ..Default::default()
+            };
+            tracing::debug!(
+                batch = batch.index,
+                first_record = batch.first_record,
+                read = this_batch.records_read,
+                written = this_batch.records_written,
+                already_present = this_batch.already_present,
+                record_errors = this_batch.record_errors,
+                "batch written"
+            );
+            if let Some(m) = self.metrics.get() {
+                m.batch(&this_batch, started.elapsed());
+            }
         }
         report.error_samples = samples;
         Ok(report)
@@ -431,9 +471,20 @@ impl<P: Pipeline> ExecutableActivity for PlanActivity<P> {
         Box::pin(async move {
             let me = instance(receiver)?;
             let attempt = ctx.info().attempt;
-            with_heartbeats(&ctx, me.plan(input))
-                .await
-                .map_err(|e| activity_error(e, attempt))
+            let span = activity_span::<P>(&ctx, "plan");
+            let planned = with_heartbeats(&ctx, me.plan(input))
+                .instrument(span.clone())
+                .await;
+            let _enter = span.enter();
+            match &planned {
+                Ok(plan) => tracing::debug!(
+                    batches = plan.batches.len(),
+                    end_of_source = plan.end_of_source,
+                    "planned"
+                ),
+                Err(e) => tracing::warn!(kind = ?e.kind(), error = %e, "plan failed"),
+            }
+            planned.map_err(|e| activity_error(e, attempt))
         })
     }
 }
@@ -452,9 +503,27 @@ impl<P: Pipeline> ExecutableActivity for ProcessActivity<P> {
         Box::pin(async move {
             let me = instance(receiver)?;
             let attempt = ctx.info().attempt;
-            with_heartbeats(&ctx, me.process(&ctx, input))
-                .await
-                .map_err(|e| activity_error(e, attempt))
+            let span = activity_span::<P>(&ctx, "process");
+            if let (Some(first), Some(last)) = (input.batches.first(), input.batches.last()) {
+                span.record("first_batch", first.index);
+                span.record("last_batch", last.index);
+            }
+            let processed = with_heartbeats(&ctx, me.process(&ctx, input))
+                .instrument(span.clone())
+                .await;
+            let _enter = span.enter();
+            match &processed {
+                Ok(r) => tracing::info!(
+                    read = r.records_read,
+                    written = r.records_written,
+                    already_present = r.already_present,
+                    record_errors = r.record_errors,
+                    cancelled_after = r.cancelled_after,
+                    "processed"
+                ),
+                Err(e) => tracing::warn!(kind = ?e.kind(), error = %e, "process failed"),
+            }
+            processed.map_err(|e| activity_error(e, attempt))
         })
     }
 }
@@ -489,6 +558,22 @@ impl<P: Pipeline> ExecutableActivity for SnapshotActivity<P> {
                 .map_err(|e| activity_error(e, 0))
         })
     }
+}
+
+/// The span of one activity attempt: the pipeline, the job, its run, the attempt and (for
+/// `process`) the batches.
+fn activity_span<P: Pipeline>(ctx: &ActivityContext, activity: &'static str) -> tracing::Span {
+    let info = ctx.info();
+    tracing::info_span!(
+        "activity",
+        activity,
+        pipeline = P::NAMES.workflow,
+        job_id = info.workflow_id.as_deref().unwrap_or(""),
+        run = info.workflow_run_id.as_deref().unwrap_or(""),
+        attempt = info.attempt,
+        first_batch = tracing::field::Empty,
+        last_batch = tracing::field::Empty,
+    )
 }
 
 impl<P: Pipeline> ActivityImplementer for PipelineActivities<P> {

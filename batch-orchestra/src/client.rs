@@ -1,7 +1,6 @@
 //! Clients: start jobs, await their reports, watch and steer them.
 
 use std::marker::PhantomData;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use temporalio_client::errors::{
@@ -12,13 +11,16 @@ use temporalio_client::{
     WorkflowDescribeOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle,
     WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
+use temporalio_common::MemoValues;
 use temporalio_common::error::IncomingError;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use crate::error::{ACTIVITY_FAILED_TYPE, JobError};
 use crate::model::{JobStatus, Progress, Redrive, redrive_workflow_id};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
-use crate::workflow::{JobRun, PauseSignal, ProgressQuery, ResumeSignal, SetMaxInFlightSignal};
+use crate::workflow::{
+    JobRun, PauseSignal, ProgressQuery, ResumeSignal, SetMaxInFlightSignal, SetRateSignal,
+};
 
 /// Connects to the Temporal server at `address` (`127.0.0.1:7233` or
 /// `http://127.0.0.1:7233`), in `namespace`.
@@ -28,7 +30,8 @@ pub async fn connect(address: &str, namespace: &str) -> Result<Client, JobError>
     } else {
         format!("http://{address}")
     };
-    let url = Url::from_str(&url)
+    let url = url
+        .parse::<Url>()
         .map_err(|e| JobError::Temporal(format!("bad Temporal address `{address}`: {e}")))?;
     let connection = Connection::connect(ConnectionOptions::new(url).build())
         .await
@@ -45,12 +48,131 @@ pub async fn connect(address: &str, namespace: &str) -> Result<Client, JobError>
     })
 }
 
-/// Connects with `TEMPORAL_ADDRESS` (default `127.0.0.1:7233`) and `TEMPORAL_NAMESPACE`
-/// (default `default`).
+/// Connects the way the `temporal` CLI and Temporal's SDKs do: the profile named by
+/// `TEMPORAL_PROFILE` (else `default`) from the config file named by `TEMPORAL_CONFIG_FILE`
+/// (else `~/.config/temporalio/temporal.toml`, if it exists), overridden by the variables
+/// `TEMPORAL_ADDRESS` (default `127.0.0.1:7233`), `TEMPORAL_NAMESPACE` (default `default`),
+/// `TEMPORAL_API_KEY`, `TEMPORAL_TLS`, `TEMPORAL_TLS_CLIENT_CERT_PATH`,
+/// `TEMPORAL_TLS_CLIENT_KEY_PATH`, `TEMPORAL_TLS_SERVER_CA_CERT_PATH`,
+/// `TEMPORAL_TLS_SERVER_NAME` and `TEMPORAL_GRPC_META_*`. An API key or a TLS setting turns TLS
+/// on, as for Temporal Cloud.
+///
+/// A setting that cannot be used (an unknown profile, a file that does not parse, a missing
+/// certificate) is a [`JobError::Temporal`] naming it.
 pub async fn connect_from_env() -> Result<Client, JobError> {
-    let address = std::env::var("TEMPORAL_ADDRESS").unwrap_or_else(|_| "127.0.0.1:7233".to_owned());
-    let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
-    connect(&address, &namespace).await
+    connect_profile(None).await
+}
+
+/// Like [`connect_from_env`], with the profile `profile` of the config file instead of
+/// `TEMPORAL_PROFILE`'s.
+pub async fn connect_profile(profile: Option<&str>) -> Result<Client, JobError> {
+    let settings = TemporalSettings::resolve(profile, None)?;
+    settings.connect().await
+}
+
+/// Resolved Temporal connection settings: a profile of the config file with the environment
+/// applied, as [`connect_from_env`] uses them.
+#[derive(Debug, Clone)]
+pub struct TemporalSettings {
+    profile: temporalio_client::envconfig::ClientConfigProfile,
+    /// The server's address (`host:port` or a URL).
+    pub address: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Whether the connection uses TLS.
+    pub tls: bool,
+    /// Whether an API key is sent.
+    pub api_key: bool,
+}
+
+impl TemporalSettings {
+    /// Resolves the settings from `profile` (or `TEMPORAL_PROFILE`) and the environment;
+    /// `env` replaces the process's variables when given (for tests).
+    pub fn resolve(
+        profile: Option<&str>,
+        env: Option<&std::collections::HashMap<String, String>>,
+    ) -> Result<Self, JobError> {
+        use temporalio_client::envconfig::LoadClientConfigProfileOptions;
+        let options = LoadClientConfigProfileOptions::builder()
+            .maybe_config_file_profile(profile.map(str::to_owned))
+            .build();
+        let mut loaded = temporalio_common::envconfig::load_client_config_profile(options, env)
+            .map_err(|e| JobError::Temporal(settings_error(profile, env, &e)))?;
+        let address = loaded
+            .address
+            .get_or_insert_with(|| DEFAULT_ADDRESS.to_owned())
+            .clone();
+        let namespace = loaded
+            .namespace
+            .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned())
+            .clone();
+        let api_key = loaded.api_key.is_some();
+        let tls = match &loaded.tls {
+            Some(t) => t.disabled != Some(true),
+            None => api_key,
+        };
+        Ok(Self {
+            profile: loaded,
+            address,
+            namespace,
+            tls,
+            api_key,
+        })
+    }
+
+    /// Connects with these settings.
+    pub async fn connect(&self) -> Result<Client, JobError> {
+        let address = &self.address;
+        let options = ConnectionOptions::try_from(self.profile.clone())
+            .map_err(|e| JobError::Temporal(format!("Temporal connection settings: {e}")))?;
+        let connection = Connection::connect(options).await.map_err(|e| {
+            JobError::Temporal(format!(
+                "cannot connect to Temporal at `{address}` ({}): is the server running, and is TEMPORAL_ADDRESS right?",
+                root_message(&e)
+            ))
+        })?;
+        Client::new(
+            connection,
+            ClientOptions::new(self.namespace.clone()).build(),
+        )
+        .map_err(|e| {
+            JobError::Temporal(format!(
+                "cannot create a Temporal client for `{address}`: {e}"
+            ))
+        })
+    }
+}
+
+const DEFAULT_ADDRESS: &str = "127.0.0.1:7233";
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// Names where a bad setting came from: the profile and the file.
+fn settings_error(
+    profile: Option<&str>,
+    env: Option<&std::collections::HashMap<String, String>>,
+    e: &temporalio_client::envconfig::ConfigError,
+) -> String {
+    let var = |k: &str| match env {
+        Some(map) => map.get(k).cloned(),
+        None => std::env::var(k).ok(),
+    };
+    let file = var("TEMPORAL_CONFIG_FILE")
+        .filter(|f| !f.is_empty())
+        .map(|f| format!("`{f}` (TEMPORAL_CONFIG_FILE)"))
+        .unwrap_or_else(|| "`~/.config/temporalio/temporal.toml`".to_owned());
+    let profile = profile
+        .map(|p| format!("`{p}`"))
+        .or_else(|| var("TEMPORAL_PROFILE").map(|p| format!("`{p}` (TEMPORAL_PROFILE)")))
+        .unwrap_or_else(|| "`default`".to_owned());
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    format!(
+        "Temporal connection settings, profile {profile} of {file} and the TEMPORAL_* variables: {cause}"
+    )
 }
 
 /// Starts jobs on a task queue and finds running ones.
@@ -78,7 +200,23 @@ impl JobClient {
     ) -> Result<JobHandle<P>, JobError> {
         request.validate()?;
         let job_id = request.workflow_id();
-        let options = WorkflowStartOptions::new(self.task_queue.clone(), job_id.clone()).build();
+        let source = <P::Source as crate::connector::SourceConfig>::NAME;
+        let sink = <P::Sink as crate::connector::SinkConfig>::NAME;
+        let mut memo = MemoValues::new();
+        memo.insert("pipeline", P::NAMES.workflow.to_owned())
+            .insert("source", source.to_owned())
+            .insert("sink", sink.to_owned())
+            .insert("batch_size", request.batch_size)
+            .insert("job_id", request.job_id.clone());
+        let summary = format!(
+            "{}: {source} -> {sink}, batches of {}",
+            P::NAMES.workflow,
+            request.batch_size
+        );
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), job_id.clone())
+            .memo(memo)
+            .static_summary(summary)
+            .build();
         match self
             .client
             .start_workflow(JobRun::<P>::new(), request, options)
@@ -327,6 +465,20 @@ impl<P: Pipeline> JobHandle<P> {
             .signal(
                 SetMaxInFlightSignal::<P>::new(),
                 n,
+                WorkflowSignalOptions::default(),
+            )
+            .await;
+        r.map_err(|e| self.interaction_error(e))
+    }
+
+    /// Sets the job's rate limit in records per second; 0 lifts it. Batches start no faster
+    /// than that from now on (within a second).
+    pub async fn set_rate(&self, records_per_s: u32) -> Result<(), JobError> {
+        let r = self
+            .handle
+            .signal(
+                SetRateSignal::<P>::new(),
+                records_per_s,
                 WorkflowSignalOptions::default(),
             )
             .await;

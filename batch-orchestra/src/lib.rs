@@ -82,11 +82,15 @@ extern crate self as batch_orchestra;
 
 pub mod activities;
 mod cache;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod cli;
 pub mod client;
 pub mod connector;
 pub mod connectors;
 pub mod error;
 mod macro_support;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod snapshot;
@@ -97,7 +101,9 @@ pub mod testing;
 pub mod worker;
 pub mod workflow;
 
-pub use client::{JobClient, JobHandle, connect, connect_from_env};
+pub use client::{
+    JobClient, JobHandle, TemporalSettings, connect, connect_from_env, connect_profile,
+};
 pub use connector::{
     BatchRange, Offset, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, SinkConfig,
     Source, SourceConfig, WriteContext, WriteOutcome,

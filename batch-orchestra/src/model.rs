@@ -55,6 +55,10 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
     pub max_error_samples: u32,
     /// Pause for a while every so many records.
     pub throttle: Option<Throttle>,
+    /// Records per second at most, over the job (changeable by signal while running); `None`
+    /// for no limit. Batches are started no faster than this allows.
+    #[serde(default)]
+    pub max_records_per_s: Option<u32>,
     /// Retry settings by activity name (`<workflow>.process`) or kind (`process`).
     pub retry_policies: BTreeMap<String, RetrySettings>,
     /// How long one attempt of an activity may take.
@@ -103,6 +107,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             max_record_errors: None,
             max_error_samples: 20,
             throttle: None,
+            max_records_per_s: None,
             retry_policies: BTreeMap::new(),
             activity_timeout: Duration::from_secs(300),
             snapshot: None,
@@ -122,6 +127,14 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             Some(r) => redrive_workflow_id(&self.job_id, r.number),
             None => self.job_id.clone(),
         }
+    }
+
+    /// Starts batches no faster than `n` records per second on average (0 for no limit).
+    /// Change it while the job runs with
+    /// [`JobHandle::set_rate`](crate::JobHandle::set_rate).
+    pub fn max_records_per_s(mut self, n: u32) -> Self {
+        self.max_records_per_s = (n > 0).then_some(n);
+        self
     }
 
     /// Records up to `n` failed batches and goes on; fails the job past that. 0 fails the job
@@ -575,6 +588,9 @@ pub struct CarriedState<O: Offset> {
     /// For a redrive: the range being rerun.
     #[serde(default)]
     pub segment: u32,
+    /// The rate limit in records per second (changeable by signal).
+    #[serde(default)]
+    pub max_records_per_s: Option<u32>,
 }
 
 /// A live view of a running job, answered by the `progress` query.
@@ -595,6 +611,15 @@ pub struct Progress<O: Offset> {
     /// Age past which a running activity is flagged as stuck, in milliseconds.
     #[serde(default)]
     pub stuck_after_ms: u64,
+    /// The rate limit in records per second, if any.
+    #[serde(default)]
+    pub max_records_per_s: Option<u32>,
+    /// Records in the batches planned so far.
+    #[serde(default)]
+    pub records_planned: u64,
+    /// Whether the whole input is planned: `records_planned` is then the job's total.
+    #[serde(default)]
+    pub planning_done: bool,
 }
 
 impl<O: Offset> Progress<O> {

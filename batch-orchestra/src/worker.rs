@@ -1,10 +1,18 @@
 //! Workers: processes that run pipelines' workflows and activities for a task queue.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use temporalio_client::Client;
+use temporalio_common::telemetry::{
+    PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
+};
+use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, WorkerOptions};
 
 use crate::activities::PipelineActivities;
 use crate::cache::ConnectorCache;
+use crate::metrics::MetricsSlot;
 use crate::pipeline::Pipeline;
 use crate::workflow::PipelineWorkflow;
 
@@ -22,6 +30,14 @@ pub enum WorkerError {
     /// The worker stopped with an error.
     #[error("the worker stopped: {0}")]
     Run(String),
+    /// The metrics endpoint could not be served.
+    #[error("cannot serve metrics on {addr}: {message}")]
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Builds a [`Worker`]: pick a task queue, register pipelines, build.
@@ -40,9 +56,37 @@ pub struct WorkerBuilder {
     options: WorkerOptions,
     connectors: ConnectorCache,
     names: Vec<&'static str>,
+    metrics: Option<SocketAddr>,
+    slots: Vec<(MetricsSlot, &'static str)>,
 }
 
 impl WorkerBuilder {
+    /// Serves Prometheus metrics at `http://<addr>/metrics`: the pipelines' counts (see
+    /// [`metrics`](crate::metrics) for the names) and the Temporal SDK's worker metrics, on
+    /// the same endpoint. Port 0 picks a free port: [`Worker::metrics_addr`] tells which.
+    ///
+    /// ```no_run
+    /// # use batch_orchestra::testing::RangeToCounting;
+    /// # async fn demo(client: temporalio_client::Client) -> Result<(), batch_orchestra::WorkerError> {
+    /// let worker = batch_orchestra::Worker::builder(client, "batch-jobs")
+    ///     .metrics("127.0.0.1:9464".parse().unwrap())
+    ///     .pipeline::<RangeToCounting>()?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.metrics = Some(addr);
+        self
+    }
+
+    /// How long a shutdown waits for running activities before asking them to stop (30 s by
+    /// default). Asked to stop, a `process` activity finishes the write in progress and
+    /// returns the batches it completed; the job hands the rest to another worker.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.options.graceful_shutdown_period = Some(grace);
+        self
+    }
+
     /// Registers pipeline `P`: its workflow and its three activities.
     pub fn pipeline<P: Pipeline>(mut self) -> Result<Self, WorkerError> {
         let n = P::NAMES;
@@ -55,24 +99,55 @@ impl WorkerBuilder {
         self.options
             .register_workflow::<PipelineWorkflow<P>>()
             .map_err(|e| WorkerError::Create(e.to_string()))?;
+        let slot = MetricsSlot::default();
+        self.slots.push((slot.clone(), n.workflow));
         self.options
-            .register_activities(PipelineActivities::<P>::new(self.connectors.clone()));
+            .register_activities(PipelineActivities::<P>::new(self.connectors.clone(), slot));
         Ok(self)
     }
 
     /// Registers every pipeline of a [`pipelines!`](crate::pipelines) list.
-    pub fn pipelines(self, list: PipelineList) -> Result<Self, WorkerError> {
-        (list.register)(self)
+    pub fn pipelines(mut self, list: PipelineList) -> Result<Self, WorkerError> {
+        for register in list.register {
+            self = register(self)?;
+        }
+        Ok(self)
     }
 
     /// Builds the worker. Call it inside a Tokio runtime.
     pub fn build(self) -> Result<Worker, WorkerError> {
-        let runtime = Runtime::from_current_tokio(Default::default())
-            .map_err(|e| WorkerError::Create(e.to_string()))?;
+        let mut telemetry = TelemetryOptions::builder().build();
+        let mut metrics = None;
+        if let Some(addr) = self.metrics {
+            let served = start_prometheus_metric_exporter(
+                PrometheusExporterOptions::builder()
+                    .socket_addr(addr)
+                    .build(),
+            )
+            .map_err(|e| WorkerError::Metrics {
+                addr,
+                message: e.to_string(),
+            })?;
+            for (slot, pipeline) in &self.slots {
+                slot.install(served.meter.as_ref(), pipeline);
+            }
+            telemetry.metrics = Some(served.meter.clone());
+            metrics = Some(MetricsServer {
+                addr: served.bound_addr,
+                abort: served.abort_handle,
+            });
+        }
+        let options = RuntimeOptions::builder()
+            .telemetry_options(telemetry)
+            .build()
+            .map_err(WorkerError::Create)?;
+        let runtime =
+            Runtime::from_current_tokio(options).map_err(|e| WorkerError::Create(e.to_string()))?;
         let inner = temporalio_sdk::Worker::new(&runtime, self.client, self.options)
             .map_err(|e| WorkerError::Create(e.to_string()))?;
         Ok(Worker {
             inner,
+            metrics,
             _runtime: runtime,
         })
     }
@@ -82,7 +157,21 @@ impl WorkerBuilder {
 /// Temporal spreads the batches.
 pub struct Worker {
     inner: temporalio_sdk::Worker,
+    metrics: Option<MetricsServer>,
     _runtime: Runtime,
+}
+
+struct MetricsServer {
+    addr: SocketAddr,
+    abort: tokio::task::AbortHandle,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.abort.abort();
+        }
+    }
 }
 
 impl Worker {
@@ -90,9 +179,47 @@ impl Worker {
     pub fn builder(client: Client, task_queue: impl Into<String>) -> WorkerBuilder {
         WorkerBuilder {
             client,
-            options: WorkerOptions::new(task_queue.into()).build(),
+            options: {
+                let mut options = WorkerOptions::new(task_queue.into()).build();
+                options.graceful_shutdown_period = Some(DEFAULT_SHUTDOWN_GRACE);
+                options
+            },
             connectors: ConnectorCache::default(),
             names: Vec::new(),
+            metrics: None,
+            slots: Vec::new(),
+        }
+    }
+
+    /// Where the metrics are served, when the worker was built with
+    /// [`metrics`](WorkerBuilder::metrics).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
+    }
+
+    /// Runs until the process gets Ctrl-C (SIGINT) or SIGTERM, then shuts down gracefully:
+    /// no new work is taken, running activities finish (or, past the
+    /// [shutdown grace](WorkerBuilder::shutdown_grace), finish their write in progress and
+    /// return what they completed), and the function returns. A second signal exits the
+    /// process at once with code 130; Temporal then hands the unfinished batches to another
+    /// worker after their heartbeat timeout, and idempotent sinks absorb the repeats.
+    ///
+    /// Use it in your own worker binaries so a deploy or a `kill` does not cut batches short.
+    pub async fn run_until_signal(&mut self) -> Result<(), WorkerError> {
+        let shutdown = self.inner.shutdown_handle();
+        let signals = async move {
+            stop_signal().await;
+            tracing::info!(
+                "shutting down: running activities finish first (signal again to stop at once)"
+            );
+            shutdown();
+            stop_signal().await;
+            tracing::warn!("second signal: stopping at once");
+            std::process::exit(130);
+        };
+        tokio::select! {
+            ran = self.inner.run() => ran.map_err(|e| WorkerError::Run(e.to_string())),
+            () = signals => Ok(()),
         }
     }
 
@@ -126,21 +253,65 @@ impl Worker {
     }
 }
 
+/// How long a shutdown waits for running activities by default.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Waits for SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // No signal handling here (should not happen on Unix): Ctrl-C only.
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 type Register = Box<dyn FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError>>;
 
 /// Pipelines to register on one worker, made by [`pipelines!`](crate::pipelines), which
 /// checks at compile time that their names are distinct.
 pub struct PipelineList {
-    register: Register,
+    register: Vec<Register>,
+    names: Vec<&'static str>,
+    #[cfg(feature = "cli")]
+    pub(crate) operators: Vec<Box<dyn crate::cli::Operate>>,
 }
 
 impl PipelineList {
+    /// An empty list.
     #[doc(hidden)]
-    pub fn new(
-        register: impl FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError> + 'static,
-    ) -> Self {
+    pub fn empty() -> Self {
         Self {
-            register: Box::new(register),
+            register: Vec::new(),
+            names: Vec::new(),
+            #[cfg(feature = "cli")]
+            operators: Vec::new(),
         }
+    }
+
+    /// Adds pipeline `P`. Use [`pipelines!`](crate::pipelines), which also checks the names.
+    #[doc(hidden)]
+    pub fn with<P: Pipeline>(mut self) -> Self {
+        self.register
+            .push(Box::new(|w: WorkerBuilder| w.pipeline::<P>()));
+        self.names.push(P::NAMES.workflow);
+        #[cfg(feature = "cli")]
+        self.operators.push(crate::cli::operator::<P>());
+        self
+    }
+
+    /// The workflow names of the pipelines, in order.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
     }
 }

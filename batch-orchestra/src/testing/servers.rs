@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 #[error("{0}")]
 pub struct TestingError(String);
 
-/// The folder where `cargo xtask setup` installs tools.
+/// The folder where `batch-orchestra setup` (and this repository's `cargo xtask setup`)
+/// install the dev servers: `BATCH_ORCHESTRA_TOOLS`, else a `.tools` folder in the current
+/// directory or above it, else `~/.cache/batch-orchestra/tools`.
 pub fn tools_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("BATCH_ORCHESTRA_TOOLS") {
         return Some(PathBuf::from(dir));
@@ -20,6 +22,7 @@ pub fn tools_dir() -> Option<PathBuf> {
     cwd.ancestors()
         .map(|d| d.join(".tools"))
         .find(|d| d.is_dir())
+        .or_else(super::install::default_tools_dir)
 }
 
 fn find_binary(env: &str, in_tools: &[&str], on_path: &str) -> PathBuf {
@@ -145,7 +148,7 @@ impl OwnedProcess {
             .spawn()
             .map_err(|e| {
                 TestingError(format!(
-                    "cannot start {name} ({}): {e}; run `cargo xtask setup`, or set the variable named in the testing kit's table to the binary's path",
+                    "cannot start {name} ({}): {e}; run `batch-orchestra setup` (or `cargo xtask setup` in the batch-orchestra repository) to install it into ~/.cache/batch-orchestra/tools, or set BATCH_ORCHESTRA_TOOLS to the folder holding it, or the variable named in the testing kit's table to the binary's path",
                     program.to_string_lossy()
                 ))
             })

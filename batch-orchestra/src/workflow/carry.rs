@@ -118,7 +118,8 @@ pub(super) fn continue_as_new<P: Pipeline>(
     ctx: &WorkflowContext<PipelineWorkflow<P>>,
     job: Job<'_, P>,
 ) -> Result<ReportOf<P>, WorkflowTermination> {
-    let (paused, max_in_flight) = ctx.state(|w| (w.paused, w.max_in_flight));
+    let (paused, max_in_flight, max_records_per_s) =
+        ctx.state(|w| (w.paused, w.max_in_flight, w.max_records_per_s));
     let mut next = job.req.clone();
     next.state = Some(CarriedState {
         report: job.report,
@@ -130,6 +131,7 @@ pub(super) fn continue_as_new<P: Pipeline>(
         cursor: job.cursor,
         next_batch: job.next_batch,
         segment: job.segment,
+        max_records_per_s,
     });
     match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
         Err(termination) => Err(termination),

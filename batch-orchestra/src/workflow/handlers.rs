@@ -27,6 +27,8 @@ pub const PAUSE_SIGNAL: &str = "pause";
 pub const RESUME_SIGNAL: &str = "resume";
 /// Name of the signal that changes how many batches run at once.
 pub const SET_MAX_IN_FLIGHT_SIGNAL: &str = "set_max_in_flight";
+/// Name of the signal that sets the rate limit in records per second (0: no limit).
+pub const SET_RATE_SIGNAL: &str = "set_rate";
 
 macro_rules! handler_marker {
     ($(#[$doc:meta])* $marker:ident, $trait:ident, $name:expr, $input:ty $(, $output:ty)?) => {
@@ -73,6 +75,10 @@ handler_marker!(
     /// The `set_max_in_flight` signal.
     SetMaxInFlightSignal, SignalDefinition, SET_MAX_IN_FLIGHT_SIGNAL, u32
 );
+handler_marker!(
+    /// The `set_rate` signal.
+    SetRateSignal, SignalDefinition, SET_RATE_SIGNAL, u32
+);
 
 impl<P: Pipeline> ExecutableSyncSignal<PauseSignal<P>> for PipelineWorkflow<P> {
     fn handle(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _input: ()) {
@@ -89,6 +95,12 @@ impl<P: Pipeline> ExecutableSyncSignal<ResumeSignal<P>> for PipelineWorkflow<P> 
 impl<P: Pipeline> ExecutableSyncSignal<SetMaxInFlightSignal<P>> for PipelineWorkflow<P> {
     fn handle(&mut self, _ctx: &mut SyncWorkflowContext<Self>, input: u32) {
         self.max_in_flight = input.max(1);
+    }
+}
+
+impl<P: Pipeline> ExecutableSyncSignal<SetRateSignal<P>> for PipelineWorkflow<P> {
+    fn handle(&mut self, _ctx: &mut SyncWorkflowContext<Self>, input: u32) {
+        self.max_records_per_s = (input > 0).then_some(input);
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityExecutionError, ActivityOptions, WorkflowCancellationToken,
-    WorkflowContext,
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, TimerResult,
+    WorkflowCancellationToken, WorkflowContext,
 };
 
 use super::PipelineWorkflow;
@@ -32,6 +32,8 @@ pub(super) const ISOLATED_ATTEMPTS: u32 = 2;
 pub(super) enum Event<O: crate::connector::Offset> {
     Planned(Result<Plan<O>, ActivityExecutionError>),
     Processed(Dispatched<O>, Result<BatchReport, ActivityExecutionError>),
+    /// The rate limit's timer fired: another group may start.
+    Paced(TimerResult),
 }
 
 /// A group of batches handed to one `process` activity.

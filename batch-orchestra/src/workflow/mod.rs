@@ -40,7 +40,7 @@ mod window;
 
 pub use handlers::{
     PAUSE_SIGNAL, PROGRESS_QUERY, PauseSignal, ProgressQuery, RESUME_SIGNAL, ResumeSignal,
-    SET_MAX_IN_FLIGHT_SIGNAL, SetMaxInFlightSignal,
+    SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, SetMaxInFlightSignal, SetRateSignal,
 };
 
 use crate::model::{InFlight, JobReport, JobStatus, Progress};
@@ -59,6 +59,9 @@ pub struct PipelineWorkflow<P: Pipeline> {
     max_in_flight: u32,
     paused: bool,
     stuck_after_ms: u64,
+    max_records_per_s: Option<u32>,
+    records_planned: u64,
+    planning_done: bool,
 }
 
 impl<P: Pipeline> PipelineWorkflow<P> {
@@ -70,6 +73,9 @@ impl<P: Pipeline> PipelineWorkflow<P> {
             paused: self.paused,
             running: self.running.clone(),
             stuck_after_ms: self.stuck_after_ms,
+            max_records_per_s: self.max_records_per_s,
+            records_planned: self.records_planned,
+            planning_done: self.planning_done,
         }
     }
 }
@@ -120,6 +126,7 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
                 PAUSE_SIGNAL.into(),
                 RESUME_SIGNAL.into(),
                 SET_MAX_IN_FLIGHT_SIGNAL.into(),
+                SET_RATE_SIGNAL.into(),
             ],
             queries: vec![PROGRESS_QUERY.into()],
             updates: vec![],
@@ -128,20 +135,22 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
 
     fn init(_ctx: WorkflowContextView, input: Option<RequestOf<P>>) -> Self {
         // Signals may arrive in the first activation: set the carried state before they apply.
-        let (report, paused, max_in_flight) = match &input {
+        let (report, paused, max_in_flight, max_records_per_s) = match &input {
             Some(req) => match &req.state {
                 Some(carried) => (
                     carried.report.clone(),
                     carried.paused,
                     carried.max_in_flight,
+                    carried.max_records_per_s,
                 ),
                 None => (
                     JobReport::new(req.workflow_id(), P::NAMES.workflow, req.start_at.clone()),
                     false,
                     req.max_in_flight,
+                    req.max_records_per_s,
                 ),
             },
-            None => (JobReport::new("", P::NAMES.workflow, None), false, 1),
+            None => (JobReport::new("", P::NAMES.workflow, None), false, 1, None),
         };
         let stuck_after_ms = input
             .as_ref()
@@ -154,6 +163,9 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
             max_in_flight: max_in_flight.max(1),
             paused,
             stuck_after_ms,
+            max_records_per_s,
+            records_planned: 0,
+            planning_done: false,
         }
     }
 
@@ -175,7 +187,9 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
     ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
         match name {
             PAUSE_SIGNAL | RESUME_SIGNAL => decode::<()>(payloads.payloads, converter),
-            SET_MAX_IN_FLIGHT_SIGNAL => decode::<u32>(payloads.payloads, converter),
+            SET_MAX_IN_FLIGHT_SIGNAL | SET_RATE_SIGNAL => {
+                decode::<u32>(payloads.payloads, converter)
+            }
             _ => Ok(None),
         }
     }
@@ -190,6 +204,9 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
             RESUME_SIGNAL => <Self as ExecutableSyncSignal<ResumeSignal<P>>>::dispatch(ctx, input),
             SET_MAX_IN_FLIGHT_SIGNAL => {
                 <Self as ExecutableSyncSignal<SetMaxInFlightSignal<P>>>::dispatch(ctx, input)
+            }
+            SET_RATE_SIGNAL => {
+                <Self as ExecutableSyncSignal<SetRateSignal<P>>>::dispatch(ctx, input)
             }
             other => futures::future::ready(Err(unknown_handler("signal", other))).boxed_local(),
         }

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use temporalio_sdk::TimerResult;
 
@@ -63,6 +64,9 @@ pub(super) async fn drive<P: Pipeline>(
     // Running activities by dispatch slot.
     let mut running: Vec<(u64, InFlight)> = Vec::new();
     let mut window: Vec<LocalBoxFuture<'_, Event<OffsetOf<P>>>> = Vec::new();
+    // The rate limit's clock, and whether its timer is in the window.
+    let mut pace: Option<Pace> = None;
+    let mut pace_pending = false;
 
     loop {
         if !cancelling && ctx.cancellation_token().is_cancelled() {
@@ -71,7 +75,11 @@ pub(super) async fn drive<P: Pipeline>(
         if !rolling_over && (this_run >= max_per_run || ctx.continue_as_new_suggested()) {
             rolling_over = true;
         }
-        let (paused, max_in_flight) = ctx.state(|w| (w.paused, w.max_in_flight.max(1)));
+        let (paused, max_in_flight, rate) =
+            ctx.state(|w| (w.paused, w.max_in_flight.max(1), w.max_records_per_s));
+        if rate.is_none() {
+            pace = None;
+        }
         let throttle = job
             .req
             .throttle
@@ -91,14 +99,40 @@ pub(super) async fn drive<P: Pipeline>(
         }
         if !paused && throttle.is_none() && !cancelling {
             while (running.len() as u32) < max_in_flight {
+                let ready = !(rolling_over || this_run >= max_per_run || planned.is_empty());
+                if isolate.is_empty() && !ready {
+                    break;
+                }
+                if let Some(rate) = rate {
+                    let now = job.now_ms();
+                    let clock = pace.get_or_insert(Pace::new(now, rate));
+                    // A new rate, or a clock that fell behind (a pause, a slow sink), starts
+                    // afresh: no burst to catch up.
+                    if clock.rate != rate || now > clock.due_ms() + 1_000 {
+                        *clock = Pace::new(now, rate);
+                    }
+                    if now < clock.due_ms() {
+                        if !pace_pending {
+                            // At most a second, so a new rate applies within a second.
+                            let wait = (clock.due_ms() - now).min(1_000);
+                            window.push(
+                                ctx.timer(std::time::Duration::from_millis(wait))
+                                    .map(Event::Paced)
+                                    .boxed_local(),
+                            );
+                            pace_pending = true;
+                        }
+                        break;
+                    }
+                }
                 if let Some((seq, _, range)) = isolate.pop_front() {
                     let (slot, info, fut) = job.process(vec![seq], vec![range], true);
+                    if let Some(clock) = &mut pace {
+                        clock.sent += info.records;
+                    }
                     running.push((slot, info));
                     window.push(fut);
                     continue;
-                }
-                if rolling_over || this_run >= max_per_run || planned.is_empty() {
-                    break;
                 }
                 // A group of consecutive batches, within the run's limit.
                 let take = per_activity
@@ -115,6 +149,9 @@ pub(super) async fn drive<P: Pipeline>(
                 }
                 this_run += take as u32;
                 let (slot, info, fut) = job.process(seqs, group, false);
+                if let Some(clock) = &mut pace {
+                    clock.sent += info.records;
+                }
                 running.push((slot, info));
                 window.push(fut);
             }
@@ -159,6 +196,12 @@ pub(super) async fn drive<P: Pipeline>(
             cancelling = true;
         }
         match event {
+            Event::Paced(fired) => {
+                pace_pending = false;
+                if fired == TimerResult::Cancelled {
+                    cancelling = true;
+                }
+            }
             Event::Planned(result) => {
                 plan_pending = false;
                 if cancelling {
@@ -214,6 +257,11 @@ pub(super) async fn drive<P: Pipeline>(
                         None => exhausted = true,
                     }
                 }
+                let planning_done = exhausted;
+                ctx.state_mut(|w| {
+                    w.records_planned = plan_record;
+                    w.planning_done = planning_done;
+                });
             }
             Event::Processed(dispatched, result) => {
                 running.retain(|(slot, _)| *slot != dispatched.slot);
@@ -227,6 +275,11 @@ pub(super) async fn drive<P: Pipeline>(
                             dispatched.seqs.iter().zip(&dispatched.group).take(count)
                         {
                             done.insert(*seq, range.end.clone());
+                        }
+                        // Stopped early while the job goes on (its worker shut down): the
+                        // rest of the group runs again, elsewhere.
+                        if count < dispatched.group.len() && !cancelling {
+                            rerun_alone(&mut isolate, job.segment, &dispatched, count);
                         }
                         advance(job, &mut done, &mut frontier);
                         job.touch();
@@ -285,6 +338,28 @@ pub(super) async fn drive<P: Pipeline>(
                 }
             }
         }
+    }
+}
+
+/// The rate limit's clock: records started since `start_ms`, at `rate` records per second.
+struct Pace {
+    start_ms: u64,
+    sent: u64,
+    rate: u32,
+}
+
+impl Pace {
+    fn new(now_ms: u64, rate: u32) -> Self {
+        Self {
+            start_ms: now_ms,
+            sent: 0,
+            rate: rate.max(1),
+        }
+    }
+
+    /// When the next group may start.
+    fn due_ms(&self) -> u64 {
+        self.start_ms + self.sent * 1_000 / u64::from(self.rate)
     }
 }
 

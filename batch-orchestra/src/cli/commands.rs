@@ -1,0 +1,491 @@
+//! The subcommands.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use temporalio_client::{
+    Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowListOptions,
+};
+use temporalio_common::UntypedWorkflow;
+
+use super::operator::Control;
+use super::view::{ProgressView, ReportView, describe_progress, describe_report};
+use super::{Cli, CliError, Command, Exit, Operate};
+use crate::client::{JobClient, TemporalSettings};
+use crate::model::JobStatus;
+use crate::{PipelineList, Worker};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus as RawStatus;
+
+/// How long `pause`, `resume`, `set-parallelism` and `set-rate` wait for the job to confirm.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(15);
+
+/// Where the jobs are: the task queue and the Temporal profile.
+struct Target {
+    task_queue: String,
+    profile: Option<String>,
+}
+
+pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> {
+    let ops = &list.operators;
+    let command = cli.command;
+    let cli_target = Target {
+        task_queue: cli.task_queue,
+        profile: cli.profile,
+    };
+    let cli = &cli_target;
+    match command {
+        Command::Pipelines { json } => {
+            for op in ops {
+                let (source, sink) = op.connectors();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"pipeline": op.name(), "source": source, "sink": sink})
+                    );
+                } else {
+                    println!("{:<28} {source} -> {sink}", op.name());
+                }
+            }
+            Ok(Exit::Success)
+        }
+        Command::Setup => super::dev::setup(),
+        Command::Dev { postgres } => super::dev::dev(postgres).await,
+        Command::Start {
+            pipeline,
+            job,
+            config,
+            rate,
+            check,
+            watch,
+        } => {
+            let op = by_name(ops, &pipeline)?;
+            let text = std::fs::read_to_string(&config).map_err(|e| {
+                CliError::new(
+                    Exit::Config,
+                    format!("cannot read the job file {}: {e}", config.display()),
+                )
+            })?;
+            let request = op
+                .parse(&job, &config, &text, rate)
+                .map_err(|e| CliError::new(Exit::Config, e.0))?;
+            if check {
+                println!("{}: a valid job of `{}`", config.display(), op.name());
+                return Ok(Exit::Success);
+            }
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            op.start(&jobs, request).await?;
+            println!(
+                "started job `{job}` of `{}` on task queue `{}`",
+                op.name(),
+                cli.task_queue
+            );
+            if watch {
+                watch_job(op, &jobs, &job, Duration::from_secs(1)).await
+            } else {
+                Ok(Exit::Success)
+            }
+        }
+        Command::Worker {
+            metrics,
+            shutdown_grace_s,
+        } => {
+            let client = connect(cli.profile.as_deref()).await?;
+            let mut builder = Worker::builder(client, cli.task_queue.clone())
+                .shutdown_grace(Duration::from_secs(shutdown_grace_s));
+            if let Some(addr) = metrics {
+                builder = builder.metrics(addr);
+            }
+            let names = list.names().join(", ");
+            let mut worker = builder
+                .pipelines(list)
+                .and_then(|b| b.build())
+                .map_err(|e| CliError::new(Exit::Error, e.to_string()))?;
+            tracing::info!(
+                task_queue = %cli.task_queue,
+                pipelines = %names,
+                metrics = ?worker.metrics_addr().map(|a| format!("http://{a}/metrics")),
+                "worker running"
+            );
+            worker
+                .run_until_signal()
+                .await
+                .map_err(|e| CliError::new(Exit::Error, e.to_string()))?;
+            tracing::info!("worker stopped");
+            Ok(Exit::Success)
+        }
+        Command::Watch { job, interval_s } => {
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            let (op, _) = find(ops, &jobs, &job).await?;
+            let interval = Duration::try_from_secs_f64(interval_s)
+                .map_err(|_| CliError::new(Exit::Usage, "--interval-s must be positive"))?;
+            watch_job(op, &jobs, &job, interval).await
+        }
+        Command::Status { job, json } => {
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            let (op, status) = find(ops, &jobs, &job).await?;
+            if status == WorkflowExecutionStatus::Running {
+                let progress = op.progress(&jobs, &job).await?;
+                if json {
+                    println!("{progress}");
+                } else {
+                    let view: ProgressView = serde_json::from_value(progress).unwrap_or_default();
+                    print!("{}", describe_progress(&view));
+                }
+                Ok(Exit::Success)
+            } else {
+                print_report(op, &jobs, &job, json).await
+            }
+        }
+        Command::Report { job, json } => {
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            let (op, _) = find(ops, &jobs, &job).await?;
+            print_report(op, &jobs, &job, json).await
+        }
+        Command::List {
+            limit,
+            running,
+            json,
+        } => {
+            let client = connect(cli.profile.as_deref()).await?;
+            list_jobs(ops, &client, limit, running, json).await
+        }
+        Command::Pause { job } => steer(&cli, ops, &job, Control::Pause).await,
+        Command::Resume { job } => steer(&cli, ops, &job, Control::Resume).await,
+        Command::SetParallelism { job, n } => {
+            steer(&cli, ops, &job, Control::SetParallelism(n)).await
+        }
+        Command::SetRate { job, n } => steer(&cli, ops, &job, Control::SetRate(n)).await,
+        Command::Cancel { job } => {
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            let (op, status) = find(ops, &jobs, &job).await?;
+            refuse_unless_running(&job, status, "cancel")?;
+            op.control(&jobs, &job, Control::Cancel).await?;
+            eprintln!("cancelling job `{job}`: waiting for its activities to stop");
+            let report = op.report(&jobs, &job).await?;
+            let view: ReportView = serde_json::from_value(report).unwrap_or_default();
+            print!("{}", describe_report(&view));
+            Ok(Exit::Success)
+        }
+        Command::Redrive { job, watch } => {
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            let (op, _) = find(ops, &jobs, &job).await?;
+            let redrive = op.redrive(&jobs, &job).await?;
+            println!("started `{redrive}`: the failed batches of `{job}`");
+            if watch {
+                watch_job(op, &jobs, &redrive, Duration::from_secs(1)).await
+            } else {
+                Ok(Exit::Success)
+            }
+        }
+    }
+}
+
+async fn connect(profile: Option<&str>) -> Result<Client, CliError> {
+    let settings = TemporalSettings::resolve(profile, None)
+        .map_err(|e| CliError::new(Exit::Config, e.to_string()))?;
+    Ok(settings.connect().await?)
+}
+
+async fn jobs(task_queue: &str, profile: Option<&str>) -> Result<JobClient, CliError> {
+    Ok(JobClient::new(connect(profile).await?, task_queue))
+}
+
+fn by_name<'a>(ops: &'a [Box<dyn Operate>], name: &str) -> Result<&'a dyn Operate, CliError> {
+    ops.iter()
+        .find(|o| o.name() == name)
+        .map(|o| o.as_ref())
+        .ok_or_else(|| {
+            let known: Vec<&str> = ops.iter().map(|o| o.name()).collect();
+            CliError::new(
+                Exit::Usage,
+                format!(
+                    "unknown pipeline `{name}`; this binary knows: {}",
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+/// The pipeline of job `job_id` (from its workflow type) and the status of its latest run.
+async fn find<'a>(
+    ops: &'a [Box<dyn Operate>],
+    jobs: &JobClient,
+    job_id: &str,
+) -> Result<(&'a dyn Operate, WorkflowExecutionStatus), CliError> {
+    use temporalio_client::errors::WorkflowInteractionError;
+    let described = jobs
+        .temporal()
+        .get_workflow_handle::<UntypedWorkflow>(job_id.to_owned())
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .map_err(|e| match e {
+            WorkflowInteractionError::NotFound(_) => CliError::new(
+                Exit::Error,
+                format!("no job `{job_id}` in this namespace (`list` shows the jobs)"),
+            ),
+            e => CliError::new(Exit::Error, format!("job `{job_id}`: {e}")),
+        })?;
+    let info = described
+        .raw_description
+        .workflow_execution_info
+        .unwrap_or_default();
+    let workflow_type = info.r#type.map(|t| t.name).unwrap_or_default();
+    let status = status_of(info.status);
+    let op = ops
+        .iter()
+        .find(|o| o.name() == workflow_type)
+        .ok_or_else(|| {
+            CliError::new(
+                Exit::Usage,
+                format!(
+                    "job `{job_id}` runs workflow `{workflow_type}`, which this binary does not register (it knows: {})",
+                    ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+    Ok((op.as_ref(), status))
+}
+
+fn status_of(raw: i32) -> WorkflowExecutionStatus {
+    RawStatus::try_from(raw).map_or(WorkflowExecutionStatus::Unknown, Into::into)
+}
+
+fn refuse_unless_running(
+    job_id: &str,
+    status: WorkflowExecutionStatus,
+    what: &str,
+) -> Result<(), CliError> {
+    if status == WorkflowExecutionStatus::Running {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            Exit::Error,
+            format!(
+                "cannot {what} job `{job_id}`: it is not running (it {})",
+                ended(status)
+            ),
+        ))
+    }
+}
+
+fn ended(status: WorkflowExecutionStatus) -> &'static str {
+    match status {
+        WorkflowExecutionStatus::Completed => "completed",
+        WorkflowExecutionStatus::Failed => "failed",
+        WorkflowExecutionStatus::Canceled => "was cancelled",
+        WorkflowExecutionStatus::Terminated => "was terminated",
+        WorkflowExecutionStatus::TimedOut => "timed out",
+        WorkflowExecutionStatus::ContinuedAsNew => "continued as new",
+        _ => "is in an unknown state",
+    }
+}
+
+/// Sends a control signal and waits until the job's progress shows it applied.
+async fn steer(
+    cli: &Target,
+    ops: &[Box<dyn Operate>],
+    job_id: &str,
+    control: Control,
+) -> Result<Exit, CliError> {
+    let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+    let (op, status) = find(ops, &jobs, job_id).await?;
+    let what = match control {
+        Control::Pause => "pause",
+        Control::Resume => "resume",
+        Control::SetParallelism(_) => "change the parallelism of",
+        Control::SetRate(_) => "change the rate of",
+        Control::Cancel => "cancel",
+    };
+    refuse_unless_running(job_id, status, what)?;
+    op.control(&jobs, job_id, control).await?;
+    let deadline = Instant::now() + CONFIRM_WITHIN;
+    loop {
+        let confirmed = match op.progress(&jobs, job_id).await {
+            Ok(p) => {
+                let p: ProgressView = serde_json::from_value(p).unwrap_or_default();
+                let applied = match control {
+                    Control::Pause => p.paused,
+                    Control::Resume => !p.paused,
+                    Control::SetParallelism(n) => p.max_in_flight == n,
+                    Control::SetRate(n) => p.max_records_per_s.unwrap_or(0) == n,
+                    Control::Cancel => true,
+                };
+                applied.then_some(p)
+            }
+            Err(_) => None,
+        };
+        if let Some(p) = confirmed {
+            let said = match control {
+                Control::Pause => format!(
+                    "job `{job_id}` paused; {} running batch group(s) will finish",
+                    p.in_flight
+                ),
+                Control::Resume => format!("job `{job_id}` resumed"),
+                Control::SetParallelism(n) => {
+                    format!("job `{job_id}` now runs up to {n} batch group(s) at once")
+                }
+                Control::SetRate(0) => format!("job `{job_id}` has no rate limit"),
+                Control::SetRate(n) => {
+                    format!("job `{job_id}` now starts at most {n} records per second")
+                }
+                Control::Cancel => String::new(),
+            };
+            println!("{said}");
+            return Ok(Exit::Success);
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::new(
+                Exit::Error,
+                format!(
+                    "job `{job_id}` got the request but did not confirm it within {} s: is a worker running for task queue `{}`?",
+                    CONFIRM_WITHIN.as_secs(),
+                    cli.task_queue
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The exit code of a report's status.
+fn outcome(status: JobStatus) -> Exit {
+    match status {
+        JobStatus::Completed | JobStatus::Running => Exit::Success,
+        JobStatus::CompletedWithFailures => Exit::CompletedWithFailures,
+        JobStatus::Failed => Exit::JobFailed,
+        JobStatus::Cancelled => Exit::Cancelled,
+    }
+}
+
+async fn print_report(
+    op: &dyn Operate,
+    jobs: &JobClient,
+    job_id: &str,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let report = op.report(jobs, job_id).await?;
+    let view: ReportView = serde_json::from_value(report.clone()).unwrap_or_default();
+    if json {
+        println!("{report}");
+    } else {
+        print!("{}", describe_report(&view));
+    }
+    Ok(outcome(view.status))
+}
+
+/// Follows a job until it ends: a progress bar on a terminal, nothing otherwise; then the
+/// report, and the job's outcome as the exit code.
+async fn watch_job(
+    op: &dyn Operate,
+    jobs: &JobClient,
+    job_id: &str,
+    interval: Duration,
+) -> Result<Exit, CliError> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    let spinner = ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let counted = ProgressStyle::with_template(
+        "{bar:30} {percent:>3}% {elapsed_precise} ETA {eta} {per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(spinner);
+    let mut sized = false;
+    loop {
+        let status = find_status(jobs, job_id).await;
+        if status.is_some_and(|s| s != WorkflowExecutionStatus::Running) {
+            break;
+        }
+        match op.progress(jobs, job_id).await {
+            Ok(p) => {
+                let p: ProgressView = serde_json::from_value(p).unwrap_or_default();
+                if let (Some(total), false) = (p.total(), sized) {
+                    bar.set_length(total);
+                    bar.set_style(counted.clone());
+                    sized = true;
+                }
+                bar.set_position(p.done());
+                bar.set_message(p.line());
+            }
+            Err(e) => bar.set_message(format!("waiting for a worker to answer: {e}")),
+        }
+        bar.tick();
+        tokio::time::sleep(interval).await;
+    }
+    bar.finish_and_clear();
+    match op.report(jobs, job_id).await {
+        Ok(report) => {
+            let view: ReportView = serde_json::from_value(report).unwrap_or_default();
+            print!("{}", describe_report(&view));
+            Ok(outcome(view.status))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_status(jobs: &JobClient, job_id: &str) -> Option<WorkflowExecutionStatus> {
+    let described = jobs
+        .temporal()
+        .get_workflow_handle::<UntypedWorkflow>(job_id.to_owned())
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .ok()?;
+    let info = described.raw_description.workflow_execution_info?;
+    Some(status_of(info.status))
+}
+
+/// Jobs of the registered pipelines from Temporal's visibility store, newest first.
+async fn list_jobs(
+    ops: &[Box<dyn Operate>],
+    client: &Client,
+    limit: usize,
+    running: bool,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let types: Vec<String> = ops
+        .iter()
+        .map(|o| format!("WorkflowType = '{}'", o.name()))
+        .collect();
+    let mut query = format!("({})", types.join(" OR "));
+    if running {
+        query.push_str(" AND ExecutionStatus = 'Running'");
+    }
+    let mut stream =
+        client.list_workflows(query, WorkflowListOptions::builder().limit(limit).build());
+    if !json {
+        println!("{:<32} {:<24} {:<16} STARTED", "JOB", "PIPELINE", "STATUS");
+    }
+    while let Some(item) = stream.next().await {
+        let w = item.map_err(|e| CliError::new(Exit::Error, format!("listing jobs: {e}")))?;
+        let started = w
+            .start_time()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let status = format!("{:?}", w.status());
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "job_id": w.id(),
+                    "pipeline": w.workflow_type(),
+                    "status": status,
+                    "started_unix_s": started,
+                })
+            );
+        } else {
+            println!(
+                "{:<32} {:<24} {:<16} {}",
+                w.id(),
+                w.workflow_type(),
+                status,
+                started
+            );
+        }
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,78 @@
+//! `setup` and `dev`: the dev servers, for trying jobs and for the testing kit.
+
+use std::path::Path;
+
+use super::{CliError, Exit};
+use crate::testing::{MongoServer, PostgresServer, TemporalDevServer, install};
+
+/// Installs the Temporal CLI and SecantusDB into the tools folder.
+pub(super) fn setup() -> Result<Exit, CliError> {
+    let tools = install::default_tools_dir().ok_or_else(|| {
+        CliError::new(
+            Exit::Error,
+            "no tools folder: set BATCH_ORCHESTRA_TOOLS (HOME is not set)",
+        )
+    })?;
+    std::fs::create_dir_all(&tools).map_err(|e| {
+        CliError::new(
+            Exit::Error,
+            format!("cannot create {}: {e}", tools.display()),
+        )
+    })?;
+    let failed = |e: String| CliError::new(Exit::Error, e);
+    install::temporal(&tools).map_err(failed)?;
+    install::secantus(&tools, Path::new("cargo")).map_err(failed)?;
+    println!(
+        "dev servers installed in {}; the testing kit and `batch-orchestra dev` use them",
+        tools.display()
+    );
+    Ok(Exit::Success)
+}
+
+/// Starts the dev servers, prints the variables to export, serves until Ctrl-C or SIGTERM,
+/// then stops them by process id.
+pub(super) async fn dev(postgres: bool) -> Result<Exit, CliError> {
+    let failed = |e: crate::testing::TestingError| CliError::new(Exit::Error, e.to_string());
+    let temporal = TemporalDevServer::start_with(false, true).map_err(failed)?;
+    let mongo = MongoServer::start().map_err(failed)?;
+    let pg = if postgres {
+        Some(PostgresServer::start().map_err(failed)?)
+    } else {
+        None
+    };
+    println!("export TEMPORAL_ADDRESS={}", temporal.address());
+    println!("export MONGODB_URI={}", mongo.uri());
+    if let Some(pg) = &pg {
+        println!("export POSTGRES_URL='{}'", pg.url());
+    }
+    println!(
+        "# Temporal web UI: {}  (Ctrl-C stops the servers)",
+        temporal.ui_address()
+    );
+    tracing::info!(
+        temporal = temporal.pid(),
+        mongodb = mongo.pid(),
+        "dev servers running"
+    );
+    wait_for_stop().await;
+    drop(pg);
+    drop(mongo);
+    drop(temporal);
+    eprintln!("dev servers stopped");
+    Ok(Exit::Success)
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
