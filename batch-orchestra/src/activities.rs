@@ -513,7 +513,7 @@ impl<P: Pipeline> ExecutableActivity for ProcessActivity<P> {
                 .await;
             let _enter = span.enter();
             match &processed {
-                Ok(r) => tracing::info!(
+                Ok(r) => tracing::debug!(
                     read = r.records_read,
                     written = r.records_written,
                     already_present = r.already_present,

@@ -549,6 +549,101 @@ fn failure_cause(error: &IncomingError) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn settings_come_from_a_profile_of_the_config_file_then_the_variables() {
+        let dir = std::env::temp_dir().join(format!("bo-profiles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("temporal.toml");
+        std::fs::write(
+            &file,
+            "[profile.default]\naddress = \"127.0.0.1:1111\"\nnamespace = \"ns-default\"\n\n\
+             [profile.cloud]\naddress = \"127.0.0.1:7234\"\nnamespace = \"prod\"\napi_key = \"fake-key\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+
+        let s =
+            TemporalSettings::resolve(None, Some(&env(&[("TEMPORAL_CONFIG_FILE", path)]))).unwrap();
+        assert_eq!(
+            (s.address.as_str(), s.namespace.as_str()),
+            ("127.0.0.1:1111", "ns-default")
+        );
+        assert!(!s.tls && !s.api_key);
+
+        // A named profile; an API key turns TLS on, as for Temporal Cloud.
+        let s =
+            TemporalSettings::resolve(Some("cloud"), Some(&env(&[("TEMPORAL_CONFIG_FILE", path)])))
+                .unwrap();
+        assert_eq!(
+            (s.address.as_str(), s.namespace.as_str()),
+            ("127.0.0.1:7234", "prod")
+        );
+        assert!(s.tls && s.api_key);
+
+        // TEMPORAL_PROFILE picks the profile; variables override its values.
+        let s = TemporalSettings::resolve(
+            None,
+            Some(&env(&[
+                ("TEMPORAL_CONFIG_FILE", path),
+                ("TEMPORAL_PROFILE", "cloud"),
+                ("TEMPORAL_NAMESPACE", "override"),
+                ("TEMPORAL_TLS", "false"),
+            ])),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.address.as_str(), s.namespace.as_str()),
+            ("127.0.0.1:7234", "override")
+        );
+        assert!(!s.tls);
+
+        // No file, no variables: the local dev server.
+        let missing = dir.join("missing.toml");
+        let s = TemporalSettings::resolve(
+            None,
+            Some(&env(&[("TEMPORAL_CONFIG_FILE", missing.to_str().unwrap())])),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.address.as_str(), s.namespace.as_str()),
+            ("127.0.0.1:7233", "default")
+        );
+        let s = TemporalSettings::resolve(
+            None,
+            Some(&env(&[
+                ("TEMPORAL_CONFIG_FILE", missing.to_str().unwrap()),
+                ("TEMPORAL_ADDRESS", "127.0.0.1:9999"),
+            ])),
+        )
+        .unwrap();
+        assert_eq!(s.address, "127.0.0.1:9999");
+
+        // An unknown profile names the profile and the file.
+        let err = TemporalSettings::resolve(
+            Some("staging"),
+            Some(&env(&[("TEMPORAL_CONFIG_FILE", path)])),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`staging`") && err.contains(path), "{err}");
+
+        // A file that does not parse names the file and the line.
+        std::fs::write(&file, "[profile.default\naddress = 1\n").unwrap();
+        let err = TemporalSettings::resolve(None, Some(&env(&[("TEMPORAL_CONFIG_FILE", path)])))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(path) && err.contains("line 1"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn an_unreachable_server_is_named_in_one_readable_sentence() {

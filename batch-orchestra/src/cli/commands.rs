@@ -125,7 +125,15 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
             let (op, status) = find(ops, &jobs, &job).await?;
             if status == WorkflowExecutionStatus::Running {
-                let progress = op.progress(&jobs, &job).await?;
+                let progress = op.progress(&jobs, &job).await.map_err(|e| {
+                    CliError::new(
+                        Exit::Error,
+                        format!(
+                            "job `{job}` is running, but its progress query failed ({e}): is a worker running for task queue `{}`?",
+                            cli.task_queue
+                        ),
+                    )
+                })?;
                 if json {
                     println!("{progress}");
                 } else {
@@ -466,6 +474,7 @@ async fn list_jobs(
             .start_time()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
+        let started_utc = utc(started);
         let status = format!("{:?}", w.status());
         if json {
             println!(
@@ -474,7 +483,7 @@ async fn list_jobs(
                     "job_id": w.id(),
                     "pipeline": w.workflow_type(),
                     "status": status,
-                    "started_unix_s": started,
+                    "started": started_utc,
                 })
             );
         } else {
@@ -483,9 +492,42 @@ async fn list_jobs(
                 w.id(),
                 w.workflow_type(),
                 status,
-                started
+                started_utc
             );
         }
     }
     Ok(Exit::Success)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_207_921), "2026-12-02T10:38:41Z");
+    }
 }

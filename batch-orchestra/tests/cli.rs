@@ -1,0 +1,547 @@
+//! The `batch-orchestra` command driven as a user would: a worker in the background, jobs
+//! started from TOML files, watched, steered, cancelled and reported, against a real Temporal
+//! dev server and a real MongoDB-wire server.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use batch_orchestra::testing::{MongoServer, TemporalDevServer, free_port};
+use mongodb::bson::doc;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_batch-orchestra");
+
+/// The command with a clean environment for Temporal: a profile file of its own, so the
+/// machine's `temporal` config never leaks in.
+struct Cli {
+    dir: PathBuf,
+    envs: Vec<(String, String)>,
+}
+
+impl Cli {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env_remove("TEMPORAL_ADDRESS")
+            .env_remove("TEMPORAL_NAMESPACE")
+            .env_remove("TEMPORAL_PROFILE")
+            .env_remove("RUST_LOG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("run batch-orchestra");
+        eprintln!(
+            "$ batch-orchestra {} -> {:?}\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed");
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A CSV file of `rows` people with `bad` ragged rows among them (record errors).
+fn write_csv(path: &Path, rows: usize, bad: &[usize]) {
+    let mut text = String::from("id,name,city\n");
+    for i in 0..rows {
+        if bad.contains(&i) {
+            text.push_str(&format!("{i},ragged\n"));
+        } else {
+            text.push_str(&format!("{i},name {i},city {}\n", i % 17));
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn job_file(dir: &Path, name: &str, csv: &Path, collection: &str, extra: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "[source]\npath = \"{}\"\n\n[sink]\nuri_env = \"MONGODB_URI\"\ndatabase = \"cli\"\ncollection = \"{collection}\"\n\n[job]\nbatch_size = 250\nmax_in_flight = 4\nbatches_per_activity = 1\n{extra}",
+            csv.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scrape(port: u16, metric: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find(|l| l.starts_with(metric))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+async fn count(mongo: &MongoServer, collection: &str) -> u64 {
+    let client = mongodb::Client::with_uri_str(mongo.uri()).await.unwrap();
+    client
+        .database("cli")
+        .collection::<mongodb::bson::Document>(collection)
+        .count_documents(doc! {})
+        .await
+        .unwrap()
+}
+
+fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_started_watched_steered_and_reported_from_the_shell() {
+    let temporal = TemporalDevServer::start().unwrap();
+    let mongo = MongoServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The connection goes through a profile of the Temporal config file.
+    let profiles = dir.path().join("temporal.toml");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[profile.local]\naddress = \"{}\"\nnamespace = \"default\"\n",
+            temporal.address()
+        ),
+    )
+    .unwrap();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![
+            (
+                "TEMPORAL_CONFIG_FILE".into(),
+                profiles.display().to_string(),
+            ),
+            ("TEMPORAL_PROFILE".into(), "local".into()),
+            ("MONGODB_URI".into(), mongo.uri()),
+            ("BATCH_ORCHESTRA_TASK_QUEUE".into(), "cli-test".into()),
+        ],
+    };
+    let metrics_port = free_port().unwrap();
+    let mut worker = Worker(
+        cli.command(&[
+            "--profile",
+            "local",
+            "worker",
+            "--metrics",
+            &format!("127.0.0.1:{metrics_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+
+    let rows = 12_000;
+    let csv = dir.path().join("people.csv");
+    write_csv(&csv, rows, &[10, 5_000, 11_999]);
+    let job = job_file(dir.path(), "job.toml", &csv, "people", "");
+
+    // Started with a rate limit, so it runs long enough to steer.
+    let out = cli.run(&[
+        "--profile",
+        "local",
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "people-1",
+        "--config",
+        job.to_str().unwrap(),
+        "--rate",
+        "3000",
+    ]);
+    assert_eq!(code(&out), 0);
+    // The other commands find the profile through TEMPORAL_PROFILE.
+    let run = |args: &[&str]| cli.run(args);
+    let json = |args: &[&str]| cli.json(args);
+
+    let status = json(&["status", "people-1", "--json"]);
+    assert_eq!(status["max_records_per_s"], 3000);
+    assert_eq!(status["report"]["pipeline"], "csv-to-mongo");
+
+    // Pause: confirmed, and once the running batches finished nothing more is read.
+    let out = run(&["pause", "people-1"]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("job `people-1` paused"),
+        "{}",
+        stdout(&out)
+    );
+    let mut read = 0;
+    wait_until("the paused job to drain", Duration::from_secs(20), || {
+        let s = json(&["status", "people-1", "--json"]);
+        read = s["report"]["records_read"].as_u64().unwrap();
+        s["paused"] == true && s["in_flight"] == 0
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = json(&["status", "people-1", "--json"]);
+    assert_eq!(s["report"]["records_read"].as_u64().unwrap(), read);
+    assert!(read < rows as u64, "paused before the end: {read}");
+    let human = stdout(&run(&["status", "people-1"]));
+    assert!(human.contains("running, paused"), "{human}");
+
+    // Parallelism and rate, each confirmed by the job's progress.
+    let out = run(&["set-parallelism", "people-1", "2"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(json(&["status", "people-1", "--json"])["max_in_flight"], 2);
+    let out = run(&["set-parallelism", "people-1", "0"]);
+    assert_eq!(code(&out), 2, "out of range is a usage error");
+    let out = run(&["set-rate", "people-1", "0"]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("no rate limit"));
+    assert_eq!(
+        json(&["status", "people-1", "--json"])["max_records_per_s"],
+        Value::Null
+    );
+
+    // Resume and watch to the end: the exit code is the job's outcome.
+    assert_eq!(code(&run(&["resume", "people-1"])), 0);
+    let out = run(&["watch", "people-1"]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("status    completed"),
+        "{}",
+        stdout(&out)
+    );
+
+    let report = json(&["report", "people-1", "--json"]);
+    assert_eq!(report["status"], "Completed");
+    assert_eq!(report["records_read"], rows as u64);
+    assert_eq!(report["record_errors"], 3);
+    assert_eq!(report["records_written"], rows as u64 - 3);
+    let lines: Vec<u64> = report["error_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"]["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![12, 5_002, 12_001], "the bad rows, by line");
+    assert_eq!(count(&mongo, "people").await, rows as u64 - 3);
+
+    // The worker's metrics add up to the report.
+    assert_eq!(
+        scrape(
+            metrics_port,
+            "batch_orchestra_records_written_total{pipeline=\"csv-to-mongo\"}"
+        ),
+        Some(rows as u64 - 3)
+    );
+    assert_eq!(
+        scrape(
+            metrics_port,
+            "batch_orchestra_record_errors_total{pipeline=\"csv-to-mongo\"}"
+        ),
+        Some(3)
+    );
+    assert!(
+        scrape(metrics_port, "temporal_").is_some(),
+        "the SDK's worker metrics are on the same endpoint"
+    );
+
+    // A finished job refuses to be steered, with the reason.
+    let out = run(&["pause", "people-1"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("it is not running (it completed)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Cancel a second job: the counts match the collection, and its report says cancelled.
+    let slow = job_file(
+        dir.path(),
+        "slow.toml",
+        &csv,
+        "slow",
+        "max_records_per_s = 1500\n",
+    );
+    assert_eq!(
+        code(&run(&[
+            "start",
+            "csv-to-mongo",
+            "--job",
+            "slow-1",
+            "--config",
+            slow.to_str().unwrap()
+        ])),
+        0
+    );
+    wait_until("the slow job to write", Duration::from_secs(20), || {
+        json(&["status", "slow-1", "--json"])["report"]["records_written"]
+            .as_u64()
+            .unwrap()
+            > 0
+    });
+    let out = run(&["cancel", "slow-1"]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("status    cancelled"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["report", "slow-1", "--json"]);
+    assert_eq!(code(&out), 6, "a cancelled job's report exits 6");
+    let cancelled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written = cancelled["records_written"].as_u64().unwrap();
+    assert!(written > 0 && written < rows as u64 - 3, "{written}");
+    assert_eq!(count(&mongo, "slow").await, written);
+
+    // A rate limit holds the pace: 3,000 records at 1,000 per second take about 3 s.
+    let small = dir.path().join("small.csv");
+    write_csv(&small, 3_000, &[]);
+    let rated = job_file(dir.path(), "rated.toml", &small, "rated", "");
+    let out = run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "rated-1",
+        "--config",
+        rated.to_str().unwrap(),
+        "--rate",
+        "1000",
+        "--watch",
+    ]);
+    assert_eq!(code(&out), 0);
+    let report = json(&["report", "rated-1", "--json"]);
+    assert_eq!(report["records_written"], 3_000);
+    let elapsed = report["elapsed_ms"].as_u64().unwrap();
+    assert!(
+        elapsed >= 2_000,
+        "3,000 records at 1,000/s took {elapsed} ms"
+    );
+
+    // The jobs are listed, newest first.
+    let out = run(&["list", "--json"]);
+    assert_eq!(code(&out), 0);
+    let listed: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["rated-1", "slow-1", "people-1"]);
+    assert_eq!(listed[2]["status"], "Completed");
+    assert_eq!(listed[1]["status"], "Canceled");
+
+    // SIGTERM: the worker shuts down gracefully and exits 0.
+    let pid = worker.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = worker.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn bad_job_files_and_unknown_pipelines_get_the_documented_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![],
+    };
+    let csv = dir.path().join("in.csv");
+    write_csv(&csv, 10, &[]);
+
+    let good = job_file(
+        dir.path(),
+        "good.toml",
+        &csv,
+        "c",
+        "max_records_per_s = 100\n",
+    );
+    let out = cli.run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "j",
+        "--config",
+        good.to_str().unwrap(),
+        "--check",
+    ]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("a valid job of `csv-to-mongo`"));
+
+    // An unknown key: the file, the line and the key.
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        "[source]\npath = \"in.csv\"\npathh = \"x\"\n\n[sink]\nuri_env = \"M\"\ndatabase = \"d\"\ncollection = \"c\"\n",
+    )
+    .unwrap();
+    let out = cli.run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "j",
+        "--config",
+        typo.to_str().unwrap(),
+        "--check",
+    ]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("typo.toml, line 3: unknown key `source.pathh`"),
+        "{err}"
+    );
+
+    // A value of the wrong type: the file and the line.
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        "[source]\npath = \"in.csv\"\n\n[sink]\nuri_env = \"M\"\ndatabase = \"d\"\ncollection = \"c\"\n\n[job]\nbatch_size = \"big\"\n",
+    )
+    .unwrap();
+    let out = cli.run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "j",
+        "--config",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("wrong.toml") && err.contains("line 10"),
+        "{err}"
+    );
+    assert!(err.contains("batch_size"), "{err}");
+
+    // A missing table, a request the job would refuse, a file that is not there.
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(&missing, "[source]\npath = \"in.csv\"\n").unwrap();
+    let out = cli.run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "j",
+        "--config",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("missing field `sink`"),
+        "{}",
+        stderr(&out)
+    );
+    let zero = job_file(dir.path(), "zero.toml", &csv, "c", "plan_ahead = 0\n");
+    let out = cli.run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "j",
+        "--config",
+        zero.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("zero.toml") && err.contains("plan_ahead"),
+        "{err}"
+    );
+    assert!(!err.contains("TOML parse error"), "{err}");
+    let out = cli.run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "j",
+        "--config",
+        "nowhere.toml",
+    ]);
+    assert_eq!(code(&out), 3);
+    assert!(stderr(&out).contains("cannot read the job file nowhere.toml"));
+
+    // An unknown pipeline lists the known ones.
+    let out = cli.run(&[
+        "start",
+        "csv-to-mongoo",
+        "--job",
+        "j",
+        "--config",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(err.contains("unknown pipeline `csv-to-mongoo`"), "{err}");
+    assert!(
+        err.contains("csv-to-mongo, csv-to-json-lines, csv-to-noop"),
+        "{err}"
+    );
+
+    // Every subcommand's help shows an example.
+    for sub in [
+        "worker",
+        "start",
+        "watch",
+        "status",
+        "list",
+        "pause",
+        "resume",
+        "set-parallelism",
+        "set-rate",
+        "cancel",
+        "report",
+        "redrive",
+        "setup",
+        "dev",
+    ] {
+        let out = cli.run(&[sub, "--help"]);
+        assert_eq!(code(&out), 0);
+        assert!(
+            stdout(&out).contains("Example:"),
+            "{sub} --help has no example"
+        );
+    }
+}
