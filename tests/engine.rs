@@ -856,3 +856,68 @@ async fn json_lines_round_trip_keeps_every_value() {
     assert_eq!(copied.len(), values.len());
     assert!(copied == values, "every value unchanged and in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_shut_down_mid_group_hands_the_rest_of_its_batches_on() {
+    let h = Harness::start().await;
+    let client = h.server.client().await.unwrap();
+    let job = "hand-back";
+    // Groups of 8 batches, 200 ms a write: a group takes about 1.6 s.
+    let sink = CountingSink {
+        delay_ms: 200,
+        ..CountingSink::new(job)
+    };
+    let req = request(job, 800, sink)
+        .batch_size(25)
+        .batches_per_activity(8)
+        .max_in_flight(2);
+    let worker = |grace| {
+        batch_orchestra::Worker::builder(client.clone(), batch_orchestra_tests::TASK_QUEUE)
+            .shutdown_grace(grace)
+            .pipeline::<RangeToCounting>()
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    let handle = h.jobs.start::<RangeToCounting>(req).await.unwrap();
+    // The first worker is shut down 0.7 s in, with half a second of grace: its activities
+    // are asked to stop mid-group, finish the write in progress and return what they did.
+    let mut first = worker(Duration::from_millis(500));
+    let stopped = Instant::now();
+    first
+        .run_until(tokio::time::sleep(Duration::from_millis(700)))
+        .await
+        .unwrap();
+    let shutdown_took = stopped.elapsed();
+    drop(first);
+    let mut second = worker(Duration::from_secs(30));
+    let report = second.run_until(handle.report()).await.unwrap().unwrap();
+
+    assert!(
+        shutdown_took < Duration::from_secs(3),
+        "the grace was kept: {shutdown_took:?}"
+    );
+    let events = history(&h.jobs, job).await;
+    let cut_short = events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => a.result.as_ref(),
+            _ => None,
+        })
+        .flat_map(|p| &p.payloads)
+        .filter(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&p.data).unwrap_or_default();
+            v["cancelled_after"].as_u64().is_some_and(|n| n < 8)
+        })
+        .count();
+    assert!(cut_short > 0, "an activity stopped mid-group");
+    assert_eq!(report.status, JobStatus::Completed);
+    assert_eq!(report.records_read, 800);
+    assert_eq!(report.records_written + report.already_present, 800);
+    let log = CountingSink::log(job);
+    assert_eq!(
+        log.ids.len(),
+        800,
+        "every record written once the rest was handed on"
+    );
+}
