@@ -219,6 +219,15 @@ async fn a_job_is_started_watched_steered_and_reported_from_the_shell() {
     let s = json(&["status", "people-1", "--json"]);
     assert_eq!(s["report"]["records_read"].as_u64().unwrap(), read);
     assert!(read < rows as u64, "paused before the end: {read}");
+    // While paused, the worker's counters hold what the job's progress says.
+    let written = s["report"]["records_written"].as_u64().unwrap();
+    assert_eq!(
+        scrape(
+            metrics_port,
+            "batch_orchestra_records_written_total{pipeline=\"csv-to-mongo\"}"
+        ),
+        Some(written)
+    );
     let human = stdout(&run(&["status", "people-1"]));
     assert!(human.contains("running, paused"), "{human}");
 
@@ -544,4 +553,85 @@ fn bad_job_files_and_unknown_pipelines_get_the_documented_exit_codes() {
             "{sub} --help has no example"
         );
     }
+}
+
+#[test]
+fn setup_reuses_the_installed_servers_and_dev_serves_them_until_stopped() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![(
+            "TEMPORAL_CONFIG_FILE".into(),
+            dir.path().join("none.toml").display().to_string(),
+        )],
+    };
+    // The project's setup installed them into the same folder (BATCH_ORCHESTRA_TOOLS).
+    let out = cli.run(&["setup"]);
+    assert_eq!(code(&out), 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("temporal:") && err.contains("already installed"),
+        "{err}"
+    );
+    assert!(err.contains("secantusd-rs:"), "{err}");
+
+    let mut dev = cli
+        .command(&["dev"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
+    let mut exports = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("# Temporal web UI: http://127.0.0.1:") {
+            break;
+        }
+        exports.push(line);
+    }
+    let var = |name: &str| {
+        exports
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("{name} in {exports:?}"))
+            .to_owned()
+    };
+    let address = var("TEMPORAL_ADDRESS");
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert!(var("MONGODB_URI").starts_with("mongodb://127.0.0.1:"));
+
+    // The printed address serves the other commands.
+    let with_dev = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![
+            (
+                "TEMPORAL_CONFIG_FILE".into(),
+                dir.path().join("none.toml").display().to_string(),
+            ),
+            ("TEMPORAL_ADDRESS".into(), address.clone()),
+        ],
+    };
+    let out = with_dev.command(&["list"]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // SIGTERM stops the servers (by their process ids) and the command.
+    Command::new("kill")
+        .args(["-TERM", &dev.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = dev.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "dev did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        std::net::TcpStream::connect(address.as_str()).is_err(),
+        "the Temporal dev server is stopped"
+    );
 }

@@ -158,12 +158,12 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             let client = connect(cli.profile.as_deref()).await?;
             list_jobs(ops, &client, limit, running, json).await
         }
-        Command::Pause { job } => steer(&cli, ops, &job, Control::Pause).await,
-        Command::Resume { job } => steer(&cli, ops, &job, Control::Resume).await,
+        Command::Pause { job } => steer(cli, ops, &job, Control::Pause).await,
+        Command::Resume { job } => steer(cli, ops, &job, Control::Resume).await,
         Command::SetParallelism { job, n } => {
-            steer(&cli, ops, &job, Control::SetParallelism(n)).await
+            steer(cli, ops, &job, Control::SetParallelism(n)).await
         }
-        Command::SetRate { job, n } => steer(&cli, ops, &job, Control::SetRate(n)).await,
+        Command::SetRate { job, n } => steer(cli, ops, &job, Control::SetRate(n)).await,
         Command::Cancel { job } => {
             let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
             let (op, status) = find(ops, &jobs, &job).await?;

@@ -199,11 +199,9 @@ fn describe_counts(r: &ReportView) -> String {
 }
 
 fn rate(r: &ReportView) -> u64 {
-    if r.elapsed_ms == 0 {
-        0
-    } else {
-        r.records_read * 1000 / r.elapsed_ms
-    }
+    (r.records_read * 1000)
+        .checked_div(r.elapsed_ms)
+        .unwrap_or(0)
 }
 
 /// `1234567` as `1,234,567`.
@@ -211,7 +209,7 @@ pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
