@@ -921,3 +921,66 @@ async fn a_worker_shut_down_mid_group_hands_the_rest_of_its_batches_on() {
         "every record written once the rest was handed on"
     );
 }
+
+/// One counter of a worker's `/metrics`, for the `range-to-counting` pipeline.
+fn scrape(addr: std::net::SocketAddr, metric: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    let prefix = format!("{metric}{{pipeline=\"range-to-counting\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.parse::<f64>().unwrap() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_add_up_to_the_report_when_attempts_fail_and_are_retried() {
+    let h = Harness::start().await;
+    let client = h.server.client().await.unwrap();
+    let job = "metrics-retried";
+    // Batch 2 of the group 0-3 fails every attempt: batches 0 and 1 are written by attempts
+    // that fail, then again by their reruns alone (already present).
+    let sink = CountingSink {
+        poison_batch: Some(2),
+        ..CountingSink::new(job)
+    };
+    let req = request(job, 800, sink)
+        .batch_size(100)
+        .batches_per_activity(4)
+        .retry("process", quick_retries(3));
+    let mut worker =
+        batch_orchestra::Worker::builder(client.clone(), batch_orchestra_tests::TASK_QUEUE)
+            .metrics("127.0.0.1:0".parse().unwrap())
+            .pipeline::<RangeToCounting>()
+            .unwrap()
+            .build()
+            .unwrap();
+    let addr = worker.metrics_addr().expect("metrics are served");
+    let report = worker
+        .run_until(async { h.jobs.start::<RangeToCounting>(req).await?.report().await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.status, JobStatus::CompletedWithFailures);
+    // Batches 0 and 1 reached the sink in the failed attempts: their reruns find them.
+    assert_eq!(report.records_written, 500);
+    assert_eq!(report.already_present, 200);
+    let m = |name| scrape(addr, name);
+    assert_eq!(
+        m("batch_orchestra_records_written_total"),
+        report.records_written
+    );
+    assert_eq!(
+        m("batch_orchestra_records_already_present_total"),
+        report.already_present
+    );
+    assert_eq!(m("batch_orchestra_records_read_total"), report.records_read);
+    assert_eq!(m("batch_orchestra_batches_total"), report.batches);
+    // Three attempts of the group, two of batch 2 alone.
+    assert_eq!(m("batch_orchestra_activity_failures_total"), 5);
+    assert_eq!(m("batch_orchestra_activities_in_flight"), 0);
+}

@@ -210,17 +210,31 @@ impl<P: Pipeline> PipelineActivities<P> {
         ctx: &ActivityContext,
         input: ProcessInput<P::Source, P::Sink>,
     ) -> Result<BatchReport, ConnectorError> {
+        let metrics = self.metrics.get();
+        let _running = metrics.map(|m| m.running());
+        let processed = self.process_with_connectors(ctx, &input).await;
+        // Counted per successful attempt, as the workflow counts them, so the metrics add up
+        // to the report even when attempts fail and are retried.
+        if let Some(m) = metrics {
+            match &processed {
+                Ok(report) => m.processed(report, input.batches.len()),
+                Err(_) => m.failure(),
+            }
+        }
+        processed
+    }
+
+    async fn process_with_connectors(
+        &self,
+        ctx: &ActivityContext,
+        input: &ProcessInput<P::Source, P::Sink>,
+    ) -> Result<BatchReport, ConnectorError> {
         let source = self.source(&input.source, input.call_timeout).await?;
         let sink = self.sink(&input.sink, input.call_timeout).await?;
         let state = self.state(input.call_timeout).await?;
-        let metrics = self.metrics.get();
-        let _running = metrics.map(|m| m.running());
         let processed = self
-            .process_batches(ctx, &input, &*source, &*sink, state)
+            .process_batches(ctx, input, &*source, &*sink, state)
             .await;
-        if let (Err(_), Some(m)) = (&processed, metrics) {
-            m.failure();
-        }
         if let Err(e) = &processed
             && e.kind() != ErrorKind::Batch
         {
@@ -335,7 +349,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 "batch written"
             );
             if let Some(m) = self.metrics.get() {
-                m.batch(&this_batch, started.elapsed());
+                m.batch_took(started.elapsed());
             }
         }
         report.error_samples = samples;

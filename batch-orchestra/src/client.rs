@@ -71,8 +71,9 @@ pub async fn connect_profile(profile: Option<&str>) -> Result<Client, JobError> 
 }
 
 /// Resolved Temporal connection settings: a profile of the config file with the environment
-/// applied, as [`connect_from_env`] uses them.
-#[derive(Debug, Clone)]
+/// applied, as [`connect_from_env`] uses them. Its `Debug` output leaves out the API key and
+/// the TLS material.
+#[derive(Clone)]
 pub struct TemporalSettings {
     profile: temporalio_client::envconfig::ClientConfigProfile,
     /// The server's address (`host:port` or a URL).
@@ -140,6 +141,17 @@ impl TemporalSettings {
                 "cannot create a Temporal client for `{address}`: {e}"
             ))
         })
+    }
+}
+
+impl std::fmt::Debug for TemporalSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporalSettings")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .field("tls", &self.tls)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
     }
 }
 

@@ -19,9 +19,11 @@
 //! | `batch_orchestra_activities_in_flight` | gauge | `process` activities running on this worker |
 //!
 //! Counts are per worker process: a job spread over several workers is the sum over them.
-//! Attempts that fail are not counted as written, so at the end of a job the sum of
+//! They are added when a `process` attempt succeeds, as the workflow adds them to the report;
+//! a failed attempt adds only to `activity_failures_total`. So at the end of a job the sum of
 //! `records_written_total` over its workers equals the report's `records_written` (when only
-//! that job ran on them).
+//! that job ran on them). The batch duration is recorded for every batch written, in
+//! milliseconds.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -103,19 +105,25 @@ impl PipelineMetrics {
         }
     }
 
-    /// Counts one processed batch.
-    pub(crate) fn batch(&self, report: &BatchReport, took: Duration) {
+    /// Records how long one batch took to read, transform and write.
+    pub(crate) fn batch_took(&self, took: Duration) {
+        self.duration.record(took, &self.labels);
+    }
+
+    /// Counts a successful `process` attempt of `batches` batches (fewer when it stopped
+    /// early: `report.cancelled_after`).
+    pub(crate) fn processed(&self, report: &BatchReport, batches: usize) {
         let l = &self.labels;
+        let batches = report.cancelled_after.map_or(batches, |n| n as usize);
         self.read.add(report.records_read, l);
         self.written.add(report.records_written, l);
         self.already_present.add(report.already_present, l);
         self.filtered.add(report.records_filtered, l);
         self.record_errors.add(report.record_errors, l);
-        self.batches.add(1, l);
-        self.duration.record(took, l);
+        self.batches.add(batches as u64, l);
     }
 
-    /// Counts a failed `process` attempt.
+    /// Counts a failed `process` attempt (a connector that could not be built included).
     pub(crate) fn failure(&self) {
         self.failures.add(1, &self.labels);
     }

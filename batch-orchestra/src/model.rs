@@ -270,6 +270,12 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
                 self.job_id
             ));
         }
+        if self.activity_timeout.is_zero() {
+            return bad(format!(
+                "job `{}`: activity_timeout must be more than zero",
+                self.job_id
+            ));
+        }
         if self.call_timeout.is_zero() || self.heartbeat_timeout.is_zero() {
             return bad(format!(
                 "job `{}`: call_timeout and heartbeat_timeout must be longer than zero",

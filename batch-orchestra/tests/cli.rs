@@ -361,6 +361,38 @@ async fn a_job_is_started_watched_steered_and_reported_from_the_shell() {
         "3,000 records at 1,000/s took {elapsed} ms"
     );
 
+    // A job that fails has no report, only its cause: printed, and exit code 4.
+    let gone = job_file(
+        dir.path(),
+        "gone.toml",
+        &dir.path().join("no-such.csv"),
+        "gone",
+        "",
+    );
+    let out = run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "gone-1",
+        "--config",
+        gone.to_str().unwrap(),
+        "--watch",
+    ]);
+    assert_eq!(code(&out), 4);
+    assert!(
+        stdout(&out).contains("status    failed (ConfigError)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["status", "gone-1", "--json"]);
+    assert_eq!(code(&out), 4);
+    let failed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failed["status"], "Failed");
+    assert!(
+        failed["failure"].as_str().unwrap().contains("no-such.csv"),
+        "{failed}"
+    );
+
     // The jobs are listed, newest first.
     let out = run(&["list", "--json"]);
     assert_eq!(code(&out), 0);
@@ -372,9 +404,10 @@ async fn a_job_is_started_watched_steered_and_reported_from_the_shell() {
         .iter()
         .map(|j| j["job_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["rated-1", "slow-1", "people-1"]);
-    assert_eq!(listed[2]["status"], "Completed");
-    assert_eq!(listed[1]["status"], "Canceled");
+    assert_eq!(ids, vec!["gone-1", "rated-1", "slow-1", "people-1"]);
+    assert_eq!(listed[0]["status"], "Failed");
+    assert_eq!(listed[3]["status"], "Completed");
+    assert_eq!(listed[2]["status"], "Canceled");
 
     // SIGTERM: the worker shuts down gracefully and exits 0.
     let pid = worker.0.id().to_string();

@@ -118,7 +118,9 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
             let (op, _) = find(ops, &jobs, &job).await?;
             let interval = Duration::try_from_secs_f64(interval_s)
-                .map_err(|_| CliError::new(Exit::Usage, "--interval-s must be positive"))?;
+                .ok()
+                .filter(|d| *d >= Duration::from_millis(100))
+                .ok_or_else(|| CliError::new(Exit::Usage, "--interval-s must be at least 0.1"))?;
             watch_job(op, &jobs, &job, interval).await
         }
         Command::Status { job, json } => {
@@ -372,7 +374,10 @@ async fn print_report(
     job_id: &str,
     json: bool,
 ) -> Result<Exit, CliError> {
-    let report = op.report(jobs, job_id).await?;
+    let report = match op.report(jobs, job_id).await {
+        Ok(report) => report,
+        Err(e) => return print_failure(e, json),
+    };
     let view: ReportView = serde_json::from_value(report.clone()).unwrap_or_default();
     if json {
         println!("{report}");
@@ -380,6 +385,34 @@ async fn print_report(
         print!("{}", describe_report(&view));
     }
     Ok(outcome(view.status))
+}
+
+/// A job that failed has no report, only its cause: printed like a report (JSON for
+/// scripts), with the failed job's exit code. Other errors are errors.
+fn print_failure(e: crate::JobError, json: bool) -> Result<Exit, CliError> {
+    match e {
+        crate::JobError::Failed {
+            job_id,
+            message,
+            kind,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "job_id": job_id,
+                        "status": "Failed",
+                        "kind": kind,
+                        "failure": message,
+                    })
+                );
+            } else {
+                println!("job       {job_id}\nstatus    failed ({kind})\nfailure   {message}");
+            }
+            Ok(Exit::JobFailed)
+        }
+        e => Err(e.into()),
+    }
 }
 
 /// Follows a job until it ends: a progress bar on a terminal, nothing otherwise; then the
@@ -405,9 +438,13 @@ async fn watch_job(
     bar.set_style(spinner);
     let mut sized = false;
     loop {
-        let status = find_status(jobs, job_id).await;
-        if status.is_some_and(|s| s != WorkflowExecutionStatus::Running) {
-            break;
+        match find_status(jobs, job_id).await {
+            Ok(Some(s)) if s != WorkflowExecutionStatus::Running => break,
+            Ok(_) => {}
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e);
+            }
         }
         match op.progress(jobs, job_id).await {
             Ok(p) => {
@@ -426,25 +463,32 @@ async fn watch_job(
         tokio::time::sleep(interval).await;
     }
     bar.finish_and_clear();
-    match op.report(jobs, job_id).await {
-        Ok(report) => {
-            let view: ReportView = serde_json::from_value(report).unwrap_or_default();
-            print!("{}", describe_report(&view));
-            Ok(outcome(view.status))
-        }
-        Err(e) => Err(e.into()),
-    }
+    print_report(op, jobs, job_id, false).await
 }
 
-async fn find_status(jobs: &JobClient, job_id: &str) -> Option<WorkflowExecutionStatus> {
-    let described = jobs
+/// The status of a job's latest run; `None` while the server cannot be asked (an outage: the
+/// watch goes on); an error when the job is gone.
+async fn find_status(
+    jobs: &JobClient,
+    job_id: &str,
+) -> Result<Option<WorkflowExecutionStatus>, CliError> {
+    use temporalio_client::errors::WorkflowInteractionError;
+    match jobs
         .temporal()
         .get_workflow_handle::<UntypedWorkflow>(job_id.to_owned())
         .describe(WorkflowDescribeOptions::default())
         .await
-        .ok()?;
-    let info = described.raw_description.workflow_execution_info?;
-    Some(status_of(info.status))
+    {
+        Ok(d) => Ok(d
+            .raw_description
+            .workflow_execution_info
+            .map(|info| status_of(info.status))),
+        Err(WorkflowInteractionError::NotFound(_)) => Err(CliError::new(
+            Exit::Error,
+            format!("job `{job_id}` is gone from this namespace (deleted, or past its retention)"),
+        )),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Jobs of the registered pipelines from Temporal's visibility store, newest first.

@@ -65,7 +65,9 @@ pub enum Exit {
     Error = 1,
     /// 2: bad arguments or an unknown pipeline.
     Usage = 2,
-    /// 3: a job file that cannot be used (the message gives the file, line and key).
+    /// 3: a job file that cannot be used (the message gives the file, line and key), or
+    /// Temporal connection settings that cannot be used (an unknown profile, a bad config
+    /// file).
     Config = 3,
     /// 4: the job failed.
     JobFailed = 4,
@@ -86,10 +88,12 @@ Exit codes:
   0  success (a job waited for completed)
   1  error: Temporal unreachable, no such job, request refused
   2  usage error, unknown pipeline
-  3  job file error (file, line and key given)
+  3  configuration error: a job file (file, line and key given) or the
+     Temporal connection settings (profile, config file)
   4  job failed
   5  job completed with failed batches
-  6  job cancelled";
+  6  job cancelled
+130  worker: a second Ctrl-C or SIGTERM stopped it at once";
 
 /// Run workers and operate Batch Orchestra jobs on Temporal.
 #[derive(Debug, Parser)]

@@ -183,12 +183,15 @@ fn parse_job_file<P: Pipeline>(
 }
 
 fn seconds(path: &Path, key: &str, value: f64) -> Result<Duration, ConfigError> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        ConfigError(format!(
-            "{}: `job.{key}` must be a positive number of seconds, not {value}",
-            path.display()
-        ))
-    })
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "{}: `job.{key}` must be a positive number of seconds, not {value}",
+                path.display()
+            ))
+        })
 }
 
 impl<P: Pipeline> Operate for Operator<P> {

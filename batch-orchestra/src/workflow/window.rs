@@ -33,6 +33,8 @@ pub(super) enum Next {
 }
 
 type Planned<O> = VecDeque<(u64, u32, BatchRange<O>)>;
+/// Batches to run again one per activity: (sequence, range, isolated after a failure).
+type Reruns<O> = VecDeque<(u64, BatchRange<O>, bool)>;
 
 /// Runs the window until the source is exhausted, the run should continue as new, or the job
 /// is cancelled, with no activity left running.
@@ -50,7 +52,7 @@ pub(super) async fn drive<P: Pipeline>(
     let mut next_index = job.next_batch;
     // Batches planned but not started, and batches to rerun alone: (sequence, segment, range).
     let mut planned: Planned<OffsetOf<P>> = VecDeque::new();
-    let mut isolate: Planned<OffsetOf<P>> = VecDeque::new();
+    let mut isolate: Reruns<OffsetOf<P>> = VecDeque::new();
     // Ends of batches done (processed or failed) not yet contiguous with the frontier, by
     // sequence number within this run.
     let mut done: BTreeMap<u64, OffsetOf<P>> = BTreeMap::new();
@@ -125,8 +127,8 @@ pub(super) async fn drive<P: Pipeline>(
                         break;
                     }
                 }
-                if let Some((seq, _, range)) = isolate.pop_front() {
-                    let (slot, info, fut) = job.process(vec![seq], vec![range], true);
+                if let Some((seq, range, isolated)) = isolate.pop_front() {
+                    let (slot, info, fut) = job.process(vec![seq], vec![range], isolated);
                     if let Some(clock) = &mut pace {
                         clock.sent += info.records;
                     }
@@ -277,9 +279,9 @@ pub(super) async fn drive<P: Pipeline>(
                             done.insert(*seq, range.end.clone());
                         }
                         // Stopped early while the job goes on (its worker shut down): the
-                        // rest of the group runs again, elsewhere.
+                        // rest of the group runs again, elsewhere, with the full retry policy.
                         if count < dispatched.group.len() && !cancelling {
-                            rerun_alone(&mut isolate, job.segment, &dispatched, count);
+                            rerun_alone(&mut isolate, &dispatched, count, false);
                         }
                         advance(job, &mut done, &mut frontier);
                         job.touch();
@@ -297,7 +299,7 @@ pub(super) async fn drive<P: Pipeline>(
                         }
                         if dispatched.group.len() > 1 && job.req.max_failed_batches > 0 {
                             // Rerun each batch alone, so only a poison batch fails.
-                            rerun_alone(&mut isolate, job.segment, &dispatched, 0);
+                            rerun_alone(&mut isolate, &dispatched, 0, true);
                         } else if job.report.batches == 0
                             && job.req.redrive.is_none()
                             && job.req.max_failed_batches > 0
@@ -363,15 +365,17 @@ impl Pace {
     }
 }
 
-/// Queues the batches of `dispatched` from `skip` on to be rerun one per activity.
+/// Queues the batches of `dispatched` from `skip` on to be run one per activity: `isolated`
+/// (after their group failed for good, with at most two attempts) or handed on (after their
+/// activity stopped early, with the job's retry policy).
 fn rerun_alone<O: crate::connector::Offset>(
-    isolate: &mut Planned<O>,
-    segment: u32,
+    reruns: &mut Reruns<O>,
     dispatched: &Dispatched<O>,
     skip: usize,
+    isolated: bool,
 ) {
     let batches = dispatched.seqs.iter().zip(&dispatched.group).skip(skip);
-    isolate.extend(batches.map(|(seq, range)| (*seq, segment, range.clone())));
+    reruns.extend(batches.map(|(seq, range)| (*seq, range.clone(), isolated)));
 }
 
 /// Moves the report's end offset over every batch done contiguously from the frontier.
