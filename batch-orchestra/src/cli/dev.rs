@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use super::{CliError, Exit};
-use crate::testing::{MongoServer, PostgresServer, TemporalDevServer, install};
+use crate::testing::{MongoServer, NatsServer, PostgresServer, TemporalDevServer, install};
 
-/// Installs the Temporal CLI and SecantusDB into the tools folder.
+/// Installs the Temporal CLI, the NATS server and SecantusDB into the tools folder.
 pub(super) fn setup() -> Result<Exit, CliError> {
     let tools = install::default_tools_dir().ok_or_else(|| {
         CliError::new(
@@ -21,6 +21,7 @@ pub(super) fn setup() -> Result<Exit, CliError> {
     })?;
     let failed = |e: String| CliError::new(Exit::Error, e);
     install::temporal(&tools).map_err(failed)?;
+    install::nats(&tools).map_err(failed)?;
     install::secantus(&tools, Path::new("cargo")).map_err(failed)?;
     println!(
         "dev servers installed in {}; the testing kit and `batch-orchestra dev` use them",
@@ -31,7 +32,7 @@ pub(super) fn setup() -> Result<Exit, CliError> {
 
 /// Starts the dev servers, prints the variables to export, serves until Ctrl-C or SIGTERM,
 /// then stops them by process id.
-pub(super) async fn dev(postgres: bool) -> Result<Exit, CliError> {
+pub(super) async fn dev(postgres: bool, nats: bool) -> Result<Exit, CliError> {
     let failed = |e: crate::testing::TestingError| CliError::new(Exit::Error, e.to_string());
     let temporal = TemporalDevServer::start_with(false, true).map_err(failed)?;
     let mongo = MongoServer::start().map_err(failed)?;
@@ -40,10 +41,18 @@ pub(super) async fn dev(postgres: bool) -> Result<Exit, CliError> {
     } else {
         None
     };
+    let nats = if nats {
+        Some(NatsServer::start().map_err(failed)?)
+    } else {
+        None
+    };
     println!("export TEMPORAL_ADDRESS={}", temporal.address());
     println!("export MONGODB_URI={}", mongo.uri());
     if let Some(pg) = &pg {
         println!("export POSTGRES_URL='{}'", pg.url());
+    }
+    if let Some(nats) = &nats {
+        println!("export NATS_URL={}", nats.url());
     }
     println!(
         "# Temporal web UI: {}  (Ctrl-C stops the servers)",
@@ -55,6 +64,7 @@ pub(super) async fn dev(postgres: bool) -> Result<Exit, CliError> {
         "dev servers running"
     );
     wait_for_stop().await;
+    drop(nats);
     drop(pg);
     drop(mongo);
     drop(temporal);

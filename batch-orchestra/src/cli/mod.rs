@@ -265,7 +265,7 @@ job.toml:
         #[arg(long)]
         json: bool,
     },
-    /// Install the dev servers (Temporal CLI, SecantusDB) into ~/.cache/batch-orchestra/tools.
+    /// Install the dev servers (Temporal CLI, NATS, SecantusDB) into ~/.cache/batch-orchestra/tools.
     #[command(after_help = "\
 Example:
   batch-orchestra setup
@@ -275,7 +275,7 @@ The folder is BATCH_ORCHESTRA_TOOLS when set. The testing kit finds the servers 
     /// Start a Temporal dev server (with its web UI) and a MongoDB-wire server on loopback.
     #[command(after_help = "\
 Example:
-  batch-orchestra dev --postgres
+  batch-orchestra dev --postgres --nats
 
 Prints the variables to export, then serves until Ctrl-C. Data is kept in temporary
 folders and removed at exit.")]
@@ -283,6 +283,9 @@ folders and removed at exit.")]
         /// Also start a PostgreSQL server.
         #[arg(long)]
         postgres: bool,
+        /// Also start a NATS server with JetStream.
+        #[arg(long)]
+        nats: bool,
     },
 }
 

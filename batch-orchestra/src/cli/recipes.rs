@@ -13,6 +13,8 @@
 //! | `json-lines-to-postgres` | [`JsonLinesFile`] | `PostgresSink` | none (feature `postgres`) |
 //! | `parquet-to-json-lines` | `ParquetFile` | [`JsonLinesDir`] | none (feature `parquet`) |
 //! | `json-lines-to-parquet` | [`JsonLinesFile`] | `ParquetDir` | none (feature `parquet`) |
+//! | `csv-to-nats` | [`CsvFile`] | `NatsSink` | one object of strings per row (feature `nats`) |
+//! | `json-lines-to-nats` | [`JsonLinesFile`] | `NatsSink` | none (feature `nats`) |
 //!
 //! Each job file has a `[source]` and a `[sink]` table with the fields of these configs, and
 //! an optional `[job]` table (see [`cli`](crate::cli)).
@@ -141,8 +143,38 @@ mod parquet {
 #[cfg(feature = "parquet")]
 pub use parquet::{JsonLinesToParquet, ParquetToJsonLines};
 
-/// Every built-in recipe this build has (the `postgres` and `parquet` ones with their
-/// features).
+#[cfg(feature = "nats")]
+mod nats {
+    use super::row_to_json;
+    use crate::connectors::csv::CsvFile;
+    use crate::connectors::jsonl::JsonLinesFile;
+    use crate::connectors::nats::NatsSink;
+    use crate::pipeline;
+
+    pipeline! {
+        /// CSV rows published to a NATS JetStream subject, one JSON object per row.
+        pub CsvToNats {
+            source: CsvFile,
+            transform: row_to_json,
+            sink: NatsSink,
+            workflow: "csv-to-nats",
+        }
+    }
+
+    pipeline! {
+        /// JSON Lines objects published to a NATS JetStream subject.
+        pub JsonLinesToNats {
+            source: JsonLinesFile,
+            sink: NatsSink,
+            workflow: "json-lines-to-nats",
+        }
+    }
+}
+#[cfg(feature = "nats")]
+pub use nats::{CsvToNats, JsonLinesToNats};
+
+/// Every built-in recipe this build has (the `postgres`, `parquet` and `nats` ones with
+/// their features).
 pub fn recipes() -> PipelineList {
     let list = pipelines![
         CsvToMongo,
@@ -160,5 +192,7 @@ pub fn recipes() -> PipelineList {
     let list = list
         .with::<ParquetToJsonLines>()
         .with::<JsonLinesToParquet>();
+    #[cfg(feature = "nats")]
+    let list = list.with::<CsvToNats>().with::<JsonLinesToNats>();
     list
 }

@@ -15,6 +15,7 @@
 //! | `parquet::ParquetDir` | sink: Parquet files, one per batch | `parquet` |
 //! | `postgres::PostgresSource` | source: a PostgreSQL table or query, in key order | `postgres` |
 //! | `postgres::PostgresSink` | sink: a PostgreSQL table, by `COPY` | `postgres` |
+//! | `nats::NatsSink` | sink: a NATS JetStream subject, one JSON message per record | `nats` |
 
 #[cfg(feature = "csv")]
 pub mod csv;
@@ -22,6 +23,8 @@ pub mod input;
 pub mod jsonl;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod noop;
 #[cfg(feature = "object-store")]
 pub mod object_store;

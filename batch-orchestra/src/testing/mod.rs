@@ -1,7 +1,7 @@
 //! A testing kit: real servers on loopback for your tests, and a small source and sink with
 //! fault injection.
 //!
-//! [`TemporalDevServer`], [`MongoServer`] and [`PostgresServer`] start real servers on free loopback ports with
+//! [`TemporalDevServer`], [`MongoServer`], [`PostgresServer`] and [`NatsServer`] start real servers on free loopback ports with
 //! fresh storage and stop them, by their own process id, when dropped. The binaries are found
 //! through environment variables, the tools folder (`batch-orchestra setup` fills it with the
 //! Temporal CLI and SecantusDB), or `PATH`:
@@ -14,6 +14,7 @@
 //! | Azure (Azurite) | `AZURITE_BLOB` | `<tools>/node/node_modules/.bin/azurite-blob` | `azurite-blob` |
 //! | GCS (fake-gcs-server) | `FAKE_GCS_SERVER` | in the PyPI wheel, in `<tools>/venv` | `fake-gcs-server` |
 //! | PostgreSQL | `BATCH_ORCHESTRA_POSTGRES_BIN` (a folder) | `/usr/lib/postgresql/<version>/bin` | |
+//! | NATS (JetStream) | `NATS_SERVER` | `<tools>/venv/bin/nats-server` | `nats-server` |
 //!
 //! `<tools>` is `BATCH_ORCHESTRA_TOOLS`, else the nearest `.tools` folder above the current
 //! directory, else `~/.cache/batch-orchestra/tools` (see [`tools_dir`]).
