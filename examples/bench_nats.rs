@@ -36,7 +36,10 @@ pub fn run(
     // SAFETY: the only other threads are the runtime's idle workers, which read no
     // environment; the sinks read the variable when they are built, after this.
     unsafe { std::env::set_var(URL_ENV, nats.url()) };
-    let js = jetstream::new(runtime.block_on(async_nats::connect(nats.url()))?);
+    // The JetStream context spawns a task: make it inside the runtime.
+    let js = runtime.block_on(async {
+        Ok::<_, Error>(jetstream::new(async_nats::connect(nats.url()).await?))
+    })?;
     let (mut direct_rates, mut piped) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         let stream = |name: String, subject: String| {

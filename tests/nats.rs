@@ -122,7 +122,10 @@ async fn cases(jobs: &batch_orchestra::JobClient, js: &jetstream::Context, dir: 
         }
     }
     assert_eq!(ids.len(), 1_998, "no row twice");
-    assert!(!ids.contains(&9) && !ids.contains(&1_500), "the ragged rows are not published");
+    assert!(
+        !ids.contains(&9) && !ids.contains(&1_500),
+        "the ragged rows are not published"
+    );
 
     // The same job again, within the duplicate window: nothing is published twice.
     let again = run::<CsvToNats>(jobs, request()).await.unwrap();
