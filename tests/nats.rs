@@ -154,6 +154,32 @@ async fn cases(jobs: &batch_orchestra::JobClient, js: &jetstream::Context, dir: 
     assert_eq!((second.written, second.already_present), (0, 50));
     assert_eq!(messages(js).await, 2_048);
 
+    // Writes larger than the client's default allowance of unacknowledged messages (5,000),
+    // from several writers at once: they do not wait on each other.
+    let big = |job: &str| {
+        let ctx = WriteContext {
+            job_id: job.into(),
+            batch: 0,
+            attempt: 1,
+        };
+        let records = (0..6_000u64)
+            .map(|i| Positioned {
+                position: Position::at(i),
+                value: serde_json::json!({"id": i}),
+            })
+            .collect::<Vec<_>>();
+        (ctx, records)
+    };
+    let (a, b) = (big("big-a"), big("big-b"));
+    let (ra, rb) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        tokio::join!(writer.write(&a.0, a.1), writer.write(&b.0, b.1))
+    })
+    .await
+    .expect("two 6,000-record writes finish");
+    assert_eq!(ra.unwrap().written, 6_000);
+    assert_eq!(rb.unwrap().written, 6_000);
+    assert_eq!(messages(js).await, 14_048);
+
     // A subject no stream captures: the job fails at once, naming it.
     let lost = CsvToNats::request(
         "lost-1",

@@ -63,7 +63,12 @@ impl NatsSink {
             .map_err(|e| {
                 ConnectorError::transient(format!("cannot connect to NATS at {url}: {e}"))
             })?;
-        let jetstream = jetstream::new(client);
+        // Every writer on this worker shares the context's permits for unacknowledged
+        // messages; each holds at most `ACK_CHUNK` of them (see `write`), so this many lets
+        // 256 writers publish at once.
+        let jetstream = jetstream::ContextBuilder::new()
+            .max_ack_inflight(256 * ACK_CHUNK)
+            .build(client);
         // A subject no stream captures would lose every message: refuse it up front.
         let stream = jetstream
             .stream_by_subject(self.subject.clone())
@@ -98,10 +103,14 @@ impl Sink for NatsWriter {
         records: Vec<Positioned<Value>>,
     ) -> Result<WriteOutcome, ConnectorError> {
         let mut outcome = WriteOutcome::default();
-        // Publish every message first, then wait for the acknowledgements: JetStream takes
-        // them pipelined.
-        let mut acks = Vec::with_capacity(records.len());
+        // Publish up to `ACK_CHUNK` messages, then wait for their acknowledgements: pipelined,
+        // but never holding more of the context's permits than that. A writer that held one
+        // per record could wait for a permit that only its own unawaited acks would free.
+        let mut acks = Vec::with_capacity(ACK_CHUNK.min(records.len()));
         for record in records {
+            if acks.len() == ACK_CHUNK {
+                self.await_acks(&mut acks, &mut outcome).await?;
+            }
             let payload = match serde_json::to_vec(&record.value) {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -131,7 +140,21 @@ impl Sink for NatsWriter {
                 Err(e) => return Err(self.error(&e)),
             }
         }
-        for ack in acks {
+        self.await_acks(&mut acks, &mut outcome).await?;
+        Ok(outcome)
+    }
+}
+
+/// Messages one write publishes before it waits for their acknowledgements.
+const ACK_CHUNK: usize = 256;
+
+impl NatsWriter {
+    async fn await_acks(
+        &self,
+        acks: &mut Vec<jetstream::context::PublishAckFuture>,
+        outcome: &mut WriteOutcome,
+    ) -> Result<(), ConnectorError> {
+        for ack in acks.drain(..) {
             let ack = ack.await.map_err(|e| self.error(&e))?;
             if ack.duplicate {
                 outcome.already_present += 1;
@@ -139,11 +162,9 @@ impl Sink for NatsWriter {
                 outcome.written += 1;
             }
         }
-        Ok(outcome)
+        Ok(())
     }
-}
 
-impl NatsWriter {
     /// A stream that went away is a configuration error; the rest (timeouts, a broken
     /// connection) may pass and is retried.
     fn error(&self, e: &jetstream::context::PublishError) -> ConnectorError {
