@@ -4,10 +4,12 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use temporalio_client::errors::WorkflowInteractionError;
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowListOptions,
 };
 use temporalio_common::UntypedWorkflow;
+use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
 
 use super::operator::Control;
 use super::view::{ProgressView, ReportView, describe_progress, describe_report};
@@ -223,11 +225,7 @@ async fn find<'a>(
     jobs: &JobClient,
     job_id: &str,
 ) -> Result<(&'a dyn Operate, WorkflowExecutionStatus), CliError> {
-    use temporalio_client::errors::WorkflowInteractionError;
-    let described = jobs
-        .temporal()
-        .get_workflow_handle::<UntypedWorkflow>(job_id.to_owned())
-        .describe(WorkflowDescribeOptions::default())
+    let info = describe(jobs, job_id)
         .await
         .map_err(|e| match e {
             WorkflowInteractionError::NotFound(_) => CliError::new(
@@ -235,10 +233,7 @@ async fn find<'a>(
                 format!("no job `{job_id}` in this namespace (`list` shows the jobs)"),
             ),
             e => CliError::new(Exit::Error, format!("job `{job_id}`: {e}")),
-        })?;
-    let info = described
-        .raw_description
-        .workflow_execution_info
+        })?
         .unwrap_or_default();
     let workflow_type = info.r#type.map(|t| t.name).unwrap_or_default();
     let status = status_of(info.status);
@@ -255,6 +250,19 @@ async fn find<'a>(
             )
         })?;
     Ok((op.as_ref(), status))
+}
+
+/// The latest run of workflow `job_id`, as Temporal describes it.
+async fn describe(
+    jobs: &JobClient,
+    job_id: &str,
+) -> Result<Option<WorkflowExecutionInfo>, WorkflowInteractionError> {
+    let described = jobs
+        .temporal()
+        .get_workflow_handle::<UntypedWorkflow>(job_id.to_owned())
+        .describe(WorkflowDescribeOptions::default())
+        .await?;
+    Ok(described.raw_description.workflow_execution_info)
 }
 
 fn status_of(raw: i32) -> WorkflowExecutionStatus {
@@ -472,17 +480,8 @@ async fn find_status(
     jobs: &JobClient,
     job_id: &str,
 ) -> Result<Option<WorkflowExecutionStatus>, CliError> {
-    use temporalio_client::errors::WorkflowInteractionError;
-    match jobs
-        .temporal()
-        .get_workflow_handle::<UntypedWorkflow>(job_id.to_owned())
-        .describe(WorkflowDescribeOptions::default())
-        .await
-    {
-        Ok(d) => Ok(d
-            .raw_description
-            .workflow_execution_info
-            .map(|info| status_of(info.status))),
+    match describe(jobs, job_id).await {
+        Ok(info) => Ok(info.map(|info| status_of(info.status))),
         Err(WorkflowInteractionError::NotFound(_)) => Err(CliError::new(
             Exit::Error,
             format!("job `{job_id}` is gone from this namespace (deleted, or past its retention)"),
