@@ -51,6 +51,8 @@ struct Connector {
     name: LitStr,
     built: Type,
     build_fn: Ident,
+    /// A source's listing method, for sharded jobs.
+    shards_fn: Option<Ident>,
     item: ItemStruct,
 }
 
@@ -127,6 +129,7 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
     let mut name: Option<LitStr> = None;
     let mut built: Option<Type> = None;
     let mut build_fn: Option<Ident> = None;
+    let mut shards_fn: Option<Ident> = None;
     let built_arg = side.built_arg();
     for arg in split_args(args, &mut errors) {
         let Arg { key, value } = arg;
@@ -166,9 +169,17 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
                 Ok(ident) => build_fn = Some(ident),
                 Err(_) => errors.push(span, "`build` takes the name of a method of the config, like `build = open`"),
             },
+            "shards" if matches!(side, Side::Source) => match syn::parse2::<Ident>(value) {
+                Ok(_) if shards_fn.is_some() => errors.push(key.span(), "`shards` is given twice"),
+                Ok(ident) => shards_fn = Some(ident),
+                Err(_) => errors.push(span, "`shards` takes the name of a method of the config that lists its inputs, like `shards = list`"),
+            },
             _ => errors.push(
                 key.span(),
-                format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}` or `build`"),
+                match side {
+                    Side::Source => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}`, `build` or `shards`"),
+                    Side::Sink => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}` or `build`"),
+                },
             ),
         }
     }
@@ -192,6 +203,7 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
             name,
             built,
             build_fn: build_fn.unwrap_or_else(|| format_ident!("{}", side.default_build())),
+            shards_fn,
             item,
         }),
         _ => Err(syn::Error::new(
@@ -253,6 +265,7 @@ fn example(key: &str, built_arg: &str) -> String {
     match key {
         "name" => "name = \"numbers\"".into(),
         "build" => "build = open".into(),
+        "shards" => "shards = list".into(),
         k if k == built_arg => format!("{built_arg} = MyType"),
         other => format!("{other} = ..."),
     }
@@ -263,6 +276,7 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
         name,
         built,
         build_fn,
+        shards_fn,
         item,
     } = c;
     let ident = &item.ident;
@@ -270,6 +284,23 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
     let serde_check = quote_spanned! {ident.span()=>
         const _: () = ::batch_orchestra::__private::assert_serializable_config::<#ident>();
     };
+    let list_shards = shards_fn.as_ref().map(|list| {
+        let call = quote_spanned! {list.span()=> #ident::#list(self, after, limit) };
+        quote! {
+            fn list_shards(
+                &self,
+                after: ::core::option::Option<::std::string::String>,
+                limit: usize,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<
+                    ::batch_orchestra::ShardPage<Self>,
+                    ::batch_orchestra::ConnectorError,
+                >,
+            > + ::core::marker::Send {
+                #call
+            }
+        }
+    });
     let (trait_impl, name_const) = match side {
         Side::Source => (
             quote! {
@@ -284,6 +315,8 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                     > + ::core::marker::Send {
                         #build_call
                     }
+
+                    #list_shards
                 }
             },
             quote! {

@@ -1,4 +1,5 @@
-//! The three activities of a pipeline: `plan`, `process` and `snapshot`.
+//! The activities of a pipeline: `plan`, `process` and `snapshot`, and `list` for sharded
+//! jobs.
 //!
 //! They are generic over the pipeline and registered under its fixed names. Connectors are
 //! built once per worker and config and reused by every batch; a built source whose input
@@ -35,6 +36,7 @@ use crate::error::{
 use crate::metrics::MetricsSlot;
 use crate::model::{BatchReport, JobReport};
 use crate::pipeline::{OffsetOf, Pipeline, TransformState, Transformed};
+use crate::sharding::ShardPage;
 use crate::snapshot::SnapshotTarget;
 
 /// Heartbeats per heartbeat timeout.
@@ -77,6 +79,20 @@ pub struct ProcessInput<S: SourceConfig, K: SinkConfig> {
     pub max_error_samples: u32,
     /// Longest time one read or write call may take.
     #[serde(default = "no_timeout")]
+    pub call_timeout: Duration,
+}
+
+/// Input of the `list` activity of a sharded job.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct ListInput<S: SourceConfig> {
+    /// The config that stands for many inputs.
+    pub source: S,
+    /// List inputs whose keys come after this one; from the first when `None`.
+    pub after: Option<String>,
+    /// Inputs to return, at most.
+    pub limit: u32,
+    /// Longest time the listing call may take.
     pub call_timeout: Duration,
 }
 
@@ -470,6 +486,39 @@ activity_marker!(
     /// The `<workflow>.snapshot` activity: saves the job report.
     SnapshotActivity, snapshot, SnapshotInput<OffsetOf<P>>, ()
 );
+activity_marker!(
+    /// The `<workflow>.list` activity: lists a page of a sharded job's inputs.
+    ListActivity, list, ListInput<P::Source>, ShardPage<P::Source>
+);
+
+impl<P: Pipeline> ExecutableActivity for ListActivity<P> {
+    type Implementer = PipelineActivities<P>;
+    const REQUIRES_INSTANCE: bool = true;
+    fn definition() -> Self {
+        Self::new()
+    }
+    fn execute(
+        _receiver: Option<Arc<Self::Implementer>>,
+        ctx: ActivityContext,
+        input: Self::Input,
+    ) -> BoxFuture<'static, Result<Self::Output, ActivityError>> {
+        Box::pin(async move {
+            let attempt = ctx.info().attempt;
+            let span = activity_span::<P>(&ctx, "list");
+            let limit = input.limit.max(1) as usize;
+            let listing = bounded(input.call_timeout, "listing inputs", async {
+                input.source.list_shards(input.after.clone(), limit).await
+            });
+            let listed = with_heartbeats(&ctx, listing).instrument(span.clone()).await;
+            let _enter = span.enter();
+            match &listed {
+                Ok(page) => tracing::debug!(inputs = page.shards.len(), more = page.more, "listed"),
+                Err(e) => tracing::warn!(kind = ?e.kind(), error = %e, "listing failed"),
+            }
+            listed.map_err(|e| activity_error(e, attempt))
+        })
+    }
+}
 
 impl<P: Pipeline> ExecutableActivity for PlanActivity<P> {
     type Implementer = PipelineActivities<P>;
@@ -594,6 +643,7 @@ impl<P: Pipeline> ActivityImplementer for PipelineActivities<P> {
     fn register_all(self: Arc<Self>, defs: &mut ActivityDefinitions) {
         defs.register_activity::<PlanActivity<P>>(self.clone());
         defs.register_activity::<ProcessActivity<P>>(self.clone());
-        defs.register_activity::<SnapshotActivity<P>>(self);
+        defs.register_activity::<SnapshotActivity<P>>(self.clone());
+        defs.register_activity::<ListActivity<P>>(self);
     }
 }

@@ -190,8 +190,8 @@ fn settings_error(
 /// Starts jobs on a task queue and finds running ones.
 #[derive(Clone)]
 pub struct JobClient {
-    client: Client,
-    task_queue: String,
+    pub(crate) client: Client,
+    pub(crate) task_queue: String,
 }
 
 impl JobClient {
@@ -538,7 +538,7 @@ fn root_message(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// The failure type and the deepest message of a workflow failure: the workflow already puts
 /// the original cause in its own message, so nested wrappers add nothing.
-fn failure_cause(error: &IncomingError) -> (String, String) {
+pub(crate) fn failure_cause(error: &IncomingError) -> (String, String) {
     use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
     let failure = error.failure();
     let kind = match &failure.failure_info {

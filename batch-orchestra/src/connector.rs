@@ -15,6 +15,7 @@ use std::fmt::{self, Debug};
 use std::future::Future;
 
 use crate::error::{ConnectorError, RecordError};
+use crate::sharding::ShardPage;
 
 /// A position in a source from which reading can resume: a byte offset for a CSV file, a key
 /// for a database cursor. It is stored in workflow history, so keep it small.
@@ -272,6 +273,27 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
 
     /// Builds the source: opens files, connects clients. Called once per worker and config.
     fn build(&self) -> impl Future<Output = Result<Self::Source, ConnectorError>> + Send;
+
+    /// Lists the inputs this config stands for, for a sharded job: up to `limit` inputs
+    /// whose keys come after `after` (from the first when `None`), in ascending order of key,
+    /// each with the config that reads it alone. A listing that matches nothing at all is a
+    /// configuration error naming the pattern.
+    ///
+    /// The default refuses: the source cannot be sharded. `#[batch_source(..., shards =
+    /// list)]` implements it with the config's own `list` method.
+    fn list_shards(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<ShardPage<Self>, ConnectorError>> + Send {
+        let _ = (after, limit);
+        async {
+            Err(ConnectorError::config(format!(
+                "source `{}` cannot list inputs for a sharded job: give it a listing with `#[batch_source(..., shards = list)]`",
+                Self::NAME
+            )))
+        }
+    }
 }
 
 /// The serializable configuration of a sink; it builds the [`Sink`].

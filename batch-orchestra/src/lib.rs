@@ -93,6 +93,7 @@ mod macro_support;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod sharding;
 pub mod snapshot;
 #[cfg(feature = "object-store")]
 mod store;
@@ -117,6 +118,7 @@ pub use pipeline::{
     OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf, TransformOutput, TransformState,
     Transformed,
 };
+pub use sharding::{Shard, ShardPage, ShardedJobHandle, ShardedReport, ShardedRequest};
 pub use snapshot::{SnapshotTarget, Snapshotter};
 pub use worker::{PipelineList, Worker, WorkerBuilder, WorkerError};
 

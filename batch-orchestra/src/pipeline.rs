@@ -9,7 +9,8 @@ use crate::model::{BatchProcessingRequest, JobReport};
 /// The fixed names under which a pipeline's workflow and activities are registered.
 ///
 /// The scheme is `<workflow>` for the workflow and `<workflow>.plan`, `<workflow>.process`
-/// and `<workflow>.snapshot` for its activities. Names never contain Rust type paths, so
+/// and `<workflow>.snapshot` for its activities; a sharded job's parent workflow is
+/// `<workflow>.sharded` and lists its inputs with `<workflow>.list`. Names never contain Rust type paths, so
 /// renaming a module or upgrading the compiler never changes a name in history. Build them
 /// with [`pipeline_names!`](crate::pipeline_names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,10 @@ pub struct PipelineNames {
     pub process: &'static str,
     /// The snapshot activity: saves the job report.
     pub snapshot: &'static str,
+    /// The parent workflow of a sharded job: runs one `<workflow>` child per input.
+    pub sharded: &'static str,
+    /// The list activity of a sharded job: lists inputs a page at a time.
+    pub list: &'static str,
 }
 
 /// Builds [`PipelineNames`] from a workflow name literal, at compile time.
@@ -38,6 +43,8 @@ macro_rules! pipeline_names {
             plan: concat!($workflow, ".plan"),
             process: concat!($workflow, ".process"),
             snapshot: concat!($workflow, ".snapshot"),
+            sharded: concat!($workflow, ".sharded"),
+            list: concat!($workflow, ".list"),
         }
     };
 }
@@ -161,3 +168,8 @@ pub type OffsetOf<P> = <<P as Pipeline>::Source as SourceConfig>::Offset;
 pub type RequestOf<P> = BatchProcessingRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
 /// The job report type of a pipeline.
 pub type ReportOf<P> = JobReport<OffsetOf<P>>;
+/// The sharded job request type of a pipeline.
+pub type ShardedRequestOf<P> =
+    crate::sharding::ShardedRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
+/// The sharded job report type of a pipeline.
+pub type ShardedReportOf<P> = crate::sharding::ShardedReport<<P as Pipeline>::Source>;

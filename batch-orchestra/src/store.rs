@@ -96,3 +96,90 @@ pub(crate) fn classify(url: &str, e: object_store::Error) -> ConnectorError {
         e => ConnectorError::transient(format!("{url}: {e}")),
     }
 }
+
+/// An object found by [`list_objects`].
+pub(crate) struct ListedObject {
+    /// Its name after the pattern's literal prefix.
+    pub key: String,
+    /// Its URL.
+    pub url: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// The objects matching `url` (a glob such as `s3://bucket/in/**/*.csv`, or one object's
+/// URL) whose keys come after `after`, in ascending order of key, at most `limit` and one
+/// more (to tell whether more follow). A pattern that matches nothing is a configuration
+/// error naming it.
+pub(crate) async fn list_objects(
+    url: &str,
+    options: &BTreeMap<String, String>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ListedObject>, ConnectorError> {
+    use futures::TryStreamExt;
+    use crate::sharding::{MATCH, is_pattern, literal_base, nothing_matches, pattern};
+
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let (base, glob) = if is_pattern(url) {
+        let base = literal_base(url);
+        (base, &url[(base.len() + 1).min(url.len())..])
+    } else {
+        // One object: list its exact name.
+        let slash = url.rfind('/').unwrap_or(url.len());
+        (&url[..slash], &url[(slash + 1).min(url.len())..])
+    };
+    if base.len() <= scheme_end {
+        return Err(bad_url(url, "no bucket before the pattern"));
+    }
+    let matcher = pattern(glob)?;
+    let (store, prefix) = store_for(base, options)?;
+    let prefix_text = prefix.as_ref().to_owned();
+    let relative = |location: &Path| -> Option<String> {
+        let full = location.as_ref();
+        let key = if prefix_text.is_empty() {
+            full
+        } else {
+            full.strip_prefix(prefix_text.as_str())?.strip_prefix('/')?
+        };
+        Some(key.to_owned())
+    };
+    let prefix_opt = (!prefix_text.is_empty()).then_some(&prefix);
+    // Cloud stores list in ascending key order, so a page stops early; a local directory
+    // does not promise an order, so it is listed whole and sorted.
+    let ordered = !url.starts_with("file://");
+    let mut stream = match after {
+        Some(after) => {
+            let offset = if prefix_text.is_empty() {
+                Path::from(after)
+            } else {
+                Path::from(format!("{prefix_text}/{after}"))
+            };
+            store.list_with_offset(prefix_opt, &offset)
+        }
+        None => store.list(prefix_opt),
+    };
+    let mut found = Vec::new();
+    while let Some(meta) = stream.try_next().await.map_err(|e| classify(url, e))? {
+        let Some(key) = relative(&meta.location) else {
+            continue;
+        };
+        if after.is_some_and(|a| key.as_str() <= a) || !matcher.matches_with(&key, MATCH) {
+            continue;
+        }
+        found.push(ListedObject {
+            url: format!("{base}/{key}"),
+            key,
+            bytes: meta.size,
+        });
+        if ordered && found.len() > limit {
+            break;
+        }
+    }
+    if found.is_empty() && after.is_none() {
+        return Err(nothing_matches(url));
+    }
+    found.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    found.truncate(limit.saturating_add(1));
+    Ok(found)
+}

@@ -14,7 +14,7 @@ use crate::activities::PipelineActivities;
 use crate::cache::ConnectorCache;
 use crate::metrics::MetricsSlot;
 use crate::pipeline::Pipeline;
-use crate::workflow::PipelineWorkflow;
+use crate::workflow::{PipelineWorkflow, ShardedWorkflow};
 
 /// An error while building or running a worker.
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +87,11 @@ impl WorkerBuilder {
         self
     }
 
-    /// Registers pipeline `P`: its workflow and its three activities.
+    /// Registers pipeline `P`: its workflow and its activities, and the parent workflow and
+    /// `list` activity of its sharded jobs.
     pub fn pipeline<P: Pipeline>(mut self) -> Result<Self, WorkerError> {
         let n = P::NAMES;
-        for name in [n.workflow, n.plan, n.process, n.snapshot] {
+        for name in [n.workflow, n.plan, n.process, n.snapshot, n.sharded, n.list] {
             if self.names.contains(&name) {
                 return Err(WorkerError::DuplicateName(name));
             }
@@ -98,6 +99,9 @@ impl WorkerBuilder {
         }
         self.options
             .register_workflow::<PipelineWorkflow<P>>()
+            .map_err(|e| WorkerError::Create(e.to_string()))?;
+        self.options
+            .register_workflow::<ShardedWorkflow<P>>()
             .map_err(|e| WorkerError::Create(e.to_string()))?;
         let slot = MetricsSlot::default();
         self.slots.push((slot.clone(), n.workflow));

@@ -612,7 +612,8 @@ fn plural(n: u64, word: &str) -> String {
     }
 }
 
-/// A CSV file on the worker's file system.
+/// A CSV file on the worker's file system; for a sharded job, every file matching a glob
+/// (`exports/**/*.csv`: `*` stays within a directory, `**` crosses them).
 ///
 /// ```
 /// use batch_orchestra::connectors::csv::CsvFile;
@@ -620,7 +621,7 @@ fn plural(n: u64, word: &str) -> String {
 /// let source = CsvFile::new("data/people.csv").delimiter(';');
 /// assert_eq!(source.options.delimiter, ';');
 /// ```
-#[crate::batch_source(name = "csv-file", reader = CsvReader<LocalFile>)]
+#[crate::batch_source(name = "csv-file", reader = CsvReader<LocalFile>, shards = list)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CsvFile {
     /// The file's path on the worker.
@@ -655,6 +656,24 @@ impl CsvFile {
     pub fn ragged(mut self, ragged: RaggedRows) -> Self {
         self.options.ragged = ragged;
         self
+    }
+
+    /// Lists the files `path` matches, for a sharded job.
+    async fn list(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
+        let pattern = self.path.clone();
+        let files = tokio::task::spawn_blocking(move || {
+            crate::sharding::list_local(&pattern, after.as_deref(), limit)
+        })
+        .await
+        .map_err(|e| ConnectorError::transient(format!("listing `{}`: {e}", self.path)))??;
+        Ok(crate::ShardPage::of_files(files, limit, |path| Self {
+            path,
+            options: self.options.clone(),
+        }))
     }
 
     async fn build_source(&self) -> Result<CsvReader<LocalFile>, ConnectorError> {

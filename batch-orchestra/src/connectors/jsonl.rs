@@ -34,7 +34,7 @@ const MAX_LINE: u64 = 256 << 20;
 /// let source = JsonLinesFile::new("data/events.jsonl");
 /// assert_eq!(source.path, "data/events.jsonl");
 /// ```
-#[crate::batch_source(name = "json-lines-file", reader = JsonLinesReader<LocalFile>)]
+#[crate::batch_source(name = "json-lines-file", reader = JsonLinesReader<LocalFile>, shards = list)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonLinesFile {
     /// The file's path on the worker.
@@ -45,6 +45,21 @@ impl JsonLinesFile {
     /// The file at `path`.
     pub fn new(path: impl Into<String>) -> Self {
         Self { path: path.into() }
+    }
+
+    /// Lists the files `path` matches (a glob), for a sharded job.
+    async fn list(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
+        let pattern = self.path.clone();
+        let files = tokio::task::spawn_blocking(move || {
+            crate::sharding::list_local(&pattern, after.as_deref(), limit)
+        })
+        .await
+        .map_err(|e| ConnectorError::transient(format!("listing `{}`: {e}", self.path)))??;
+        Ok(crate::ShardPage::of_files(files, limit, |path| Self { path }))
     }
 
     async fn build_source(&self) -> Result<JsonLinesReader<LocalFile>, ConnectorError> {

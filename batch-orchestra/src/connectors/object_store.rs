@@ -19,7 +19,24 @@ use super::csv::{CsvOptions, CsvReader};
 use super::input::ByteInput;
 use super::jsonl::JsonLinesReader;
 use crate::error::ConnectorError;
-use crate::store::{bad_url, classify, store_for};
+use crate::store::{ListedObject, bad_url, classify, list_objects, store_for};
+
+/// A page of listed objects, each read by the config `source` makes of its URL.
+fn shard_page<S>(
+    found: Vec<ListedObject>,
+    limit: usize,
+    source: impl Fn(String) -> S,
+) -> crate::ShardPage<S> {
+    let shards = found
+        .into_iter()
+        .map(|o| crate::Shard {
+            key: o.key,
+            source: source(o.url),
+            bytes: Some(o.bytes),
+        })
+        .collect();
+    crate::ShardPage::from_sorted(shards, limit)
+}
 
 /// A CSV object in an object store.
 #[cfg(feature = "csv")]
@@ -32,7 +49,7 @@ use crate::store::{bad_url, classify, store_for};
 ///     .option("region", "us-east-1");
 /// assert_eq!(source.options["region"], "us-east-1");
 /// ```
-#[crate::batch_source(name = "csv-object", reader = CsvReader<ObjectInput>)]
+#[crate::batch_source(name = "csv-object", reader = CsvReader<ObjectInput>, shards = list)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CsvObject {
     /// `s3://bucket/key`, `gs://bucket/key`, `az://container/blob` or `file:///path`.
@@ -68,6 +85,21 @@ impl CsvObject {
         self
     }
 
+    /// Lists the objects `url` matches (a glob after the bucket: `s3://bucket/in/*.csv`), for
+    /// a sharded job.
+    async fn list(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
+        let found = list_objects(&self.url, &self.options, after.as_deref(), limit).await?;
+        Ok(shard_page(found, limit, |url| Self {
+            url,
+            options: self.options.clone(),
+            csv: self.csv.clone(),
+        }))
+    }
+
     async fn build_source(&self) -> Result<CsvReader<ObjectInput>, ConnectorError> {
         // Bad options fail before the store is asked anything.
         self.csv.delimiter_byte(&self.url)?;
@@ -85,7 +117,7 @@ impl CsvObject {
 /// let source = JsonLinesObject::new("s3://exports/events.jsonl").option("region", "us-east-1");
 /// assert_eq!(source.options["region"], "us-east-1");
 /// ```
-#[crate::batch_source(name = "json-lines-object", reader = JsonLinesReader<ObjectInput>)]
+#[crate::batch_source(name = "json-lines-object", reader = JsonLinesReader<ObjectInput>, shards = list)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonLinesObject {
     /// `s3://bucket/key`, `gs://bucket/key`, `az://container/blob` or `file:///path`.
@@ -108,6 +140,19 @@ impl JsonLinesObject {
     pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.options.insert(key.into(), value.into());
         self
+    }
+
+    /// Lists the objects `url` matches (a glob after the bucket), for a sharded job.
+    async fn list(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
+        let found = list_objects(&self.url, &self.options, after.as_deref(), limit).await?;
+        Ok(shard_page(found, limit, |url| Self {
+            url,
+            options: self.options.clone(),
+        }))
     }
 
     async fn build_source(&self) -> Result<JsonLinesReader<ObjectInput>, ConnectorError> {

@@ -73,7 +73,7 @@ impl Cause {
 }
 
 /// The deepest message in a failure chain, and the failure type that matters most.
-fn root_cause(failure: &Failure) -> (&'static str, String) {
+pub(super) fn root_cause(failure: &Failure) -> (&'static str, String) {
     let mut kind = ACTIVITY_FAILED_TYPE;
     let mut message = failure.message.clone();
     let mut current = Some(failure);

@@ -31,7 +31,7 @@ pub const SET_MAX_IN_FLIGHT_SIGNAL: &str = "set_max_in_flight";
 pub const SET_RATE_SIGNAL: &str = "set_rate";
 
 macro_rules! handler_marker {
-    ($(#[$doc:meta])* $marker:ident, $trait:ident, $name:expr, $input:ty $(, $output:ty)?) => {
+    ($(#[$doc:meta])* $marker:ident of $run:ident, $trait:ident, $name:expr, $input:ty $(, $output:ty)?) => {
         $(#[$doc])*
         pub struct $marker<P>(PhantomData<fn() -> P>);
 
@@ -49,7 +49,7 @@ macro_rules! handler_marker {
         }
 
         impl<P: Pipeline> $trait for $marker<P> {
-            type Workflow = JobRun<P>;
+            type Workflow = $run<P>;
             type Input = $input;
             $(type Output = $output;)?
             fn name(&self) -> &str {
@@ -57,7 +57,12 @@ macro_rules! handler_marker {
             }
         }
     };
+    ($(#[$doc:meta])* $marker:ident, $trait:ident, $name:expr, $input:ty $(, $output:ty)?) => {
+        handler_marker!($(#[$doc])* $marker of JobRun, $trait, $name, $input $(, $output)?);
+    };
 }
+
+pub(super) use handler_marker;
 
 handler_marker!(
     /// The `progress` query.

@@ -247,7 +247,7 @@ pub(super) fn workflow_ms<W>(ctx: &WorkflowContext<W>) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn activity_options(
+pub(super) fn activity_options(
     settings: Option<&RetrySettings>,
     timeout: Duration,
     heartbeat: Duration,

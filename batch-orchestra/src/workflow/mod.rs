@@ -36,11 +36,18 @@ mod carry;
 mod failures;
 mod handlers;
 mod job;
+mod sharded;
 mod window;
 
 pub use handlers::{
     PAUSE_SIGNAL, PROGRESS_QUERY, PauseSignal, ProgressQuery, RESUME_SIGNAL, ResumeSignal,
     SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, SetMaxInFlightSignal, SetRateSignal,
+};
+
+pub use sharded::{
+    SET_MAX_CONCURRENT_SHARDS_SIGNAL, SetMaxConcurrentShardsSignal, ShardedPauseSignal,
+    ShardedProgressQuery, ShardedResumeSignal, ShardedRun, ShardedSetMaxInFlightSignal,
+    ShardedSetRateSignal, ShardedWorkflow,
 };
 
 use crate::model::{InFlight, JobReport, JobStatus, Progress};

@@ -1,0 +1,586 @@
+//! One run of a sharded job's parent: list, start children within the limit, forward
+//! controls, add up reports, and end (done, continue-as-new, cancelled or failed).
+
+use std::collections::VecDeque;
+
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
+use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
+use temporalio_sdk::{
+    ActivityExecutionError, ApplicationFailure, ChildWorkflowExecutionError, ChildWorkflowOptions,
+    ChildWorkflowStartError, ContinueAsNewOptions, SignalWorkflowOptions,
+    StartChildWorkflowExecutionFailedCause, WorkflowContext, WorkflowIdReusePolicy,
+    WorkflowTermination,
+};
+
+use super::{Controls, ShardedWorkflow};
+use crate::activities::{ListActivity, ListInput};
+use crate::error::{ACTIVITY_FAILED_TYPE, CONFIG_ERROR_TYPE, FAILED_BATCH_LIMIT_TYPE};
+use crate::model::{JobStatus, Redrive, redrive_workflow_id};
+use crate::pipeline::{Pipeline, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf};
+use crate::sharding::{RunningShard, Shard, ShardPage, ShardReport, ShardStatus, ShardedState};
+use crate::workflow::failures::{Cause, Stop, root_cause};
+use crate::workflow::handlers::{
+    PauseSignal, ResumeSignal, SetMaxInFlightSignal, SetRateSignal,
+};
+use crate::workflow::job::{INVALID_REQUEST_TYPE, activity_options, workflow_ms};
+use crate::workflow::JobRun;
+
+/// What the parent waits for.
+enum Event<P: Pipeline> {
+    Listed(Result<ShardPage<P::Source>, ActivityExecutionError>),
+    Finished(Started<P>, Ended<P>),
+    /// A signal changed the controls, or the job was cancelled.
+    Control,
+    /// A forwarded signal was delivered (or its child had already ended).
+    Forwarded,
+}
+
+/// How a child ended.
+enum Ended<P: Pipeline> {
+    Report(ReportOf<P>),
+    NotStarted(ChildWorkflowStartError),
+    Failed(ChildWorkflowExecutionError),
+}
+
+/// A shard to start: its index, its input, and its failed ranges on a redrive.
+struct Queued<P: Pipeline> {
+    index: u64,
+    shard: Shard<P::Source>,
+    failed: Option<Vec<crate::model::FailedBatch<crate::pipeline::OffsetOf<P>>>>,
+}
+
+/// A started shard, with its config (kept in the report when it needs a redrive).
+struct Started<P: Pipeline> {
+    index: u64,
+    key: String,
+    workflow_id: String,
+    source: P::Source,
+}
+
+/// How the run ended.
+enum Next {
+    Done,
+    ContinueAsNew,
+    Cancelled,
+}
+
+pub(super) async fn run_sharded<P: Pipeline>(
+    ctx: &WorkflowContext<ShardedWorkflow<P>>,
+) -> Result<ShardedReportOf<P>, WorkflowTermination> {
+    let Some(req) = ctx.state(|w| w.request.clone()) else {
+        return Err(WorkflowTermination::failed_application(
+            ApplicationFailure::non_retryable("the workflow was started without a job request"),
+        ));
+    };
+    if let Err(e) = req.validate() {
+        return Err(WorkflowTermination::failed_application(
+            ApplicationFailure::builder(e.to_string())
+                .type_name(INVALID_REQUEST_TYPE.to_owned())
+                .non_retryable(true)
+                .build(),
+        ));
+    }
+    let mut parent = Parent::start(ctx, req);
+    parent.state.report.runs += 1;
+    parent.state.report.status = JobStatus::Running;
+    parent.publish();
+    match parent.drive().await {
+        Ok(Next::Done) => {
+            parent.touch();
+            let r = &parent.state.report;
+            parent.state.report.status = if r.shards_needing_redrive() > 0 {
+                JobStatus::CompletedWithFailures
+            } else {
+                JobStatus::Completed
+            };
+            parent.publish();
+            Ok(parent.state.report)
+        }
+        Ok(Next::ContinueAsNew) => {
+            parent.touch();
+            parent.publish();
+            let (paused, max_in_flight, max_records_per_s, max_concurrent_shards) =
+                ctx.state(|w| {
+                    (
+                        w.paused,
+                        w.max_in_flight,
+                        w.max_records_per_s,
+                        w.max_concurrent_shards,
+                    )
+                });
+            let mut next = parent.req.clone();
+            let mut state = parent.state;
+            state.paused = paused;
+            state.max_in_flight = max_in_flight;
+            state.max_records_per_s = max_records_per_s;
+            state.max_concurrent_shards = max_concurrent_shards;
+            next.state = Some(state);
+            match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
+                Err(termination) => Err(termination),
+                Ok(never) => match never {},
+            }
+        }
+        Ok(Next::Cancelled) => {
+            parent.touch();
+            parent.state.report.status = JobStatus::Cancelled;
+            parent.publish();
+            Err(WorkflowTermination::cancelled_with_details(
+                parent.state.report,
+            ))
+        }
+        Err(stop) => {
+            parent.touch();
+            parent.state.report.status = JobStatus::Failed;
+            parent.state.report.failure = Some(stop.message.clone());
+            parent.publish();
+            Err(WorkflowTermination::failed_application(
+                ApplicationFailure::builder(stop.message)
+                    .type_name(stop.kind.to_owned())
+                    .non_retryable(true)
+                    .build(),
+            ))
+        }
+    }
+}
+
+/// The parent's state within one run.
+struct Parent<'a, P: Pipeline> {
+    ctx: &'a WorkflowContext<ShardedWorkflow<P>>,
+    req: ShardedRequestOf<P>,
+    state: ShardedState<P::Source>,
+}
+
+impl<'a, P: Pipeline> Parent<'a, P> {
+    fn start(ctx: &'a WorkflowContext<ShardedWorkflow<P>>, req: ShardedRequestOf<P>) -> Self {
+        let state = match req.state.clone() {
+            Some(carried) => carried,
+            None => {
+                let mut report = crate::sharding::ShardedReport::new(
+                    req.workflow_id(),
+                    P::NAMES.workflow,
+                );
+                if req.redrive.is_some() {
+                    report.redrive_of = Some(req.job.job_id.clone());
+                }
+                ShardedState {
+                    report,
+                    after: None,
+                    next_index: 0,
+                    listing_done: false,
+                    paused: false,
+                    max_in_flight: req.job.max_in_flight,
+                    max_records_per_s: req.job.max_records_per_s,
+                    max_concurrent_shards: req.max_concurrent_shards,
+                    started_at_ms: workflow_ms(ctx),
+                }
+            }
+        };
+        Self { ctx, req, state }
+    }
+
+    fn touch(&mut self) {
+        self.state.report.elapsed_ms =
+            workflow_ms(self.ctx).saturating_sub(self.state.started_at_ms);
+    }
+
+    fn publish(&self) {
+        let report = self.state.report.clone();
+        self.ctx.state_mut(|w| w.report = report);
+    }
+
+    fn list(&self, after: Option<String>) -> LocalBoxFuture<'a, Event<P>> {
+        let input = ListInput {
+            source: self.req.job.source.clone(),
+            after,
+            limit: self.req.list_page,
+            call_timeout: self.req.job.call_timeout,
+        };
+        let policies = &self.req.job.retry_policies;
+        let settings = policies
+            .get(P::NAMES.list)
+            .or_else(|| policies.get("list"));
+        let opts = activity_options(
+            settings,
+            self.req.job.activity_timeout,
+            self.req.job.heartbeat_timeout,
+            None,
+        );
+        self.ctx
+            .execute_activity(ListActivity::<P>::new(), input, opts)
+            .map(Event::Listed)
+            .boxed_local()
+    }
+
+    /// Starts the child of `queued`: the template job over its input, with the controls as
+    /// they are now.
+    fn start_child(
+        &self,
+        queued: Queued<P>,
+        controls: Controls,
+    ) -> (RunningShard, LocalBoxFuture<'a, Event<P>>) {
+        let Queued {
+            index,
+            shard,
+            failed,
+        } = queued;
+        let mut child: RequestOf<P> = self.req.job.clone();
+        child.job_id = self.req.shard_job_id(&shard.key);
+        child.source = shard.source.clone();
+        child.max_in_flight = controls.max_in_flight;
+        child.max_records_per_s = controls.max_records_per_s;
+        // Each shard's report is in the sharded job's report.
+        child.snapshot = None;
+        let redrive = self.req.redrive.as_ref().map(|r| r.number);
+        let workflow_id = match (redrive, failed) {
+            (Some(number), Some(ranges)) if !ranges.is_empty() => {
+                child.redrive = Some(Redrive { number, ranges });
+                child.workflow_id()
+            }
+            // A shard that failed as a whole runs again under a new id.
+            (Some(number), _) => redrive_workflow_id(&child.job_id, number),
+            (None, _) => child.workflow_id(),
+        };
+        let running = RunningShard {
+            index,
+            key: shard.key.clone(),
+            workflow_id: workflow_id.clone(),
+            started_at_ms: workflow_ms(self.ctx),
+        };
+        let info = Started {
+            index,
+            key: shard.key.clone(),
+            workflow_id: workflow_id.clone(),
+            source: shard.source,
+        };
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(workflow_id)
+            // A completed shard of an earlier run of this job is found, not run again.
+            .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+            .static_summary(format!(
+                "shard {index} of {}: {}",
+                self.req.job.job_id, shard.key
+            ))
+            .build();
+        let start = self
+            .ctx
+            .start_child_workflow(JobRun::<P>::new(), child, options);
+        let fut = async move {
+            let ended = match start.await {
+                Ok(child) => match child.result().await {
+                    Ok(report) => Ended::Report(report),
+                    Err(e) => Ended::Failed(e),
+                },
+                Err(e) => Ended::NotStarted(e),
+            };
+            Event::Finished(info, ended)
+        }
+        .boxed_local();
+        (running, fut)
+    }
+
+    /// Tells every running child what changed in `to` since `from`.
+    fn forward(
+        &self,
+        running: &[RunningShard],
+        from: Controls,
+        to: Controls,
+        window: &mut Vec<LocalBoxFuture<'a, Event<P>>>,
+    ) {
+        for shard in running {
+            let child = self.ctx.external_workflow(shard.workflow_id.clone(), None);
+            let mut send = |fut: LocalBoxFuture<'a, Event<P>>| window.push(fut);
+            if from.paused != to.paused {
+                let options = SignalWorkflowOptions::default();
+                send(if to.paused {
+                    child.signal(PauseSignal::<P>::new(), (), options).map(|_| Event::Forwarded).boxed_local()
+                } else {
+                    child.signal(ResumeSignal::<P>::new(), (), options).map(|_| Event::Forwarded).boxed_local()
+                });
+            }
+            if from.max_in_flight != to.max_in_flight {
+                send(
+                    child
+                        .signal(SetMaxInFlightSignal::<P>::new(), to.max_in_flight, SignalWorkflowOptions::default())
+                        .map(|_| Event::Forwarded)
+                        .boxed_local(),
+                );
+            }
+            if from.max_records_per_s != to.max_records_per_s {
+                send(
+                    child
+                        .signal(
+                            SetRateSignal::<P>::new(),
+                            to.max_records_per_s.unwrap_or(0),
+                            SignalWorkflowOptions::default(),
+                        )
+                        .map(|_| Event::Forwarded)
+                        .boxed_local(),
+                );
+            }
+        }
+    }
+
+    async fn drive(&mut self) -> Result<Next, Stop> {
+        let ctx = self.ctx;
+        let mut queue: VecDeque<Queued<P>> = VecDeque::new();
+        // Explicit inputs and redrives need no listing: queue what is left of them.
+        if let Some(redrive) = &self.req.redrive {
+            let skip = self.state.next_index as usize;
+            queue.extend(redrive.shards.iter().skip(skip).map(|r| Queued {
+                index: r.index,
+                shard: r.shard.clone(),
+                failed: Some(r.failed.clone()),
+            }));
+            self.state.listing_done = true;
+        } else if let Some(inputs) = &self.req.inputs {
+            let skip = self.state.next_index as usize;
+            queue.extend(inputs.iter().enumerate().skip(skip).map(|(i, s)| Queued {
+                index: i as u64,
+                shard: s.clone(),
+                failed: None,
+            }));
+            self.state.listing_done = true;
+        }
+        let mut listed_after = self.state.after.clone();
+        let mut listed = self.state.next_index;
+        let mut list_pending = false;
+        let mut running: Vec<RunningShard> = Vec::new();
+        let mut window: Vec<LocalBoxFuture<'a, Event<P>>> = Vec::new();
+        let mut control_pending = false;
+        let mut told = ctx.state(|w| w.controls());
+        let mut started_this_run = 0u32;
+        let mut rolling_over = false;
+        let mut cancelling = false;
+        // Futures in the window that are not waits on the controls or forwarded signals.
+        let mut work = 0usize;
+        loop {
+            if !cancelling && ctx.cancellation_token().is_cancelled() {
+                cancelling = true;
+            }
+            if !rolling_over
+                && (started_this_run >= self.req.max_shards_per_run
+                    || ctx.continue_as_new_suggested())
+            {
+                rolling_over = true;
+            }
+            let (controls, max_concurrent) = ctx.state(|w| (w.controls(), w.max_concurrent_shards.max(1)));
+            if controls != told && !cancelling {
+                self.forward(&running, told, controls, &mut window);
+                told = controls;
+            }
+            if !self.state.listing_done
+                && !list_pending
+                && !rolling_over
+                && !cancelling
+                && queue.len() < max_concurrent as usize
+            {
+                window.push(self.list(listed_after.clone()));
+                list_pending = true;
+                work += 1;
+            }
+            if !controls.paused && !cancelling && !rolling_over {
+                while running.len() < max_concurrent as usize
+                    && started_this_run < self.req.max_shards_per_run
+                {
+                    let Some(queued) = queue.pop_front() else {
+                        break;
+                    };
+                    let (started, fut) = self.start_child(queued, controls);
+                    self.state.next_index += 1;
+                    if self.req.inputs.is_none() && self.req.redrive.is_none() {
+                        self.state.after = Some(started.key.clone());
+                    }
+                    running.push(started);
+                    started_this_run += 1;
+                    window.push(fut);
+                    work += 1;
+                }
+            }
+            let (queued, listing_done) = (queue.len() as u64, self.state.listing_done);
+            let shown = running.clone();
+            ctx.state_mut(|w| {
+                w.running = shown;
+                w.queued = queued;
+                w.listing_done = listing_done && queued == 0;
+            });
+            if work == 0 {
+                if cancelling {
+                    return Ok(Next::Cancelled);
+                }
+                if self.state.listing_done && queue.is_empty() {
+                    return Ok(Next::Done);
+                }
+                if rolling_over {
+                    return Ok(Next::ContinueAsNew);
+                }
+                if !controls.paused {
+                    return Err(Stop::new(
+                        ACTIVITY_FAILED_TYPE,
+                        "the sharded workflow has nothing to wait for (internal error)",
+                    ));
+                }
+            }
+            if !control_pending && !cancelling {
+                let seen = told;
+                window.push(
+                    ctx.wait_condition(move |w| w.controls() != seen)
+                        .map(|_| Event::Control)
+                        .boxed_local(),
+                );
+                control_pending = true;
+            }
+            let (event, _, rest) = futures::future::select_all(window).await;
+            window = rest;
+            match event {
+                Event::Control => control_pending = false,
+                Event::Forwarded => {}
+                Event::Listed(result) => {
+                    work -= 1;
+                    list_pending = false;
+                    if cancelling {
+                        continue;
+                    }
+                    let page = result.map_err(|e| {
+                        let cause = Cause::of(&e);
+                        let kind = if cause.kind == CONFIG_ERROR_TYPE {
+                            CONFIG_ERROR_TYPE
+                        } else {
+                            ACTIVITY_FAILED_TYPE
+                        };
+                        Stop::new(kind, format!("listing the inputs of `{}`: {}", self.req.job.job_id, cause.message))
+                    })?;
+                    if let Some(last) = page.shards.last() {
+                        listed_after = Some(last.key.clone());
+                    }
+                    for shard in page.shards {
+                        queue.push_back(Queued {
+                            index: listed,
+                            shard,
+                            failed: None,
+                        });
+                        listed += 1;
+                    }
+                    if !page.more {
+                        self.state.listing_done = true;
+                    }
+                }
+                Event::Finished(started, ended) => {
+                    work -= 1;
+                    running.retain(|r| r.workflow_id != started.workflow_id);
+                    self.finish(started, ended)?;
+                    self.touch();
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    /// Adds a finished shard to the report; stops the job past `max_failed_shards`.
+    fn finish(&mut self, started: Started<P>, ended: Ended<P>) -> Result<(), Stop> {
+        let Started {
+            index,
+            key,
+            workflow_id,
+            source,
+        } = started;
+        let (mut shard, samples) = match ended {
+            Ended::Report(mut report) => {
+                let samples = std::mem::take(&mut report.error_samples);
+                (ShardReport::from_job(index, key, workflow_id, report), samples)
+            }
+            Ended::NotStarted(ChildWorkflowStartError::StartFailed { cause, .. })
+                if cause == StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists =>
+            {
+                let shard = ShardReport::without_counts(index, key, workflow_id, ShardStatus::AlreadyDone, None);
+                (shard, Vec::new())
+            }
+            Ended::NotStarted(e) => {
+                let shard = ShardReport::without_counts(
+                    index,
+                    key,
+                    workflow_id,
+                    ShardStatus::Failed,
+                    Some(format!("the shard's workflow could not start: {e}")),
+                );
+                (shard, Vec::new())
+            }
+            Ended::Failed(e) => match e.failure().map(child_end::<P>) {
+                Some(ChildEnd::Cancelled(Some(mut report))) => {
+                    let samples = std::mem::take(&mut report.error_samples);
+                    report.status = JobStatus::Cancelled;
+                    (ShardReport::from_job(index, key, workflow_id, report), samples)
+                }
+                Some(ChildEnd::Cancelled(None)) => (
+                    ShardReport::without_counts(index, key, workflow_id, ShardStatus::Cancelled, None),
+                    Vec::new(),
+                ),
+                Some(ChildEnd::Failed(message)) => (
+                    ShardReport::without_counts(index, key, workflow_id, ShardStatus::Failed, Some(message)),
+                    Vec::new(),
+                ),
+                None => (
+                    ShardReport::without_counts(index, key, workflow_id, ShardStatus::Failed, Some(e.to_string())),
+                    Vec::new(),
+                ),
+            },
+        };
+        if shard.needs_redrive() {
+            shard.source = Some(source);
+        }
+        let failed_now = shard.needs_redrive();
+        let report = &mut self.state.report;
+        report.add(
+            shard,
+            samples,
+            self.req.job.max_error_samples,
+            self.req.max_shard_reports,
+        );
+        let max = self.req.max_failed_shards;
+        if failed_now && report.shards_needing_redrive() > max {
+            let first = report
+                .shard_reports
+                .iter()
+                .find(|s| s.needs_redrive())
+                .map(|s| {
+                    let why = s.failure.clone().or_else(|| s.failed.first().map(|f| f.to_string())).unwrap_or_default();
+                    format!("; the first: shard `{}` {}: {why}", s.key, s.status)
+                })
+                .unwrap_or_default();
+            return Err(Stop::new(
+                FAILED_BATCH_LIMIT_TYPE,
+                format!(
+                    "{} shards failed or have failed batches, more than max_failed_shards = {max}{first}",
+                    report.shards_needing_redrive()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+}
+
+/// How a child that did not return a report ended.
+enum ChildEnd<P: Pipeline> {
+    /// Cancelled, with the report it was cancelled with (if readable).
+    Cancelled(Option<ReportOf<P>>),
+    /// Failed, with its original cause.
+    Failed(String),
+}
+
+fn child_end<P: Pipeline>(failure: &Failure) -> ChildEnd<P> {
+    let mut current = Some(failure);
+    while let Some(f) = current {
+        if let Some(FailureInfo::CanceledFailureInfo(info)) = &f.failure_info {
+            let report = info
+                .details
+                .as_ref()
+                .and_then(|d| d.payloads.first())
+                .and_then(|p| serde_json::from_slice::<ReportOf<P>>(&p.data).ok());
+            return ChildEnd::Cancelled(report);
+        }
+        current = f.cause.as_deref();
+    }
+    let (_, message) = root_cause(failure);
+    ChildEnd::Failed(message)
+}
