@@ -299,6 +299,15 @@ fn generate(m: &Model) -> TokenStream {
             pub fn job(client: &#bo::JobClient, job_id: impl ::core::convert::Into<::std::string::String>) -> #bo::JobHandle<Self> {
                 client.job::<Self>(job_id)
             }
+
+            /// The sharded workflow's name: `<workflow>.sharded`.
+            pub const SHARDED_WORKFLOW: &'static str = <Self as #bo::Pipeline>::NAMES.sharded;
+
+            /// Starts a sharded job of this pipeline: one child job per input its source
+            /// lists (`data/**/*.csv`, `s3://bucket/in/*.csv`).
+            pub async fn start_sharded(client: &#bo::JobClient, request: #bo::ShardedRequestOf<Self>) -> ::core::result::Result<#bo::ShardedJobHandle<Self>, #bo::JobError> {
+                client.start_sharded::<Self>(request).await
+            }
         }
 
         #[doc = #doc_alias]

@@ -509,7 +509,9 @@ impl<P: Pipeline> ExecutableActivity for ListActivity<P> {
             let listing = bounded(input.call_timeout, "listing inputs", async {
                 input.source.list_shards(input.after.clone(), limit).await
             });
-            let listed = with_heartbeats(&ctx, listing).instrument(span.clone()).await;
+            let listed = with_heartbeats(&ctx, listing)
+                .instrument(span.clone())
+                .await;
             let _enter = span.enter();
             match &listed {
                 Ok(page) => tracing::debug!(inputs = page.shards.len(), more = page.more, "listed"),

@@ -115,8 +115,8 @@ pub use model::{
     Progress, Redrive, RetrySettings, Throttle,
 };
 pub use pipeline::{
-    OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf, TransformOutput, TransformState,
-    Transformed,
+    OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf,
+    TransformOutput, TransformState, Transformed,
 };
 pub use sharding::{Shard, ShardPage, ShardedJobHandle, ShardedReport, ShardedRequest};
 pub use snapshot::{SnapshotTarget, Snapshotter};

@@ -117,8 +117,8 @@ pub(crate) async fn list_objects(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ListedObject>, ConnectorError> {
-    use futures::TryStreamExt;
     use crate::sharding::{MATCH, is_pattern, literal_base, nothing_matches, pattern};
+    use futures::TryStreamExt;
 
     let scheme_end = url.find("://").map_or(0, |i| i + 3);
     let (base, glob) = if is_pattern(url) {

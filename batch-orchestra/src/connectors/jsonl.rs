@@ -59,7 +59,9 @@ impl JsonLinesFile {
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("listing `{}`: {e}", self.path)))??;
-        Ok(crate::ShardPage::of_files(files, limit, |path| Self { path }))
+        Ok(crate::ShardPage::of_files(files, limit, |path| Self {
+            path,
+        }))
     }
 
     async fn build_source(&self) -> Result<JsonLinesReader<LocalFile>, ConnectorError> {

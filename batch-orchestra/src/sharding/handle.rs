@@ -14,7 +14,7 @@ use temporalio_client::{
 use temporalio_common::MemoValues;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
-use super::{RedriveShard, Shard, ShardedProgress, ShardedRedrive};
+use super::{RedriveShard, Shard, ShardReport, ShardStatus, ShardedProgress, ShardedRedrive};
 use crate::client::{JobClient, failure_cause};
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
@@ -75,6 +75,7 @@ impl JobClient {
             handle: self
                 .client
                 .get_workflow_handle::<ShardedRun<P>>(job_id.clone()),
+            jobs: self.clone(),
             job_id,
             _pipeline: PhantomData,
         }
@@ -85,6 +86,8 @@ impl JobClient {
 /// it every running shard).
 pub struct ShardedJobHandle<P> {
     handle: WorkflowHandle<Client, ShardedRun<P>>,
+    /// For the shards' own reports.
+    jobs: JobClient,
     job_id: String,
     _pipeline: PhantomData<fn() -> P>,
 }
@@ -120,6 +123,7 @@ impl<P: Pipeline> ShardedJobHandle<P> {
                     return match details.deserialize::<ShardedReportOf<P>>() {
                         Ok(mut report) => {
                             report.status = JobStatus::Cancelled;
+                            self.add_cancelled_shards(&mut report).await;
                             Ok(report)
                         }
                         Err(_) => Err(JobError::Cancelled { job_id }),
@@ -137,6 +141,33 @@ impl<P: Pipeline> ShardedJobHandle<P> {
                 }
                 Err(e) => return Err(JobError::Temporal(format!("job `{job_id}`: {e}"))),
             }
+        }
+    }
+
+    /// Adds what the shards cancelled with the job wrote: a parent workflow learns only that
+    /// a child was cancelled, so the counts come from each shard's own report.
+    async fn add_cancelled_shards(&self, report: &mut ShardedReportOf<P>) {
+        for shard in &mut report.shard_reports {
+            if shard.status != ShardStatus::Cancelled || shard.records_read > 0 {
+                continue;
+            }
+            let Ok(child) = self.jobs.job::<P>(shard.workflow_id.clone()).report().await else {
+                continue;
+            };
+            report.records_read += child.records_read;
+            report.records_written += child.records_written;
+            report.already_present += child.already_present;
+            report.records_filtered += child.records_filtered;
+            report.record_errors += child.record_errors;
+            report.batches += child.batches;
+            report.failed_batches += child.failed_batches;
+            let index = shard.index;
+            let key = std::mem::take(&mut shard.key);
+            let workflow_id = std::mem::take(&mut shard.workflow_id);
+            let source = shard.source.take();
+            *shard = ShardReport::from_job(index, key, workflow_id, child);
+            shard.status = ShardStatus::Cancelled;
+            shard.source = source;
         }
     }
 
@@ -158,7 +189,11 @@ impl<P: Pipeline> ShardedJobHandle<P> {
     pub async fn pause(&self) -> Result<(), JobError> {
         let r = self
             .handle
-            .signal(ShardedPauseSignal::<P>::new(), (), WorkflowSignalOptions::default())
+            .signal(
+                ShardedPauseSignal::<P>::new(),
+                (),
+                WorkflowSignalOptions::default(),
+            )
             .await;
         r.map_err(|e| self.interaction_error(e))
     }
@@ -167,7 +202,11 @@ impl<P: Pipeline> ShardedJobHandle<P> {
     pub async fn resume(&self) -> Result<(), JobError> {
         let r = self
             .handle
-            .signal(ShardedResumeSignal::<P>::new(), (), WorkflowSignalOptions::default())
+            .signal(
+                ShardedResumeSignal::<P>::new(),
+                (),
+                WorkflowSignalOptions::default(),
+            )
             .await;
         r.map_err(|e| self.interaction_error(e))
     }

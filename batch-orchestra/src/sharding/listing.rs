@@ -51,7 +51,9 @@ pub struct ListedFile {
 /// glob character (`exports` for `exports/**/*.csv`), without the slash.
 pub(crate) fn literal_base(pattern: &str) -> &str {
     let first_glob = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
-    pattern[..first_glob].rfind('/').map_or("", |slash| &pattern[..slash])
+    pattern[..first_glob]
+        .rfind('/')
+        .map_or("", |slash| &pattern[..slash])
 }
 
 /// The files matching `pattern` (a glob, or one file's path) whose keys come after `after`,
@@ -118,7 +120,9 @@ pub fn list_local(
     }
     files.sort_unstable();
     let start = after.map_or(0, |a| files.partition_point(|f| f.key.as_str() <= a));
-    let end = start.saturating_add(limit.saturating_add(1)).min(files.len());
+    let end = start
+        .saturating_add(limit.saturating_add(1))
+        .min(files.len());
     Ok(files[start..end].to_vec())
 }
 
@@ -151,7 +155,10 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(names(list_local(&top, None, 10).unwrap()), ["a.csv", "b.csv"]);
+        assert_eq!(
+            names(list_local(&top, None, 10).unwrap()),
+            ["a.csv", "b.csv"]
+        );
         let all = format!("{root}/**/*.csv");
         let first = list_local(&all, None, 2).unwrap();
         assert_eq!(names(first.clone()), ["a.csv", "b.csv", "sub/d.csv"]);

@@ -193,7 +193,7 @@ pub struct ShardedReport<S: SourceConfig> {
     /// Batches that failed for good.
     pub failed_batches: u64,
     /// Per-shard reports, in listing order: the first `max_shard_reports`, and every shard
-    /// with failures.
+    /// with failures or cancelled.
     pub shard_reports: Vec<ShardReport<S>>,
     /// Set on a redrive: the job it reran shards of.
     #[serde(default)]
@@ -281,7 +281,7 @@ impl<S: SourceConfig> ShardedReport<S> {
         let mut kept = 0u32;
         self.shard_reports.retain(|s| {
             kept += 1;
-            kept <= max_shard_reports || s.needs_redrive()
+            kept <= max_shard_reports || s.needs_redrive() || s.status == ShardStatus::Cancelled
         });
     }
 

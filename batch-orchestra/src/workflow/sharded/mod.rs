@@ -11,19 +11,23 @@ use std::marker::PhantomData;
 
 use temporalio_common::data_converters::PayloadConverter;
 use temporalio_common::protos::temporal::api::common::v1::Payloads;
-use temporalio_common::{HasWorkflowDefinition, QueryDefinition, SignalDefinition, WorkflowDefinition};
+use temporalio_common::{
+    HasWorkflowDefinition, QueryDefinition, SignalDefinition, WorkflowDefinition,
+};
 use temporalio_sdk::workflow_interceptors::WorkflowOutputValue;
 use temporalio_sdk::workflows::{
     ExecutableQuery, ExecutableSyncSignal, WorkflowDefinitionDescriptor, WorkflowError,
     WorkflowImplementation,
 };
-use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowTermination};
+use temporalio_sdk::{
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowTermination,
+};
 
 mod run;
 
 use super::handlers::{
-    PAUSE_SIGNAL, PROGRESS_QUERY, RESUME_SIGNAL, SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL,
-    decode, handler_marker, unknown_handler,
+    PAUSE_SIGNAL, PROGRESS_QUERY, RESUME_SIGNAL, SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, decode,
+    handler_marker, unknown_handler,
 };
 use crate::pipeline::{Pipeline, ShardedReportOf, ShardedRequestOf};
 use crate::sharding::{RunningShard, ShardedProgress, ShardedReport};
@@ -275,11 +279,9 @@ impl<P: Pipeline> WorkflowImplementation for ShardedWorkflow<P> {
             SET_RATE_SIGNAL => {
                 <Self as ExecutableSyncSignal<ShardedSetRateSignal<P>>>::dispatch(ctx, input)
             }
-            SET_MAX_CONCURRENT_SHARDS_SIGNAL => {
-                <Self as ExecutableSyncSignal<SetMaxConcurrentShardsSignal<P>>>::dispatch(
-                    ctx, input,
-                )
-            }
+            SET_MAX_CONCURRENT_SHARDS_SIGNAL => <Self as ExecutableSyncSignal<
+                SetMaxConcurrentShardsSignal<P>,
+            >>::dispatch(ctx, input),
             other => futures::future::ready(Err(unknown_handler("signal", other))).boxed_local(),
         }
     }

@@ -19,12 +19,10 @@ use crate::error::{ACTIVITY_FAILED_TYPE, CONFIG_ERROR_TYPE, FAILED_BATCH_LIMIT_T
 use crate::model::{JobStatus, Redrive, redrive_workflow_id};
 use crate::pipeline::{Pipeline, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf};
 use crate::sharding::{RunningShard, Shard, ShardPage, ShardReport, ShardStatus, ShardedState};
-use crate::workflow::failures::{Cause, Stop, root_cause};
-use crate::workflow::handlers::{
-    PauseSignal, ResumeSignal, SetMaxInFlightSignal, SetRateSignal,
-};
-use crate::workflow::job::{INVALID_REQUEST_TYPE, activity_options, workflow_ms};
 use crate::workflow::JobRun;
+use crate::workflow::failures::{Cause, Stop, root_cause};
+use crate::workflow::handlers::{PauseSignal, ResumeSignal, SetMaxInFlightSignal, SetRateSignal};
+use crate::workflow::job::{INVALID_REQUEST_TYPE, activity_options, workflow_ms};
 
 /// What the parent waits for.
 enum Event<P: Pipeline> {
@@ -156,10 +154,8 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         let state = match req.state.clone() {
             Some(carried) => carried,
             None => {
-                let mut report = crate::sharding::ShardedReport::new(
-                    req.workflow_id(),
-                    P::NAMES.workflow,
-                );
+                let mut report =
+                    crate::sharding::ShardedReport::new(req.workflow_id(), P::NAMES.workflow);
                 if req.redrive.is_some() {
                     report.redrive_of = Some(req.job.job_id.clone());
                 }
@@ -197,9 +193,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             call_timeout: self.req.job.call_timeout,
         };
         let policies = &self.req.job.retry_policies;
-        let settings = policies
-            .get(P::NAMES.list)
-            .or_else(|| policies.get("list"));
+        let settings = policies.get(P::NAMES.list).or_else(|| policies.get("list"));
         let opts = activity_options(
             settings,
             self.req.job.activity_timeout,
@@ -293,15 +287,25 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             if from.paused != to.paused {
                 let options = SignalWorkflowOptions::default();
                 send(if to.paused {
-                    child.signal(PauseSignal::<P>::new(), (), options).map(|_| Event::Forwarded).boxed_local()
+                    child
+                        .signal(PauseSignal::<P>::new(), (), options)
+                        .map(|_| Event::Forwarded)
+                        .boxed_local()
                 } else {
-                    child.signal(ResumeSignal::<P>::new(), (), options).map(|_| Event::Forwarded).boxed_local()
+                    child
+                        .signal(ResumeSignal::<P>::new(), (), options)
+                        .map(|_| Event::Forwarded)
+                        .boxed_local()
                 });
             }
             if from.max_in_flight != to.max_in_flight {
                 send(
                     child
-                        .signal(SetMaxInFlightSignal::<P>::new(), to.max_in_flight, SignalWorkflowOptions::default())
+                        .signal(
+                            SetMaxInFlightSignal::<P>::new(),
+                            to.max_in_flight,
+                            SignalWorkflowOptions::default(),
+                        )
                         .map(|_| Event::Forwarded)
                         .boxed_local(),
                 );
@@ -364,7 +368,8 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             {
                 rolling_over = true;
             }
-            let (controls, max_concurrent) = ctx.state(|w| (w.controls(), w.max_concurrent_shards.max(1)));
+            let (controls, max_concurrent) =
+                ctx.state(|w| (w.controls(), w.max_concurrent_shards.max(1)));
             if controls != told && !cancelling {
                 self.forward(&running, told, controls, &mut window);
                 told = controls;
@@ -412,6 +417,11 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                     return Ok(Next::Done);
                 }
                 if rolling_over {
+                    // Listed but not started: the next run lists them again after `after`.
+                    if !queue.is_empty() && self.req.inputs.is_none() && self.req.redrive.is_none()
+                    {
+                        self.state.listing_done = false;
+                    }
                     return Ok(Next::ContinueAsNew);
                 }
                 if !controls.paused {
@@ -448,7 +458,13 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                         } else {
                             ACTIVITY_FAILED_TYPE
                         };
-                        Stop::new(kind, format!("listing the inputs of `{}`: {}", self.req.job.job_id, cause.message))
+                        Stop::new(
+                            kind,
+                            format!(
+                                "listing the inputs of `{}`: {}",
+                                self.req.job.job_id, cause.message
+                            ),
+                        )
                     })?;
                     if let Some(last) = page.shards.last() {
                         listed_after = Some(last.key.clone());
@@ -487,12 +503,21 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         let (mut shard, samples) = match ended {
             Ended::Report(mut report) => {
                 let samples = std::mem::take(&mut report.error_samples);
-                (ShardReport::from_job(index, key, workflow_id, report), samples)
+                (
+                    ShardReport::from_job(index, key, workflow_id, report),
+                    samples,
+                )
             }
             Ended::NotStarted(ChildWorkflowStartError::StartFailed { cause, .. })
                 if cause == StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists =>
             {
-                let shard = ShardReport::without_counts(index, key, workflow_id, ShardStatus::AlreadyDone, None);
+                let shard = ShardReport::without_counts(
+                    index,
+                    key,
+                    workflow_id,
+                    ShardStatus::AlreadyDone,
+                    None,
+                );
                 (shard, Vec::new())
             }
             Ended::NotStarted(e) => {
@@ -509,18 +534,39 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 Some(ChildEnd::Cancelled(Some(mut report))) => {
                     let samples = std::mem::take(&mut report.error_samples);
                     report.status = JobStatus::Cancelled;
-                    (ShardReport::from_job(index, key, workflow_id, report), samples)
+                    (
+                        ShardReport::from_job(index, key, workflow_id, report),
+                        samples,
+                    )
                 }
                 Some(ChildEnd::Cancelled(None)) => (
-                    ShardReport::without_counts(index, key, workflow_id, ShardStatus::Cancelled, None),
+                    ShardReport::without_counts(
+                        index,
+                        key,
+                        workflow_id,
+                        ShardStatus::Cancelled,
+                        None,
+                    ),
                     Vec::new(),
                 ),
                 Some(ChildEnd::Failed(message)) => (
-                    ShardReport::without_counts(index, key, workflow_id, ShardStatus::Failed, Some(message)),
+                    ShardReport::without_counts(
+                        index,
+                        key,
+                        workflow_id,
+                        ShardStatus::Failed,
+                        Some(message),
+                    ),
                     Vec::new(),
                 ),
                 None => (
-                    ShardReport::without_counts(index, key, workflow_id, ShardStatus::Failed, Some(e.to_string())),
+                    ShardReport::without_counts(
+                        index,
+                        key,
+                        workflow_id,
+                        ShardStatus::Failed,
+                        Some(e.to_string()),
+                    ),
                     Vec::new(),
                 ),
             },
@@ -543,7 +589,11 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 .iter()
                 .find(|s| s.needs_redrive())
                 .map(|s| {
-                    let why = s.failure.clone().or_else(|| s.failed.first().map(|f| f.to_string())).unwrap_or_default();
+                    let why = s
+                        .failure
+                        .clone()
+                        .or_else(|| s.failed.first().map(|f| f.to_string()))
+                        .unwrap_or_default();
                     format!("; the first: shard `{}` {}: {why}", s.key, s.status)
                 })
                 .unwrap_or_default();
@@ -557,7 +607,6 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         }
         Ok(())
     }
-
 }
 
 /// How a child that did not return a report ended.
