@@ -15,7 +15,9 @@ use batch_orchestra::connectors::object_store::CsvObject;
 use batch_orchestra::testing::{
     AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, FakeGcsServer, MongoServer, S3Server, http_request,
 };
-use batch_orchestra::{JobClient, JobError, SnapshotTarget, pipeline, pipelines};
+use batch_orchestra::{
+    JobClient, JobError, JobStatus, ShardedRequest, SnapshotTarget, pipeline, pipelines,
+};
 use batch_orchestra_tests::{Harness, people_with_bad_rows};
 use hmac::Mac;
 use mongodb::bson::{Document, doc};
@@ -42,6 +44,14 @@ fn csv_objects_in_s3_azure_and_gcs() {
         people_with_bad_rows(),
     )
     .unwrap();
+    std::fs::create_dir_all(data.path().join("gcs-bucket/daily")).unwrap();
+    for day in 1..=3 {
+        std::fs::write(
+            data.path().join(format!("gcs-bucket/daily/day-{day}.csv")),
+            daily_rows(day),
+        )
+        .unwrap();
+    }
     let (s3, azurite, gcs, mongo) = (
         S3Server::start().unwrap(),
         AzuriteServer::start().unwrap(),
@@ -92,13 +102,43 @@ fn s3_store(s3: &S3Server) -> object_store::aws::AmazonS3 {
 
 async fn seed_s3(s3: &S3Server) {
     s3.create_bucket("exports").unwrap();
-    s3_store(s3)
+    let store = s3_store(s3);
+    store
         .put(
             &ObjectPath::from("in/people.csv"),
             PutPayload::from(people_with_bad_rows()),
         )
         .await
         .unwrap();
+    seed_daily(&store, 5).await;
+}
+
+/// 20 rows of day `day`, ids unique across days.
+fn daily_rows(day: u64) -> String {
+    let mut text = String::from("id,name\n");
+    for i in 0..20 {
+        text.push_str(&format!("{},day {day} person {i}\n", day * 1_000 + i));
+    }
+    text
+}
+
+/// `daily/day-<n>.csv` for `days` days, and two objects a `daily/*.csv` glob leaves out.
+async fn seed_daily(store: &dyn ObjectStore, days: u64) {
+    for day in 1..=days {
+        store
+            .put(
+                &ObjectPath::from(format!("daily/day-{day}.csv")),
+                PutPayload::from(daily_rows(day)),
+            )
+            .await
+            .unwrap();
+    }
+    for other in ["daily/readme.txt", "daily/old/day-0.csv"] {
+        store
+            .put(&ObjectPath::from(other), PutPayload::from(daily_rows(0)))
+            .await
+            .unwrap();
+    }
 }
 
 /// Creates a container with a SharedKey-signed request (object_store cannot), then uploads.
@@ -137,6 +177,7 @@ async fn seed_azure(azurite: &AzuriteServer) {
         )
         .await
         .unwrap();
+    seed_daily(store.as_ref(), 2).await;
 }
 
 fn source(url: &str, endpoint: &str) -> CsvObject {
@@ -252,6 +293,8 @@ async fn cases(jobs: &JobClient, db: &mongodb::Database, s3: &S3Server, azurite:
         assert_eq!(lines, vec![Some(1_002), Some(1_005), Some(1_006)], "{case}");
     }
 
+    sharded_over_prefixes(jobs, db, s3, azurite).await;
+
     // Bad URLs, missing objects and secrets in the request fail at once, naming the input.
     let bad: [(&str, CsvObject, &str); 5] = [
         (
@@ -295,5 +338,84 @@ async fn cases(jobs: &JobClient, db: &mongodb::Database, s3: &S3Server, azurite:
             }
             other => panic!("{case}: expected a configuration error, got {other:?}"),
         }
+    }
+}
+
+/// One sharded job per store over `daily/*.csv`: one shard per object the glob matches (not
+/// the text file, not the subdirectory), every row once.
+async fn sharded_over_prefixes(
+    jobs: &JobClient,
+    db: &mongodb::Database,
+    s3: &S3Server,
+    azurite: &AzuriteServer,
+) {
+    let sink = MongoSink::new("cloud", "daily").uri_env(URI_ENV);
+    let job = ObjectToMongo::request(
+        "s3-daily",
+        source("s3://exports/daily/*.csv", &s3.endpoint()),
+        sink,
+    )
+    .batch_size(8);
+    let report = ObjectToMongo::start_sharded(jobs, ShardedRequest::new(job).list_page(2))
+        .await
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(report.status, JobStatus::Completed, "s3: {report:#?}");
+    let keys: Vec<_> = report.shard_reports.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["day-1.csv", "day-2.csv", "day-3.csv", "day-4.csv", "day-5.csv"]
+    );
+    assert_eq!(report.records_written, 100);
+    assert_eq!(
+        db.collection::<Document>("daily")
+            .count_documents(doc! {})
+            .await
+            .unwrap(),
+        100,
+        "s3: every row once"
+    );
+
+    let azure = CsvObject::new("az://exports/daily/*.csv")
+        .option("endpoint", azurite.endpoint())
+        .option("allow_http", "true");
+    let gcs = CsvObject::new("gs://gcs-bucket/daily/*.csv").option("allow_http", "true");
+    for (case, src, shards) in [("azure-daily", azure, 2), ("gcs-daily", gcs, 3)] {
+        let job = ObjectToNoop::request(case, src, NoopSink::new());
+        let report = ObjectToNoop::start_sharded(jobs, ShardedRequest::new(job))
+            .await
+            .unwrap()
+            .report()
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(
+            (report.shards_completed, report.records_written),
+            (shards, shards * 20),
+            "{case}: {report:#?}"
+        );
+    }
+
+    // A prefix with nothing under it: a configuration error naming the pattern.
+    let job = ObjectToNoop::request(
+        "s3-nothing",
+        source("s3://exports/nothing/*.csv", &s3.endpoint()),
+        NoopSink::new(),
+    );
+    match ObjectToNoop::start_sharded(jobs, ShardedRequest::new(job))
+        .await
+        .unwrap()
+        .report()
+        .await
+    {
+        Err(JobError::Failed { kind, message, .. }) => {
+            assert_eq!(kind, "ConfigError", "{message}");
+            assert!(
+                message.contains("no input matches `s3://exports/nothing/*.csv`"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
     }
 }
