@@ -363,10 +363,20 @@ async fn sharded_over_prefixes(
         .await
         .unwrap();
     assert_eq!(report.status, JobStatus::Completed, "s3: {report:#?}");
-    let keys: Vec<_> = report.shard_reports.iter().map(|s| s.key.as_str()).collect();
+    let keys: Vec<_> = report
+        .shard_reports
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect();
     assert_eq!(
         keys,
-        ["day-1.csv", "day-2.csv", "day-3.csv", "day-4.csv", "day-5.csv"]
+        [
+            "day-1.csv",
+            "day-2.csv",
+            "day-3.csv",
+            "day-4.csv",
+            "day-5.csv"
+        ]
     );
     assert_eq!(report.records_written, 100);
     assert_eq!(

@@ -508,9 +508,10 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                     samples,
                 )
             }
-            Ended::NotStarted(ChildWorkflowStartError::StartFailed { cause, .. })
-                if cause == StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists =>
-            {
+            Ended::NotStarted(ChildWorkflowStartError::StartFailed {
+                cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
+                ..
+            }) => {
                 let shard = ShardReport::without_counts(
                     index,
                     key,
