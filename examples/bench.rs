@@ -51,6 +51,8 @@ use temporalio_client::WorkflowFetchHistoryOptions;
 
 #[path = "bench_nats.rs"]
 mod nats;
+#[path = "bench_sharded.rs"]
+mod sharded;
 #[path = "bench_stores.rs"]
 mod stores;
 #[path = "bench_workers.rs"]
@@ -85,6 +87,8 @@ struct Args {
     rows: u64,
     reps: usize,
     big_mb: u64,
+    /// Only the single-file no-op run and the sharded run: a quick look at sharding.
+    sharded_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
@@ -92,10 +96,15 @@ fn args() -> Result<Args, Error> {
         rows: 1_000_000,
         reps: 3,
         big_mb: 1_024,
+        sharded_only: false,
     };
     // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
     let mut it = std::env::args().skip(1).filter(|a| a != "--");
     while let Some(flag) = it.next() {
+        if flag == "--sharded-only" {
+            a.sharded_only = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--rows" => a.rows = value.parse()?,
@@ -105,9 +114,10 @@ fn args() -> Result<Args, Error> {
                 return Err(format!("--rss-child {value}: internal flag used alone").into());
             }
             other => {
-                return Err(
-                    format!("unknown flag {other}; expected --rows, --reps or --big-mb").into(),
-                );
+                return Err(format!(
+                    "unknown flag {other}; expected --rows, --reps, --big-mb or --sharded-only"
+                )
+                .into());
             }
         }
     }
@@ -270,6 +280,33 @@ fn main() -> Result<(), Error> {
     let default = TemporalDevServer::start_with(false, false)?;
 
     let csv_path = csv.to_string_lossy().into_owned();
+    let shard_dir = dir.join("shards");
+    let shard_glob = sharded::write_files(&shard_dir, a.rows)?;
+    if a.sharded_only {
+        for rep in 0..a.reps {
+            let single = runtime.block_on(pipeline_run::<BenchToNoop>(
+                &tuned,
+                &format!("noop-{rep}"),
+                CsvFile::new(&csv_path),
+                NoopSink::new(),
+            ))?;
+            let s = runtime.block_on(sharded::sharded_run(
+                &tuned,
+                &shard_glob,
+                &format!("sharded-{rep}"),
+            ))?;
+            println!(
+                "rep {rep}: no-op {:.0} rows/s; sharded {:.0} rows/s over {} shards in {} runs ({:.2} of one file), {:.0} history bytes per shard",
+                single.0,
+                s.rate,
+                s.shards,
+                s.runs,
+                s.rate / single.0,
+                s.history_bytes_per_shard
+            );
+        }
+        return Ok(());
+    }
     let mut direct = Vec::new();
     let mut piped = Vec::new();
     let mut noop = Vec::new();

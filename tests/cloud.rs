@@ -356,27 +356,25 @@ async fn sharded_over_prefixes(
         sink,
     )
     .batch_size(8);
-    let report = ObjectToMongo::start_sharded(jobs, ShardedRequest::new(job).list_page(2))
+    // Listed two at a time, grouped two to a shard.
+    let request = ShardedRequest::new(job)
+        .list_page(2)
+        .max_inputs_per_shard(2);
+    let report = ObjectToMongo::start_sharded(jobs, request)
         .await
         .unwrap()
         .report()
         .await
         .unwrap();
     assert_eq!(report.status, JobStatus::Completed, "s3: {report:#?}");
-    let keys: Vec<_> = report
+    let shards: Vec<_> = report
         .shard_reports
         .iter()
-        .map(|s| s.key.as_str())
+        .map(|s| s.inputs.join(" "))
         .collect();
     assert_eq!(
-        keys,
-        [
-            "day-1.csv",
-            "day-2.csv",
-            "day-3.csv",
-            "day-4.csv",
-            "day-5.csv"
-        ]
+        shards,
+        ["day-1.csv day-2.csv", "day-3.csv day-4.csv", "day-5.csv"]
     );
     assert_eq!(report.records_written, 100);
     assert_eq!(
@@ -394,7 +392,8 @@ async fn sharded_over_prefixes(
     let gcs = CsvObject::new("gs://gcs-bucket/daily/*.csv").option("allow_http", "true");
     for (case, src, shards) in [("azure-daily", azure, 2), ("gcs-daily", gcs, 3)] {
         let job = ObjectToNoop::request(case, src, NoopSink::new());
-        let report = ObjectToNoop::start_sharded(jobs, ShardedRequest::new(job))
+        let request = ShardedRequest::new(job).max_inputs_per_shard(1);
+        let report = ObjectToNoop::start_sharded(jobs, request)
             .await
             .unwrap()
             .report()

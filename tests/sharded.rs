@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
-use batch_orchestra::sharding::ShardStatus;
+use batch_orchestra::sharding::{Grouped, ShardStatus};
 use batch_orchestra::testing::MongoServer;
 use batch_orchestra::{JobClient, JobError, JobStatus, Shard, ShardedRequest, pipeline, pipelines};
 use batch_orchestra_tests::Harness;
@@ -108,10 +108,12 @@ async fn thirty_files_in_small_pages_every_row_once(jobs: &JobClient, db: &mongo
     let job = FilesToMongo::request("dir-30", CsvFile::new(&pattern), sink("dir30"))
         .batch_size(7)
         .max_batches_per_run(3);
+    // One shard per file, so the report has each file's counts.
     let request = ShardedRequest::new(job)
         .list_page(4)
         .max_shards_per_run(7)
-        .max_concurrent_shards(3);
+        .max_concurrent_shards(3)
+        .max_inputs_per_shard(1);
     let handle = FilesToMongo::start_sharded(jobs, request).await.unwrap();
     let report = handle.report().await.unwrap();
     assert_eq!(report.status, JobStatus::Completed, "{report:#?}");
@@ -146,7 +148,10 @@ async fn thirty_files_in_small_pages_every_row_once(jobs: &JobClient, db: &mongo
     // The same job again: every shard's child id is taken by a completed run, so none runs
     // again and nothing is written twice.
     let job = FilesToMongo::request("dir-30", CsvFile::new(&pattern), sink("dir30"));
-    let again = FilesToMongo::start_sharded(jobs, ShardedRequest::new(job).list_page(100))
+    let request = ShardedRequest::new(job)
+        .list_page(100)
+        .max_inputs_per_shard(1);
+    let again = FilesToMongo::start_sharded(jobs, request)
         .await
         .unwrap()
         .report()
@@ -154,7 +159,62 @@ async fn thirty_files_in_small_pages_every_row_once(jobs: &JobClient, db: &mongo
         .unwrap();
     assert_eq!(again.shards_already_done, 30, "{again:#?}");
     assert_eq!(again.records_written, 0);
+
+    // And grouped 8 files to a shard: new shards, but each file's records keep their ids
+    // (`<job id>/<file>`), so everything is already there.
+    let job = FilesToMongo::request("dir-30", CsvFile::new(&pattern), sink("dir30"));
+    let request = ShardedRequest::new(job)
+        .list_page(5)
+        .max_inputs_per_shard(8);
+    let regrouped = FilesToMongo::start_sharded(jobs, request)
+        .await
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(regrouped.status, JobStatus::Completed, "{regrouped:#?}");
+    assert!(
+        regrouped.shards < 30,
+        "grouped: {} shards",
+        regrouped.shards
+    );
+    assert_eq!(
+        (regrouped.records_written, regrouped.already_present),
+        (0, good)
+    );
     assert_eq!(count(db, "dir30", doc! {}).await, good);
+
+    // Grouped from the start, into a new collection: every row once, errors naming their file.
+    let job = FilesToMongo::request("dir-30-grouped", CsvFile::new(&pattern), sink("dir30g"))
+        .batch_size(7);
+    let grouped =
+        FilesToMongo::start_sharded(jobs, ShardedRequest::new(job).max_inputs_per_shard(12))
+            .await
+            .unwrap()
+            .report()
+            .await
+            .unwrap();
+    assert_eq!(grouped.status, JobStatus::Completed, "{grouped:#?}");
+    assert_eq!(grouped.shards, 3, "30 files, 12 to a shard");
+    let inputs: Vec<String> = grouped
+        .shard_reports
+        .iter()
+        .flat_map(|s| s.inputs.clone())
+        .collect();
+    assert_eq!(inputs, expected.keys().cloned().collect::<Vec<_>>());
+    assert_eq!((grouped.records_written, grouped.record_errors), (good, 4));
+    assert_eq!(count(db, "dir30g", doc! {}).await, good, "every row once");
+    let samples: Vec<String> = grouped
+        .error_samples
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        samples
+            .iter()
+            .any(|e| e.contains("line 32") && e.contains("in `f20.csv`")),
+        "{samples:?}"
+    );
 }
 
 async fn a_vanished_file_fails_its_shard_and_is_redriven(jobs: &JobClient, db: &mongodb::Database) {
@@ -167,9 +227,11 @@ async fn a_vanished_file_fails_its_shard_and_is_redriven(jobs: &JobClient, db: &
         .map(|name| Shard::new(name, CsvFile::new(path(name))))
         .to_vec();
     let job = FilesToMongo::request("vanished", CsvFile::new(path("*.csv")), sink("vanished"));
-    let handle = FilesToMongo::start_sharded(jobs, ShardedRequest::new(job).inputs(inputs))
-        .await
-        .unwrap();
+    // One file a shard: a file that fails fails only its own shard.
+    let request = ShardedRequest::new(job)
+        .inputs(inputs)
+        .max_inputs_per_shard(1);
+    let handle = FilesToMongo::start_sharded(jobs, request).await.unwrap();
     let report = handle.report().await.unwrap();
     assert_eq!(
         report.status,
@@ -238,10 +300,10 @@ async fn pause_in_flight_and_cancel_reach_the_running_shards(
         .batches_per_activity(1)
         .max_in_flight(1)
         .max_records_per_s(1_000);
-    let handle =
-        FilesToMongo::start_sharded(jobs, ShardedRequest::new(job).max_concurrent_shards(2))
-            .await
-            .unwrap();
+    let request = ShardedRequest::new(job)
+        .max_concurrent_shards(2)
+        .max_inputs_per_shard(1);
+    let handle = FilesToMongo::start_sharded(jobs, request).await.unwrap();
     let running = wait_for(|| async {
         let p = handle.progress().await.ok()?;
         (p.running.len() == 2).then_some(p.running)
@@ -249,7 +311,7 @@ async fn pause_in_flight_and_cancel_reach_the_running_shards(
     .await;
     let children: Vec<_> = running
         .iter()
-        .map(|r| FilesToMongo::job(jobs, r.workflow_id.clone()))
+        .map(|r| jobs.job::<Grouped<FilesToMongo>>(r.workflow_id.clone()))
         .collect();
 
     handle.pause().await.unwrap();

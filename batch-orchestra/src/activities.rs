@@ -321,7 +321,10 @@ impl<P: Pipeline> PipelineActivities<P> {
                 }
             }
             let write_ctx = WriteContext {
-                job_id: input.job_id.clone(),
+                job_id: match source.scope(batch) {
+                    Some(scope) => format!("{}/{scope}", input.job_id),
+                    None => input.job_id.clone(),
+                },
                 batch: batch.index,
                 attempt: ctx.info().attempt,
             };
@@ -645,7 +648,12 @@ impl<P: Pipeline> ActivityImplementer for PipelineActivities<P> {
     fn register_all(self: Arc<Self>, defs: &mut ActivityDefinitions) {
         defs.register_activity::<PlanActivity<P>>(self.clone());
         defs.register_activity::<ProcessActivity<P>>(self.clone());
-        defs.register_activity::<SnapshotActivity<P>>(self.clone());
-        defs.register_activity::<ListActivity<P>>(self);
+        // A shard's pipeline shares its parent's `list` activity: register it once.
+        if P::NAMES.workflow == P::NAMES.shard {
+            defs.register_activity::<SnapshotActivity<P>>(self);
+        } else {
+            defs.register_activity::<SnapshotActivity<P>>(self.clone());
+            defs.register_activity::<ListActivity<P>>(self);
+        }
     }
 }

@@ -235,6 +235,14 @@ pub trait Source: Send + Sync + 'static {
     fn is_current(&self) -> impl Future<Output = bool> + Send {
         async { true }
     }
+
+    /// The part of the source `range` belongs to, when the source reads several inputs (a
+    /// shard of many files): sinks then derive ids from `<job id>/<scope>`, the ids a job over
+    /// that input alone would write. `None` (the default) for a source of one input.
+    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<&str> {
+        let _ = range;
+        None
+    }
 }
 
 /// A built sink: writes batches.

@@ -121,6 +121,36 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
         }
     }
 
+    /// The same job settings over another source (a shard of a sharded job): no start
+    /// offset, redrive or carried state, which belong to one source.
+    pub(crate) fn retarget<S2: SourceConfig>(&self, source: S2) -> BatchProcessingRequest<S2, K> {
+        BatchProcessingRequest {
+            job_id: self.job_id.clone(),
+            source,
+            sink: self.sink.clone(),
+            batch_size: self.batch_size,
+            max_in_flight: self.max_in_flight,
+            max_batches_per_run: self.max_batches_per_run,
+            plan_ahead: self.plan_ahead,
+            batches_per_activity: self.batches_per_activity,
+            start_at: None,
+            max_record_errors: self.max_record_errors,
+            max_error_samples: self.max_error_samples,
+            throttle: self.throttle.clone(),
+            max_records_per_s: self.max_records_per_s,
+            retry_policies: self.retry_policies.clone(),
+            activity_timeout: self.activity_timeout,
+            snapshot: self.snapshot.clone(),
+            max_failed_batches: self.max_failed_batches,
+            call_timeout: self.call_timeout,
+            heartbeat_timeout: self.heartbeat_timeout,
+            stuck_after: self.stuck_after,
+            redrive: None,
+            done: false,
+            state: None,
+        }
+    }
+
     /// The workflow id of this job: the job id, or `<job id>-redrive-<n>` for a redrive.
     pub fn workflow_id(&self) -> String {
         match &self.redrive {

@@ -10,7 +10,8 @@ use crate::model::{BatchProcessingRequest, JobReport};
 ///
 /// The scheme is `<workflow>` for the workflow and `<workflow>.plan`, `<workflow>.process`
 /// and `<workflow>.snapshot` for its activities; a sharded job's parent workflow is
-/// `<workflow>.sharded` and lists its inputs with `<workflow>.list`. Names never contain Rust type paths, so
+/// `<workflow>.sharded`, lists its inputs with `<workflow>.list` and runs each shard as
+/// `<workflow>.shard` (with `<workflow>.shard.plan`, `.shard.process` and `.shard.snapshot`). Names never contain Rust type paths, so
 /// renaming a module or upgrading the compiler never changes a name in history. Build them
 /// with [`pipeline_names!`](crate::pipeline_names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,14 @@ pub struct PipelineNames {
     pub sharded: &'static str,
     /// The list activity of a sharded job: lists inputs a page at a time.
     pub list: &'static str,
+    /// The workflow of one shard of a sharded job (one input, or several small ones).
+    pub shard: &'static str,
+    /// The plan activity of a shard.
+    pub shard_plan: &'static str,
+    /// The process activity of a shard.
+    pub shard_process: &'static str,
+    /// The snapshot activity of a shard.
+    pub shard_snapshot: &'static str,
 }
 
 /// Builds [`PipelineNames`] from a workflow name literal, at compile time.
@@ -45,6 +54,10 @@ macro_rules! pipeline_names {
             snapshot: concat!($workflow, ".snapshot"),
             sharded: concat!($workflow, ".sharded"),
             list: concat!($workflow, ".list"),
+            shard: concat!($workflow, ".shard"),
+            shard_plan: concat!($workflow, ".shard.plan"),
+            shard_process: concat!($workflow, ".shard.process"),
+            shard_snapshot: concat!($workflow, ".shard.snapshot"),
         }
     };
 }

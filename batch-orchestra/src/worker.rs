@@ -14,6 +14,7 @@ use crate::activities::PipelineActivities;
 use crate::cache::ConnectorCache;
 use crate::metrics::MetricsSlot;
 use crate::pipeline::Pipeline;
+use crate::sharding::Grouped;
 use crate::workflow::{PipelineWorkflow, ShardedWorkflow};
 
 /// An error while building or running a worker.
@@ -91,7 +92,19 @@ impl WorkerBuilder {
     /// `list` activity of its sharded jobs.
     pub fn pipeline<P: Pipeline>(mut self) -> Result<Self, WorkerError> {
         let n = P::NAMES;
-        for name in [n.workflow, n.plan, n.process, n.snapshot, n.sharded, n.list] {
+        let all = [
+            n.workflow,
+            n.plan,
+            n.process,
+            n.snapshot,
+            n.sharded,
+            n.list,
+            n.shard,
+            n.shard_plan,
+            n.shard_process,
+            n.shard_snapshot,
+        ];
+        for name in all {
             if self.names.contains(&name) {
                 return Err(WorkerError::DuplicateName(name));
             }
@@ -106,7 +119,19 @@ impl WorkerBuilder {
         let slot = MetricsSlot::default();
         self.slots.push((slot.clone(), n.workflow));
         self.options
-            .register_activities(PipelineActivities::<P>::new(self.connectors.clone(), slot));
+            .register_activities(PipelineActivities::<P>::new(
+                self.connectors.clone(),
+                slot.clone(),
+            ));
+        // The shards of sharded jobs: the same pipeline over groups of inputs.
+        self.options
+            .register_workflow::<PipelineWorkflow<Grouped<P>>>()
+            .map_err(|e| WorkerError::Create(e.to_string()))?;
+        self.options
+            .register_activities(PipelineActivities::<Grouped<P>>::new(
+                self.connectors.clone(),
+                slot,
+            ));
         Ok(self)
     }
 

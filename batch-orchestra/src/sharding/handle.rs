@@ -14,7 +14,7 @@ use temporalio_client::{
 use temporalio_common::MemoValues;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
-use super::{RedriveShard, Shard, ShardReport, ShardStatus, ShardedProgress, ShardedRedrive};
+use super::{Grouped, RedriveShard, ShardReport, ShardStatus, ShardedProgress, ShardedRedrive};
 use crate::client::{JobClient, failure_cause};
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
@@ -151,7 +151,12 @@ impl<P: Pipeline> ShardedJobHandle<P> {
             if shard.status != ShardStatus::Cancelled || shard.records_read > 0 {
                 continue;
             }
-            let Ok(child) = self.jobs.job::<P>(shard.workflow_id.clone()).report().await else {
+            let Ok(child) = self
+                .jobs
+                .job::<Grouped<P>>(shard.workflow_id.clone())
+                .report()
+                .await
+            else {
                 continue;
             };
             report.records_read += child.records_read;
@@ -162,12 +167,10 @@ impl<P: Pipeline> ShardedJobHandle<P> {
             report.batches += child.batches;
             report.failed_batches += child.failed_batches;
             let index = shard.index;
-            let key = std::mem::take(&mut shard.key);
+            let inputs = std::mem::take(&mut shard.inputs);
             let workflow_id = std::mem::take(&mut shard.workflow_id);
-            let source = shard.source.take();
-            *shard = ShardReport::from_job(index, key, workflow_id, child);
+            *shard = ShardReport::from_job(index, inputs, workflow_id, child);
             shard.status = ShardStatus::Cancelled;
-            shard.source = source;
         }
     }
 
@@ -287,13 +290,11 @@ impl<P: Pipeline> ShardedJobHandle<P> {
             .shard_reports
             .into_iter()
             .filter(|s| s.needs_redrive())
-            .filter_map(|s| {
-                let source = s.source?;
-                Some(RedriveShard {
-                    index: s.index,
-                    shard: Shard::new(s.key, source),
-                    failed: s.failed,
-                })
+            .filter(|s| !s.redrive_inputs.is_empty())
+            .map(|s| RedriveShard {
+                index: s.index,
+                inputs: s.redrive_inputs,
+                failed: s.failed,
             })
             .collect();
         if shards.is_empty() {

@@ -7,15 +7,19 @@
 //! sources list by glob: `data/**/*.csv`, `s3://bucket/in/*.csv`.
 //!
 //! A [`ShardedRequest`] starts the `<workflow>.sharded` parent workflow: it lists the inputs
-//! through the `<workflow>.list` activity, runs one child `<workflow>` per input with at most
-//! `max_concurrent_shards` at once, forwards pause, resume, in-flight and rate changes to the
-//! running children, and adds their reports up into one [`ShardedReport`].
+//! through the `<workflow>.list` activity, groups small inputs into shards (up to
+//! `max_inputs_per_shard` inputs and `shard_bytes` bytes), runs one child `<workflow>.shard`
+//! per shard (the [`Grouped`] pipeline: the job over the shard's inputs one after another)
+//! with at most `max_concurrent_shards` at once, forwards pause, resume, in-flight and rate
+//! changes to the running children, and adds their reports up into one [`ShardedReport`].
 
+mod group;
 mod handle;
 mod listing;
 mod report;
 mod request;
 
+pub use group::{GroupOffset, Grouped, Inputs, InputsReader};
 pub use handle::ShardedJobHandle;
 pub use listing::{ListedFile, is_pattern, list_local};
 pub(crate) use listing::{MATCH, literal_base, nothing_matches, pattern};

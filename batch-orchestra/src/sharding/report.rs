@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use super::{GroupOffset, Shard};
 use crate::connector::SourceConfig;
 use crate::error::{JobError, RecordError};
 use crate::model::{FailedBatch, JobReport, JobStatus};
@@ -40,10 +41,12 @@ impl fmt::Display for ShardStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct ShardReport<S: SourceConfig> {
-    /// Its position in the listing, from 0.
+    /// Its position among the job's shards, from 0.
     pub index: u64,
-    /// The input's key (a path, an object key).
+    /// Its first input's key (a path, an object key).
     pub key: String,
+    /// Its inputs' keys, in order (one for a shard of one input).
+    pub inputs: Vec<String>,
     /// Its child workflow's id.
     pub workflow_id: String,
     /// How it ended.
@@ -62,22 +65,22 @@ pub struct ShardReport<S: SourceConfig> {
     pub batches: u64,
     /// Batches that failed for good.
     pub failed_batches: u64,
-    /// The failed batch ranges, for a redrive.
-    pub failed: Vec<FailedBatch<S::Offset>>,
+    /// The failed batch ranges (with the input of each), for a redrive.
+    pub failed: Vec<FailedBatch<GroupOffset<S::Offset>>>,
     /// Why the shard failed.
     pub failure: Option<String>,
-    /// The input's config, kept for shards with failures so a redrive can rerun them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<S>,
+    /// The inputs' configs, kept for shards with failures so a redrive can rerun them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redrive_inputs: Vec<Shard<S>>,
 }
 
 impl<S: SourceConfig> ShardReport<S> {
     /// A shard's report from its job's report.
     pub fn from_job(
         index: u64,
-        key: String,
+        inputs: Vec<String>,
         workflow_id: String,
-        report: JobReport<S::Offset>,
+        report: JobReport<GroupOffset<S::Offset>>,
     ) -> Self {
         let status = match report.status {
             JobStatus::Cancelled => ShardStatus::Cancelled,
@@ -87,7 +90,8 @@ impl<S: SourceConfig> ShardReport<S> {
         };
         Self {
             index,
-            key,
+            key: inputs.first().cloned().unwrap_or_default(),
+            inputs,
             workflow_id,
             status,
             records_read: report.records_read,
@@ -99,21 +103,22 @@ impl<S: SourceConfig> ShardReport<S> {
             failed_batches: report.failed_batches,
             failed: report.failed,
             failure: report.failure,
-            source: None,
+            redrive_inputs: Vec::new(),
         }
     }
 
     /// A shard that ended without a report.
     pub fn without_counts(
         index: u64,
-        key: String,
+        inputs: Vec<String>,
         workflow_id: String,
         status: ShardStatus,
         failure: Option<String>,
     ) -> Self {
         Self {
             index,
-            key,
+            key: inputs.first().cloned().unwrap_or_default(),
+            inputs,
             workflow_id,
             status,
             records_read: 0,
@@ -125,7 +130,7 @@ impl<S: SourceConfig> ShardReport<S> {
             failed_batches: 0,
             failed: Vec::new(),
             failure,
-            source: None,
+            redrive_inputs: Vec::new(),
         }
     }
 
@@ -141,7 +146,8 @@ impl<S: SourceConfig> ShardReport<S> {
 /// A record error, with the shard it happened in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardRecordError {
-    /// The shard's key.
+    /// The shard's first input's key (a shard of several inputs names the input in the
+    /// message).
     pub shard: String,
     /// The error, with its position in that input.
     pub error: RecordError,
@@ -290,9 +296,11 @@ impl<S: SourceConfig> ShardedReport<S> {
         self.shards_failed + self.shards_with_failures
     }
 
-    /// The per-shard report of `key`, if kept.
+    /// The report of the shard holding input `key`, if kept.
     pub fn shard(&self, key: &str) -> Option<&ShardReport<S>> {
-        self.shard_reports.iter().find(|s| s.key == key)
+        self.shard_reports
+            .iter()
+            .find(|s| s.inputs.iter().any(|k| k == key))
     }
 
     /// Whether every shard completed with every batch.
@@ -352,10 +360,12 @@ impl<S: SourceConfig> ShardedReport<S> {
 /// A shard whose child workflow is running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningShard {
-    /// Its position in the listing.
+    /// Its position among the job's shards.
     pub index: u64,
-    /// The input's key.
+    /// Its first input's key.
     pub key: String,
+    /// Its inputs.
+    pub inputs: u32,
     /// Its child workflow's id: query it for the shard's own progress.
     pub workflow_id: String,
     /// When it started, in milliseconds since the Unix epoch (workflow time).

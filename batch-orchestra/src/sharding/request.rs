@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Shard, ShardedReport};
+use super::{GroupOffset, Shard, ShardedReport};
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
 use crate::model::{BatchProcessingRequest, FailedBatch, redrive_workflow_id};
@@ -30,6 +30,14 @@ pub struct ShardedRequest<S: SourceConfig, K: SinkConfig> {
     pub job: BatchProcessingRequest<S, K>,
     /// Shards (child workflows) running at once, at most. Default 8.
     pub max_concurrent_shards: u32,
+    /// Inputs grouped into one shard, at most: small files run several to a child workflow,
+    /// one after another, rather than one child each. 1 runs one shard per input. Default 64.
+    #[serde(default = "default_inputs_per_shard")]
+    pub max_inputs_per_shard: u32,
+    /// Bytes of input grouped into one shard, at most (an input at least this large runs
+    /// alone). Default 64 MiB.
+    #[serde(default = "default_shard_bytes")]
+    pub shard_bytes: u64,
     /// Inputs listed per `list` activity call. Default 500.
     pub list_page: u32,
     /// Shards started per run of the parent workflow before it continues as new. Default 500.
@@ -57,6 +65,8 @@ impl<S: SourceConfig, K: SinkConfig> ShardedRequest<S, K> {
         Self {
             job,
             max_concurrent_shards: 8,
+            max_inputs_per_shard: default_inputs_per_shard(),
+            shard_bytes: default_shard_bytes(),
             list_page: 500,
             max_shards_per_run: 500,
             max_failed_shards: 100,
@@ -70,6 +80,18 @@ impl<S: SourceConfig, K: SinkConfig> ShardedRequest<S, K> {
     /// Sets how many shards run at once.
     pub fn max_concurrent_shards(mut self, n: u32) -> Self {
         self.max_concurrent_shards = n;
+        self
+    }
+
+    /// Sets how many inputs one shard groups at most (1: a shard per input).
+    pub fn max_inputs_per_shard(mut self, n: u32) -> Self {
+        self.max_inputs_per_shard = n;
+        self
+    }
+
+    /// Sets how many bytes of input one shard groups at most.
+    pub fn shard_bytes(mut self, bytes: u64) -> Self {
+        self.shard_bytes = bytes;
         self
     }
 
@@ -111,9 +133,10 @@ impl<S: SourceConfig, K: SinkConfig> ShardedRequest<S, K> {
         }
     }
 
-    /// The job id of shard `key`: `<job id>/<key>`. Sinks derive record ids from it, so a
-    /// shard run again (a redrive, a restarted job) writes the same ids.
-    pub fn shard_job_id(&self, key: &str) -> String {
+    /// The id of the input `key`'s part of the job: `<job id>/<key>`. Sinks derive record
+    /// ids from it, so an input run again (a redrive, a restarted job, in another group)
+    /// writes the same ids.
+    pub fn input_job_id(&self, key: &str) -> String {
         format!("{}/{key}", self.job.job_id)
     }
 
@@ -134,6 +157,9 @@ impl<S: SourceConfig, K: SinkConfig> ShardedRequest<S, K> {
         if self.max_shards_per_run == 0 {
             return bad("max_shards_per_run");
         }
+        if self.max_inputs_per_shard == 0 {
+            return bad("max_inputs_per_shard");
+        }
         if self.job.redrive.is_some() || self.job.state.is_some() || self.job.start_at.is_some() {
             return Err(JobError::InvalidRequest(format!(
                 "job `{}`: the template of a sharded job cannot set start_at, redrive or state (they belong to one input)",
@@ -142,6 +168,14 @@ impl<S: SourceConfig, K: SinkConfig> ShardedRequest<S, K> {
         }
         self.job.validate()
     }
+}
+
+fn default_inputs_per_shard() -> u32 {
+    64
+}
+
+fn default_shard_bytes() -> u64 {
+    64 << 20
 }
 
 /// What a sharded redrive reruns: the shards of an earlier job that failed or have failed
@@ -159,12 +193,12 @@ pub struct ShardedRedrive<S: SourceConfig> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct RedriveShard<S: SourceConfig> {
-    /// Its position in the original listing.
+    /// Its position among the shards of the original job.
     pub index: u64,
-    /// The input.
-    pub shard: Shard<S>,
+    /// Its inputs.
+    pub inputs: Vec<Shard<S>>,
     /// Its failed batches, to rerun alone; empty: the shard failed as a whole and runs again.
-    pub failed: Vec<FailedBatch<S::Offset>>,
+    pub failed: Vec<FailedBatch<GroupOffset<S::Offset>>>,
 }
 
 /// What the parent workflow carries across continue-as-new: the report so far and where the
@@ -178,6 +212,9 @@ pub struct ShardedState<S: SourceConfig> {
     pub after: Option<String>,
     /// The index of the next shard.
     pub next_index: u64,
+    /// Inputs started so far (listed, or taken from an explicit list or a redrive).
+    #[serde(default)]
+    pub inputs_started: u64,
     /// Whether every input has been listed (and, with `after`, started).
     pub listing_done: bool,
     /// Paused by signal.

@@ -16,9 +16,11 @@ use temporalio_sdk::{
 use super::{Controls, ShardedWorkflow};
 use crate::activities::{ListActivity, ListInput};
 use crate::error::{ACTIVITY_FAILED_TYPE, CONFIG_ERROR_TYPE, FAILED_BATCH_LIMIT_TYPE};
-use crate::model::{JobStatus, Redrive, redrive_workflow_id};
-use crate::pipeline::{Pipeline, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf};
-use crate::sharding::{RunningShard, Shard, ShardPage, ShardReport, ShardStatus, ShardedState};
+use crate::model::{FailedBatch, JobStatus, Redrive, redrive_workflow_id};
+use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf};
+use crate::sharding::{
+    Grouped, Inputs, RunningShard, Shard, ShardPage, ShardReport, ShardStatus, ShardedState,
+};
 use crate::workflow::JobRun;
 use crate::workflow::failures::{Cause, Stop, root_cause};
 use crate::workflow::handlers::{PauseSignal, ResumeSignal, SetMaxInFlightSignal, SetRateSignal};
@@ -36,24 +38,26 @@ enum Event<P: Pipeline> {
 
 /// How a child ended.
 enum Ended<P: Pipeline> {
-    Report(ReportOf<P>),
+    Report(ReportOf<Grouped<P>>),
     NotStarted(ChildWorkflowStartError),
     Failed(ChildWorkflowExecutionError),
 }
 
-/// A shard to start: its index, its input, and its failed ranges on a redrive.
+/// Failed ranges of a shard, in its group's offsets.
+type FailedRanges<P> = Vec<FailedBatch<OffsetOf<Grouped<P>>>>;
+
+/// Inputs waiting for a shard: listed (one each, grouped when started), or a whole shard of a
+/// redrive with its failed ranges.
 struct Queued<P: Pipeline> {
-    index: u64,
-    shard: Shard<P::Source>,
-    failed: Option<Vec<crate::model::FailedBatch<crate::pipeline::OffsetOf<P>>>>,
+    inputs: Vec<Shard<P::Source>>,
+    failed: Option<(u64, FailedRanges<P>)>,
 }
 
-/// A started shard, with its config (kept in the report when it needs a redrive).
+/// A started shard, with its inputs (kept in the report when it needs a redrive).
 struct Started<P: Pipeline> {
     index: u64,
-    key: String,
+    inputs: Vec<Shard<P::Source>>,
     workflow_id: String,
-    source: P::Source,
 }
 
 /// How the run ended.
@@ -163,6 +167,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                     report,
                     after: None,
                     next_index: 0,
+                    inputs_started: 0,
                     listing_done: false,
                     paused: false,
                     max_in_flight: req.job.max_in_flight,
@@ -206,59 +211,86 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             .boxed_local()
     }
 
-    /// Starts the child of `queued`: the template job over its input, with the controls as
-    /// they are now.
+    /// Takes the next shard off the queue: a redrive's shard as it was, or listed inputs
+    /// grouped up to `max_inputs_per_shard` and `shard_bytes`.
+    fn next_shard(&self, queue: &mut VecDeque<Queued<P>>) -> Option<Queued<P>> {
+        let mut first = queue.pop_front()?;
+        if first.failed.is_some() {
+            return Some(first);
+        }
+        let bytes = |q: &Queued<P>| q.inputs.iter().map(|s| s.bytes.unwrap_or(0)).sum::<u64>();
+        let mut total = bytes(&first);
+        while (first.inputs.len() as u32) < self.req.max_inputs_per_shard
+            && let Some(next) = queue.front()
+            && next.failed.is_none()
+            && total + bytes(next) <= self.req.shard_bytes
+        {
+            total += bytes(next);
+            let next = queue.pop_front().expect("the front was just seen");
+            first.inputs.extend(next.inputs);
+        }
+        Some(first)
+    }
+
+    /// Starts shard `index` over `queued`'s inputs: the template job over them, with the
+    /// controls as they are now.
     fn start_child(
         &self,
+        index: u64,
         queued: Queued<P>,
         controls: Controls,
     ) -> (RunningShard, LocalBoxFuture<'a, Event<P>>) {
-        let Queued {
-            index,
-            shard,
-            failed,
-        } = queued;
-        let mut child: RequestOf<P> = self.req.job.clone();
-        child.job_id = self.req.shard_job_id(&shard.key);
-        child.source = shard.source.clone();
+        let Queued { inputs, failed } = queued;
+        let first_key = inputs.first().map_or("", |s| s.key.as_str());
+        let mut shard_id = self.req.input_job_id(first_key);
+        if inputs.len() > 1 {
+            shard_id = format!("{shard_id}+{}", inputs.len() - 1);
+        }
+        let mut child: RequestOf<Grouped<P>> = self.req.job.retarget(Inputs {
+            inputs: inputs.clone(),
+        });
         child.max_in_flight = controls.max_in_flight;
         child.max_records_per_s = controls.max_records_per_s;
         // Each shard's report is in the sharded job's report.
         child.snapshot = None;
-        let redrive = self.req.redrive.as_ref().map(|r| r.number);
-        let workflow_id = match (redrive, failed) {
-            (Some(number), Some(ranges)) if !ranges.is_empty() => {
-                child.redrive = Some(Redrive { number, ranges });
-                child.workflow_id()
+        let workflow_id = match (self.req.redrive.as_ref(), failed) {
+            (Some(redrive), Some((_, ranges))) if !ranges.is_empty() => {
+                child.redrive = Some(Redrive {
+                    number: redrive.number,
+                    ranges,
+                });
+                redrive_workflow_id(&shard_id, redrive.number)
             }
             // A shard that failed as a whole runs again under a new id.
-            (Some(number), _) => redrive_workflow_id(&child.job_id, number),
-            (None, _) => child.workflow_id(),
+            (Some(redrive), _) => redrive_workflow_id(&shard_id, redrive.number),
+            (None, _) => shard_id,
         };
         let running = RunningShard {
             index,
-            key: shard.key.clone(),
+            key: first_key.to_owned(),
+            inputs: inputs.len() as u32,
             workflow_id: workflow_id.clone(),
             started_at_ms: workflow_ms(self.ctx),
         };
-        let info = Started {
-            index,
-            key: shard.key.clone(),
-            workflow_id: workflow_id.clone(),
-            source: shard.source,
-        };
         let options = ChildWorkflowOptions::builder()
-            .workflow_id(workflow_id)
+            .workflow_id(workflow_id.clone())
             // A completed shard of an earlier run of this job is found, not run again.
             .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
             .static_summary(format!(
-                "shard {index} of {}: {}",
-                self.req.job.job_id, shard.key
+                "shard {index} of {}: {first_key} ({} input{})",
+                self.req.job.job_id,
+                inputs.len(),
+                if inputs.len() == 1 { "" } else { "s" }
             ))
             .build();
+        let info = Started {
+            index,
+            inputs,
+            workflow_id,
+        };
         let start = self
             .ctx
-            .start_child_workflow(JobRun::<P>::new(), child, options);
+            .start_child_workflow(JobRun::<Grouped<P>>::new(), child, options);
         let fut = async move {
             let ended = match start.await {
                 Ok(child) => match child.result().await {
@@ -288,12 +320,12 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 let options = SignalWorkflowOptions::default();
                 send(if to.paused {
                     child
-                        .signal(PauseSignal::<P>::new(), (), options)
+                        .signal(PauseSignal::<Grouped<P>>::new(), (), options)
                         .map(|_| Event::Forwarded)
                         .boxed_local()
                 } else {
                     child
-                        .signal(ResumeSignal::<P>::new(), (), options)
+                        .signal(ResumeSignal::<Grouped<P>>::new(), (), options)
                         .map(|_| Event::Forwarded)
                         .boxed_local()
                 });
@@ -302,7 +334,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 send(
                     child
                         .signal(
-                            SetMaxInFlightSignal::<P>::new(),
+                            SetMaxInFlightSignal::<Grouped<P>>::new(),
                             to.max_in_flight,
                             SignalWorkflowOptions::default(),
                         )
@@ -314,7 +346,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 send(
                     child
                         .signal(
-                            SetRateSignal::<P>::new(),
+                            SetRateSignal::<Grouped<P>>::new(),
                             to.max_records_per_s.unwrap_or(0),
                             SignalWorkflowOptions::default(),
                         )
@@ -329,25 +361,21 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         let ctx = self.ctx;
         let mut queue: VecDeque<Queued<P>> = VecDeque::new();
         // Explicit inputs and redrives need no listing: queue what is left of them.
+        let skip = self.state.inputs_started as usize;
         if let Some(redrive) = &self.req.redrive {
-            let skip = self.state.next_index as usize;
             queue.extend(redrive.shards.iter().skip(skip).map(|r| Queued {
-                index: r.index,
-                shard: r.shard.clone(),
-                failed: Some(r.failed.clone()),
+                inputs: r.inputs.clone(),
+                failed: Some((r.index, r.failed.clone())),
             }));
             self.state.listing_done = true;
         } else if let Some(inputs) = &self.req.inputs {
-            let skip = self.state.next_index as usize;
-            queue.extend(inputs.iter().enumerate().skip(skip).map(|(i, s)| Queued {
-                index: i as u64,
-                shard: s.clone(),
+            queue.extend(inputs.iter().skip(skip).map(|s| Queued {
+                inputs: vec![s.clone()],
                 failed: None,
             }));
             self.state.listing_done = true;
         }
         let mut listed_after = self.state.after.clone();
-        let mut listed = self.state.next_index;
         let mut list_pending = false;
         let mut running: Vec<RunningShard> = Vec::new();
         let mut window: Vec<LocalBoxFuture<'a, Event<P>>> = Vec::new();
@@ -378,7 +406,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 && !list_pending
                 && !rolling_over
                 && !cancelling
-                && queue.len() < max_concurrent as usize
+                && queue.len() < (max_concurrent * self.req.max_inputs_per_shard) as usize
             {
                 window.push(self.list(listed_after.clone()));
                 list_pending = true;
@@ -388,13 +416,31 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 while running.len() < max_concurrent as usize
                     && started_this_run < self.req.max_shards_per_run
                 {
-                    let Some(queued) = queue.pop_front() else {
+                    // A shard starts with a full group of inputs, unless the listing is done
+                    // or no shard is running: small files share shards, not trickle out.
+                    let group_ready = self.state.listing_done
+                        || running.is_empty()
+                        || queue.len() >= self.req.max_inputs_per_shard as usize;
+                    if !group_ready {
+                        break;
+                    }
+                    let Some(queued) = self.next_shard(&mut queue) else {
                         break;
                     };
-                    let (started, fut) = self.start_child(queued, controls);
+                    // A redrive's shard keeps its index in the original job.
+                    let index = queued
+                        .failed
+                        .as_ref()
+                        .map_or(self.state.next_index, |f| f.0);
+                    let last_key = queued.inputs.last().map(|s| s.key.clone());
+                    self.state.inputs_started += match &self.req.redrive {
+                        Some(_) => 1,
+                        None => queued.inputs.len() as u64,
+                    };
+                    let (started, fut) = self.start_child(index, queued, controls);
                     self.state.next_index += 1;
                     if self.req.inputs.is_none() && self.req.redrive.is_none() {
-                        self.state.after = Some(started.key.clone());
+                        self.state.after = last_key;
                     }
                     running.push(started);
                     started_this_run += 1;
@@ -469,14 +515,10 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                     if let Some(last) = page.shards.last() {
                         listed_after = Some(last.key.clone());
                     }
-                    for shard in page.shards {
-                        queue.push_back(Queued {
-                            index: listed,
-                            shard,
-                            failed: None,
-                        });
-                        listed += 1;
-                    }
+                    queue.extend(page.shards.into_iter().map(|shard| Queued {
+                        inputs: vec![shard],
+                        failed: None,
+                    }));
                     if !page.more {
                         self.state.listing_done = true;
                     }
@@ -496,10 +538,10 @@ impl<'a, P: Pipeline> Parent<'a, P> {
     fn finish(&mut self, started: Started<P>, ended: Ended<P>) -> Result<(), Stop> {
         let Started {
             index,
-            key,
+            inputs,
             workflow_id,
-            source,
         } = started;
+        let key: Vec<String> = inputs.iter().map(|s| s.key.clone()).collect();
         let (mut shard, samples) = match ended {
             Ended::Report(mut report) => {
                 let samples = std::mem::take(&mut report.error_samples);
@@ -573,7 +615,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             },
         };
         if shard.needs_redrive() {
-            shard.source = Some(source);
+            shard.redrive_inputs = inputs;
         }
         let failed_now = shard.needs_redrive();
         let report = &mut self.state.report;
@@ -613,7 +655,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
 /// How a child that did not return a report ended.
 enum ChildEnd<P: Pipeline> {
     /// Cancelled, with the report it was cancelled with (if readable).
-    Cancelled(Option<ReportOf<P>>),
+    Cancelled(Option<ReportOf<Grouped<P>>>),
     /// Failed, with its original cause.
     Failed(String),
 }
@@ -626,7 +668,7 @@ fn child_end<P: Pipeline>(failure: &Failure) -> ChildEnd<P> {
                 .details
                 .as_ref()
                 .and_then(|d| d.payloads.first())
-                .and_then(|p| serde_json::from_slice::<ReportOf<P>>(&p.data).ok());
+                .and_then(|p| serde_json::from_slice::<ReportOf<Grouped<P>>>(&p.data).ok());
             return ChildEnd::Cancelled(report);
         }
         current = f.cause.as_deref();
