@@ -19,7 +19,7 @@ const QUEUE: &str = "bench-sharded";
 /// Rows per file.
 pub const ROWS_PER_FILE: u64 = 1_000;
 /// Shards running at once.
-pub const CONCURRENT_SHARDS: u32 = 32;
+pub const CONCURRENT_SHARDS: u32 = 8;
 
 /// Writes `rows` benchmark rows into files of [`ROWS_PER_FILE`] under `dir`, as the
 /// single-file run has them; returns the glob that lists them.
