@@ -25,7 +25,11 @@
 //! 11. NATS JetStream (`bench_nats.rs`): CSV -> NATS through Temporal and its direct loop
 //!     (`nats_ratio`);
 //! 12. worker processes and time to first write (`bench_workers.rs`): the no-op job served by
-//!     one and by two worker processes (`workers_2_vs_1`), and `first_write_s`.
+//!     one and by two worker processes (`workers_2_vs_1`), and `first_write_s`;
+//! 13. sharded jobs (`bench_sharded.rs`): the same rows in files of 1,000 rows, listed by glob
+//!     and run as shards of up to 64 files into the no-op sink (`sharded_vs_single`), with the
+//!     parent's history bytes per shard and per file. `--sharded-only` runs just this and the
+//!     single-file no-op job.
 //!
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
@@ -314,6 +318,8 @@ fn main() -> Result<(), Error> {
     let mut parsed = Vec::new();
     let mut two = Vec::new();
     let mut history = (0.0, 0.0);
+    let mut sharded_rates = Vec::new();
+    let mut shard_history = (0.0, 0.0, 0);
     for rep in 0..a.reps {
         let (m1, m2) = (&mongos[2 * rep], &mongos[2 * rep + 1]);
         direct.push(runtime.block_on(direct_loop(&csv_path, &m1.uri(), 1_000, 8))?);
@@ -349,10 +355,27 @@ fn main() -> Result<(), Error> {
                 .0,
         );
         parsed.push(runtime.block_on(csv_parse(&csv_path))?);
+        let s = runtime.block_on(sharded::sharded_run(
+            &tuned,
+            &shard_glob,
+            &format!("sharded-{rep}"),
+        ))?;
+        shard_history = (
+            s.history_bytes_per_shard,
+            s.history_bytes_per_input,
+            s.shards,
+        );
+        sharded_rates.push(s.rate);
         two.push(runtime.block_on(two_jobs(&tuned, rep, &csv_path))?);
         println!(
-            "rep {rep}: direct {:.0}, pipeline {:.0}, no-op {:.0}, no-op (default server) {:.0}, parse {:.0}, two no-op jobs {:.0} rows/s",
-            direct[rep], piped[rep], noop[rep], noop_default[rep], parsed[rep], two[rep]
+            "rep {rep}: direct {:.0}, pipeline {:.0}, no-op {:.0}, no-op (default server) {:.0}, parse {:.0}, two no-op jobs {:.0}, sharded {:.0} rows/s",
+            direct[rep],
+            piped[rep],
+            noop[rep],
+            noop_default[rep],
+            parsed[rep],
+            two[rep],
+            sharded_rates[rep]
         );
     }
     // The JSON Lines source: its own loop, and through Temporal into the no-op sink.
@@ -447,7 +470,7 @@ fn main() -> Result<(), Error> {
     let _ = std::fs::remove_file(&big);
 
     let (d, p, n, nd) = (stat(direct), stat(piped), stat(noop), stat(noop_default));
-    let (parse, two) = (stat(parsed), stat(two));
+    let (parse, two, sh) = (stat(parsed), stat(two), stat(sharded_rates));
     let report = serde_json::json!({
         "rows": a.rows,
         "batch_size": 1000,
@@ -464,6 +487,12 @@ fn main() -> Result<(), Error> {
         "noop_vs_parse": n.median / parse.median,
         "two_jobs_rows_per_s": two.median, "two_jobs_min": two.min, "two_jobs_max": two.max,
         "two_jobs_vs_one": two.median / n.median,
+        "sharded_rows_per_s": sh.median, "sharded_min": sh.min, "sharded_max": sh.max,
+        "sharded_vs_single": sh.median / n.median,
+        "sharded_files": a.rows.div_ceil(sharded::ROWS_PER_FILE),
+        "sharded_shards": shard_history.2,
+        "sharded_history_bytes_per_shard": shard_history.0,
+        "sharded_history_bytes_per_input": shard_history.1,
         "jsonl_parse_rows_per_s": jp.median, "jsonl_parse_min": jp.min, "jsonl_parse_max": jp.max,
         "jsonl_source_rows_per_s": jn.median, "jsonl_source_min": jn.min, "jsonl_source_max": jn.max,
         "jsonl_ratio": jn.median / jp.median,
@@ -504,6 +533,7 @@ fn main() -> Result<(), Error> {
             parse,
         ),
         ("two CSV -> no-op jobs at once, aggregate rows/s", two),
+        ("CSV files of 1,000 rows -> no-op, sharded, rows/s", sh),
         ("JSON Lines source's own loop, rows/s", jp),
         ("JSON Lines -> no-op, tuned dev server, rows/s", jn),
         ("CSV -> PostgreSQL direct loop, rows/s", pg.direct),
@@ -524,6 +554,11 @@ fn main() -> Result<(), Error> {
     );
     println!("| no-op / parse | {:.2} | | |", n.median / parse.median);
     println!("| two jobs / one job | {:.2} | | |", two.median / n.median);
+    println!("| sharded / one file | {:.2} | | |", sh.median / n.median);
+    println!(
+        "| sharded parent history bytes per shard ({} shards) / per file | {:.0} / {:.0} | | |",
+        shard_history.2, shard_history.0, shard_history.1
+    );
     println!(
         "| JSON Lines -> no-op / its own loop | {:.2} | | |",
         jn.median / jp.median
@@ -666,7 +701,17 @@ async fn pipeline_run<P: Pipeline>(
         .pipeline::<P>()?
         .build()?;
     let jobs = JobClient::new(client, QUEUE);
-    let request: RequestOf<P> = batch_orchestra::BatchProcessingRequest::new(job, source, sink);
+    let mut request: RequestOf<P> = batch_orchestra::BatchProcessingRequest::new(job, source, sink);
+    // For exploring settings without a rebuild: the figures in report.json use the defaults.
+    if let Some(n) = env_u32("BATCH_ORCHESTRA_BENCH_BATCHES_PER_ACTIVITY") {
+        request = request.batches_per_activity(n);
+    }
+    if let Some(n) = env_u32("BATCH_ORCHESTRA_BENCH_PLAN_AHEAD") {
+        request = request.plan_ahead(n);
+    }
+    if let Some(n) = env_u32("BATCH_ORCHESTRA_BENCH_MAX_IN_FLIGHT") {
+        request = request.max_in_flight(n);
+    }
     let started = Instant::now();
     let report = worker
         .run_until(async { jobs.start::<P>(request).await?.report().await })
@@ -700,6 +745,11 @@ async fn pipeline_run<P: Pipeline>(
         rate,
         (events.len() as f64 / batches, bytes as f64 / batches),
     ))
+}
+
+/// A number from the environment variable `name`, if set.
+fn env_u32(name: &str) -> Option<u32> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// What a run with frequent continue-as-new showed.

@@ -1,7 +1,8 @@
 //! Sharded jobs: the benchmark's rows split into files of 1,000 rows, listed by glob and run
 //! as one child workflow per file into the no-op sink (`sharded_rows_per_s`, and
 //! `sharded_vs_single` against the single-file no-op run on the same server), and the parent's
-//! history bytes per shard over all its runs (`sharded_history_bytes_per_shard`).
+//! history bytes over all its runs, per shard (a child workflow over up to 64 files) and per
+//! file (`sharded_history_bytes_per_shard`, `sharded_history_bytes_per_input`).
 
 use std::io::Write;
 use std::time::Instant;
@@ -50,6 +51,7 @@ pub struct ShardedRun {
     pub shards: u64,
     pub runs: u32,
     pub history_bytes_per_shard: f64,
+    pub history_bytes_per_input: f64,
 }
 
 /// Runs one sharded job over `pattern` into the no-op sink.
@@ -113,5 +115,12 @@ pub async fn sharded_run(
         shards: report.shards,
         runs: report.runs,
         history_bytes_per_shard: bytes as f64 / report.shards.max(1) as f64,
+        history_bytes_per_input: bytes as f64
+            / report
+                .shard_reports
+                .iter()
+                .map(|s| s.inputs.len())
+                .sum::<usize>()
+                .max(1) as f64,
     })
 }

@@ -1,6 +1,6 @@
 //! The demo from an object store: a CSV object in S3 into MongoDB through Temporal.
 //!
-//! `cargo run --release -p batch-orchestra-examples --example cloud_csv_to_mongo -- [--rows N]`
+//! `cargo run --release -p batch-orchestra-examples --features cloud --example cloud_csv_to_mongo -- [--rows N]`
 //!
 //! With `S3_ENDPOINT` unset it starts an S3 emulator (moto) on loopback with fake credentials,
 //! creates a bucket and uploads a sample CSV; with it set, it uploads to that endpoint with the

@@ -187,7 +187,11 @@ async fn thirty_files_in_small_pages_every_row_once(jobs: &JobClient, db: &mongo
         .map(|key| expected[key].0 - expected[key].1)
         .sum();
     assert_eq!(regrouped.records_written, 0);
-    assert_eq!(regrouped.already_present + done_before, good, "{regrouped:#?}");
+    assert_eq!(
+        regrouped.already_present + done_before,
+        good,
+        "{regrouped:#?}"
+    );
     assert_eq!(count(db, "dir30", doc! {}).await, good);
 
     // Grouped from the start, into a new collection: every row once, errors naming their file.

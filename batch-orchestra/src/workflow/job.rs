@@ -82,12 +82,16 @@ impl<'a, P: Pipeline> Job<'a, P> {
         workflow_ms(self.ctx)
     }
 
-    pub fn plan(&self, from: Option<OffsetOf<P>>) -> LocalBoxFuture<'a, Event<OffsetOf<P>>> {
+    pub fn plan(
+        &self,
+        from: Option<OffsetOf<P>>,
+        max_batches: u32,
+    ) -> LocalBoxFuture<'a, Event<OffsetOf<P>>> {
         let input = PlanInput {
             source: self.req.source.clone(),
             from,
             batch_size: self.req.batch_size,
-            max_batches: self.req.plan_ahead,
+            max_batches,
             call_timeout: self.req.call_timeout,
         };
         let opts = self.options(P::NAMES.plan, "plan");

@@ -45,7 +45,12 @@ pub(super) async fn drive<P: Pipeline>(
     let ctx = job.ctx;
     let max_per_run = job.req.max_batches_per_run;
     let plan_ahead = job.req.plan_ahead as usize;
-    let per_activity = job.req.batches_per_activity.max(1) as usize;
+    // Batches per activity: the request's number, grown while activities finish quickly
+    // (runs recorded before this keep it fixed on replay).
+    let mut sizing = GroupSizing::new(
+        job.req.batches_per_activity.max(1) as usize,
+        ctx.patched(ADAPTIVE_GROUPS_PATCH) && job.req.throttle.is_none(),
+    );
     let mut plan_segment = job.segment;
     let mut plan_cursor = job.cursor.clone();
     let mut plan_record = job.next_record;
@@ -87,6 +92,7 @@ pub(super) async fn drive<P: Pipeline>(
             .throttle
             .clone()
             .filter(|t| job.report.records_read >= job.throttle_mark + t.every_records);
+        let per_activity = sizing.size;
         if !exhausted
             && !plan_pending
             && !rolling_over
@@ -96,7 +102,12 @@ pub(super) async fn drive<P: Pipeline>(
                     .div_ceil(2)
                     .max(max_in_flight as usize * per_activity)
         {
-            window.push(job.plan(plan_cursor.clone()));
+            let ahead = if sizing.adaptive {
+                plan_ahead.max(per_activity)
+            } else {
+                plan_ahead
+            };
+            window.push(job.plan(plan_cursor.clone(), ahead as u32));
             plan_pending = true;
         }
         if !paused && throttle.is_none() && !cancelling {
@@ -266,6 +277,10 @@ pub(super) async fn drive<P: Pipeline>(
                 });
             }
             Event::Processed(dispatched, result) => {
+                let scheduled_at = running
+                    .iter()
+                    .find(|(slot, _)| *slot == dispatched.slot)
+                    .map(|(_, r)| r.scheduled_at_ms);
                 running.retain(|(slot, _)| *slot != dispatched.slot);
                 match result {
                     Ok(batch) => {
@@ -273,6 +288,13 @@ pub(super) async fn drive<P: Pipeline>(
                             .cancelled_after
                             .map_or(dispatched.group.len(), |k| k as usize)
                             .min(dispatched.group.len());
+                        if count == dispatched.group.len()
+                            && !dispatched.isolated
+                            && rate.is_none()
+                            && let Some(at) = scheduled_at
+                        {
+                            sizing.finished(count, job.now_ms().saturating_sub(at));
+                        }
                         for (seq, range) in
                             dispatched.seqs.iter().zip(&dispatched.group).take(count)
                         {
@@ -343,6 +365,53 @@ pub(super) async fn drive<P: Pipeline>(
     }
 }
 
+/// Marks runs whose groups of batches per activity grow while activities finish quickly.
+const ADAPTIVE_GROUPS_PATCH: &str = "adaptive-batches-per-activity";
+/// A group finishing faster than this doubles the next groups (orchestration, not work, is
+/// then most of an activity's time).
+const QUICK_GROUP_MS: u64 = 300;
+/// A group slower than this halves the next groups (back towards the request's number), so
+/// a slow sink keeps fine-grained retries and progress.
+const SLOW_GROUP_MS: u64 = 4_000;
+/// How far groups grow: this many times the request's batches per activity, and at most
+/// [`MAX_GROUP`] batches.
+const GROWTH: usize = 16;
+const MAX_GROUP: usize = 64;
+
+/// Batches per `process` activity: the request's `batches_per_activity`, doubled after a full
+/// group finished within [`QUICK_GROUP_MS`] (up to [`GROWTH`] times it, at most
+/// [`MAX_GROUP`]) and halved after one took over [`SLOW_GROUP_MS`]. A fast source and sink
+/// (a no-op, a local file) then pay the per-activity cost of orchestration once per tens of
+/// batches, while a failed group is still split and rerun one batch at a time.
+struct GroupSizing {
+    base: usize,
+    size: usize,
+    adaptive: bool,
+}
+
+impl GroupSizing {
+    fn new(base: usize, adaptive: bool) -> Self {
+        Self {
+            base,
+            size: base,
+            adaptive,
+        }
+    }
+
+    /// A full group of `batches` finished in `took_ms` (workflow time).
+    fn finished(&mut self, batches: usize, took_ms: u64) {
+        if !self.adaptive || batches < self.size {
+            return;
+        }
+        let max = (self.base * GROWTH).min(MAX_GROUP).max(self.base);
+        if took_ms < QUICK_GROUP_MS {
+            self.size = (self.size * 2).min(max);
+        } else if took_ms > SLOW_GROUP_MS {
+            self.size = (self.size / 2).max(self.base);
+        }
+    }
+}
+
 /// The rate limit's clock: records started since `start_ms`, at `rate` records per second.
 struct Pace {
     start_ms: u64,
@@ -387,5 +456,43 @@ fn advance<P: Pipeline>(
     while let Some(end) = done.remove(frontier) {
         job.report.end_offset = Some(end);
         *frontier += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupSizing;
+
+    #[test]
+    fn groups_grow_while_quick_and_shrink_when_slow() {
+        let mut g = GroupSizing::new(4, true);
+        g.finished(4, 100);
+        assert_eq!(g.size, 8);
+        // A group smaller than the current size (dispatched earlier) says nothing.
+        g.finished(4, 100);
+        assert_eq!(g.size, 8);
+        for _ in 0..10 {
+            let size = g.size;
+            g.finished(size, 50);
+        }
+        assert_eq!(g.size, 64, "at most 16 times the request's, 64 in all");
+        g.finished(64, 1_000);
+        assert_eq!(g.size, 64, "between quick and slow: unchanged");
+        g.finished(64, 5_000);
+        assert_eq!(g.size, 32);
+        for _ in 0..10 {
+            let size = g.size;
+            g.finished(size, 9_000);
+        }
+        assert_eq!(g.size, 4, "never below the request's number");
+        let mut fixed = GroupSizing::new(4, false);
+        fixed.finished(4, 1);
+        assert_eq!(fixed.size, 4, "runs recorded before keep it fixed");
+        let mut one = GroupSizing::new(1, true);
+        for _ in 0..10 {
+            let size = one.size;
+            one.finished(size, 1);
+        }
+        assert_eq!(one.size, 16);
     }
 }
