@@ -27,7 +27,7 @@
 //! 12. worker processes and time to first write (`bench_workers.rs`): the no-op job served by
 //!     one and by two worker processes (`workers_2_vs_1`), and `first_write_s`;
 //! 13. sharded jobs (`bench_sharded.rs`): the same rows in files of 1,000 rows, listed by glob
-//!     and run as shards of up to 64 files into the no-op sink (`sharded_vs_single`), with the
+//!     and run as shards of up to 128 files into the no-op sink (`sharded_vs_single`), with the
 //!     parent's history bytes per shard and per file. `--sharded-only` runs just this and the
 //!     single-file no-op job.
 //!
@@ -467,6 +467,17 @@ fn main() -> Result<(), Error> {
                 String::from_utf8_lossy(&child.stderr)
             )
         })?;
+    let child_figure = |name: &str| -> Option<f64> {
+        child_out
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let big_history = (
+        child_figure("history_events_per_batch ").unwrap_or(0.0),
+        child_figure("history_bytes_per_batch ").unwrap_or(0.0),
+        child_figure("runs ").unwrap_or(0.0),
+    );
     let _ = std::fs::remove_file(&big);
 
     let (d, p, n, nd) = (stat(direct), stat(piped), stat(noop), stat(noop_default));
@@ -516,6 +527,9 @@ fn main() -> Result<(), Error> {
         "can_runs": can.runs,
         "can_rows_per_s": can.rate,
         "peak_rss_file_mb": big_bytes as f64 / 1e6,
+        "peak_rss_history_events_per_batch": big_history.0,
+        "peak_rss_history_bytes_per_batch": big_history.1,
+        "peak_rss_runs": big_history.2,
         "repetitions": a.reps,
         "sink_server": "SecantusDB 0.5.3-beta.196 (MongoDB wire protocol), not mongod",
     });
@@ -588,6 +602,10 @@ fn main() -> Result<(), Error> {
     println!(
         "| worker peak RSS, MB ({:.0} MB CSV into no-op) | {peak_rss_mb:.0} | | |",
         big_bytes as f64 / 1e6
+    );
+    println!(
+        "| history per batch of that job's last run ({:.0} runs), events / bytes | {:.1} / {:.0} | | |",
+        big_history.2, big_history.0, big_history.1
     );
     println!(
         "| continue-as-new dip (windows with one vs median), {} runs | {:.3} | | |",
@@ -717,6 +735,11 @@ async fn pipeline_run<P: Pipeline>(
         .run_until(async { jobs.start::<P>(request).await?.report().await })
         .await??;
     let rate = report.records_read as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, history_per_batch::<P>(&jobs, job).await?))
+}
+
+/// History events and bytes per batch of the last run of job `job`.
+async fn history_per_batch<P: Pipeline>(jobs: &JobClient, job: &str) -> Result<(f64, f64), Error> {
     let events = jobs
         .temporal()
         .get_workflow_handle::<UntypedWorkflow>(job.to_owned())
@@ -741,10 +764,7 @@ async fn pipeline_run<P: Pipeline>(
         .sum();
     let batches = batches.max(1) as f64;
     let bytes: usize = events.iter().map(prost::Message::encoded_len).sum();
-    Ok((
-        rate,
-        (events.len() as f64 / batches, bytes as f64 / batches),
-    ))
+    Ok((events.len() as f64 / batches, bytes as f64 / batches))
 }
 
 /// A number from the environment variable `name`, if set.
@@ -836,10 +856,16 @@ fn rss_child(csv: &str, address: &str) -> Result<(), Error> {
             .run_until(async { jobs.start::<BenchToNoop>(request).await?.report().await })
             .await??;
         eprintln!(
-            "rss child: {} rows in {:?}",
+            "rss child: {} rows in {:?}, {} runs",
             report.records_read,
-            started.elapsed()
+            started.elapsed(),
+            report.runs
         );
+        // History per batch of the last run, to compare with the 1,000,000-row job's.
+        let (events, bytes) = history_per_batch::<BenchToNoop>(&jobs, "rss").await?;
+        println!("history_events_per_batch {events:.2}");
+        println!("history_bytes_per_batch {bytes:.0}");
+        println!("runs {}", report.runs);
         Ok::<_, Error>(())
     })?;
     let status = std::fs::read_to_string("/proc/self/status")?;

@@ -1,7 +1,7 @@
 //! Sharded jobs: the benchmark's rows split into files of 1,000 rows, listed by glob and run
 //! as one child workflow per file into the no-op sink (`sharded_rows_per_s`, and
 //! `sharded_vs_single` against the single-file no-op run on the same server), and the parent's
-//! history bytes over all its runs, per shard (a child workflow over up to 64 files) and per
+//! history bytes over all its runs, per shard (a child workflow over up to 128 files) and per
 //! file (`sharded_history_bytes_per_shard`, `sharded_history_bytes_per_input`).
 
 use std::io::Write;
@@ -70,7 +70,8 @@ pub async fn sharded_run(
         CsvFile::new(pattern),
         NoopSink::new(),
     ))
-    .max_concurrent_shards(CONCURRENT_SHARDS);
+    .max_concurrent_shards(env_or("BATCH_ORCHESTRA_BENCH_SHARDS", CONCURRENT_SHARDS))
+    .max_inputs_per_shard(env_or("BATCH_ORCHESTRA_BENCH_INPUTS_PER_SHARD", 128));
     let started = Instant::now();
     let report = worker
         .run_until(async {
@@ -123,4 +124,13 @@ pub async fn sharded_run(
                 .sum::<usize>()
                 .max(1) as f64,
     })
+}
+
+/// A number from the environment, for exploring settings without a rebuild; the figures in
+/// report.json use the defaults.
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

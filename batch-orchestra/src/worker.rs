@@ -335,7 +335,10 @@ impl PipelineList {
             .push(Box::new(|w: WorkerBuilder| w.pipeline::<P>()));
         self.names.push(P::NAMES.workflow);
         #[cfg(feature = "cli")]
-        self.operators.push(crate::cli::operator::<P>());
+        {
+            self.operators.push(crate::cli::operator::<P>());
+            self.operators.push(crate::cli::sharded_operator::<P>());
+        }
         self
     }
 

@@ -393,6 +393,40 @@ async fn a_job_is_started_watched_steered_and_reported_from_the_shell() {
         "{failed}"
     );
 
+    // A job file with `[shards]`: one job over every file its glob matches, watched and
+    // reported like any other.
+    let daily = dir.path().join("daily");
+    std::fs::create_dir_all(&daily).unwrap();
+    for (day, bad) in [(1, vec![]), (2, vec![5]), (3, vec![])] {
+        write_csv(&daily.join(format!("day-{day}.csv")), 400, &bad);
+    }
+    let sharded = job_file(
+        dir.path(),
+        "sharded.toml",
+        &daily.join("*.csv"),
+        "daily",
+        "\n[shards]\nmax_concurrent = 2\nmax_inputs_per_shard = 1\n",
+    );
+    let out = run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "daily-1",
+        "--config",
+        sharded.to_str().unwrap(),
+        "--watch",
+    ]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("completed"), "{}", stdout(&out));
+    let report = json(&["report", "daily-1", "--json"]);
+    assert_eq!(report["records_written"], 1_199);
+    assert_eq!(report["shards_completed"], 3);
+    let first_error = report["error_samples"][0]["message"].as_str().unwrap();
+    assert!(first_error.starts_with("day-2.csv: "), "{first_error}");
+    assert_eq!(count(&mongo, "daily").await, 1_199);
+    let out = run(&["pipelines"]);
+    assert!(!stdout(&out).contains(".sharded"), "{}", stdout(&out));
+
     // The jobs are listed, newest first.
     let out = run(&["list", "--json"]);
     assert_eq!(code(&out), 0);
@@ -404,10 +438,14 @@ async fn a_job_is_started_watched_steered_and_reported_from_the_shell() {
         .iter()
         .map(|j| j["job_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["gone-1", "rated-1", "slow-1", "people-1"]);
-    assert_eq!(listed[0]["status"], "Failed");
-    assert_eq!(listed[3]["status"], "Completed");
-    assert_eq!(listed[2]["status"], "Canceled");
+    assert_eq!(
+        ids,
+        vec!["daily-1", "gone-1", "rated-1", "slow-1", "people-1"]
+    );
+    assert_eq!(listed[0]["pipeline"], "csv-to-mongo.sharded");
+    assert_eq!(listed[1]["status"], "Failed");
+    assert_eq!(listed[4]["status"], "Completed");
+    assert_eq!(listed[3]["status"], "Canceled");
 
     // SIGTERM: the worker shuts down gracefully and exits 0.
     let pid = worker.0.id().to_string();

@@ -38,7 +38,7 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
     let cli = &cli_target;
     match command {
         Command::Pipelines { json } => {
-            for op in ops {
+            for op in ops.iter().filter(|o| !o.sharded()) {
                 let (source, sink) = op.connectors();
                 if json {
                     println!(
@@ -71,18 +71,29 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             let request = op
                 .parse(&job, &config, &text, rate)
                 .map_err(|e| CliError::new(Exit::Config, e.0))?;
+            let sharded = if request.get("sharded").is_some() {
+                ", sharded"
+            } else {
+                ""
+            };
             if check {
-                println!("{}: a valid job of `{}`", config.display(), op.name());
+                println!(
+                    "{}: a valid job of `{}`{sharded}",
+                    config.display(),
+                    op.name()
+                );
                 return Ok(Exit::Success);
             }
             let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
             op.start(&jobs, request).await?;
             println!(
-                "started job `{job}` of `{}` on task queue `{}`",
+                "started job `{job}` of `{}`{sharded} on task queue `{}`",
                 op.name(),
                 cli.task_queue
             );
             if watch {
+                // A job file with `[shards]` started the pipeline's sharded workflow.
+                let (op, _) = find(ops, &jobs, &job).await?;
                 watch_job(op, &jobs, &job, Duration::from_secs(1)).await
             } else {
                 Ok(Exit::Success)
@@ -205,10 +216,14 @@ async fn jobs(task_queue: &str, profile: Option<&str>) -> Result<JobClient, CliE
 
 fn by_name<'a>(ops: &'a [Box<dyn Operate>], name: &str) -> Result<&'a dyn Operate, CliError> {
     ops.iter()
-        .find(|o| o.name() == name)
+        .find(|o| o.name() == name && !o.sharded())
         .map(|o| o.as_ref())
         .ok_or_else(|| {
-            let known: Vec<&str> = ops.iter().map(|o| o.name()).collect();
+            let known: Vec<&str> = ops
+                .iter()
+                .filter(|o| !o.sharded())
+                .map(|o| o.name())
+                .collect();
             CliError::new(
                 Exit::Usage,
                 format!(

@@ -41,6 +41,7 @@ mod commands;
 mod dev;
 mod operator;
 pub mod recipes;
+mod sharded;
 mod view;
 
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub(crate) use operator::{Operate, operator};
 pub use recipes::recipes;
+pub(crate) use sharded::sharded_operator;
 
 use crate::PipelineList;
 

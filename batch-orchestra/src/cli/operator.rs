@@ -30,8 +30,13 @@ pub(crate) struct ConfigError(pub String);
 
 /// One pipeline's operations, with configs, progress and reports as JSON.
 pub(crate) trait Operate: Send + Sync {
-    /// The pipeline's workflow name.
+    /// The pipeline's workflow name (`<workflow>.sharded` for its sharded jobs).
     fn name(&self) -> &'static str;
+    /// Whether it operates a pipeline's sharded jobs: found by workflow type, not listed or
+    /// started by name.
+    fn sharded(&self) -> bool {
+        false
+    }
     /// The source's and the sink's connector names.
     fn connectors(&self) -> (&'static str, &'static str);
     /// Reads a job file into a request, checked, as JSON (ready for [`Operate::start`]).
@@ -97,6 +102,10 @@ struct Operator<P>(PhantomData<fn() -> P>);
 /// batch_size = 1000
 /// max_in_flight = 8
 /// max_records_per_s = 5000
+///
+/// # Optional: one job over every file the source's path matches (a glob).
+/// [shards]
+/// max_concurrent = 8
 /// ```
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, bound = "")]
@@ -105,6 +114,9 @@ struct JobFile<S: SourceConfig, K: SinkConfig> {
     sink: K,
     #[serde(default)]
     job: JobOptions<S::Offset>,
+    /// Present: the job runs sharded over the inputs the source lists.
+    #[serde(default)]
+    shards: Option<super::sharded::ShardOptions>,
 }
 
 /// The `[job]` table: every key is optional; durations are in seconds.
@@ -244,6 +256,15 @@ impl<P: Pipeline> Operate for Operator<P> {
                 *field = seconds(path, key, v)?;
             }
         }
+        if let Some(shards) = file.shards {
+            if r.start_at.is_some() {
+                return Err(ConfigError(format!(
+                    "{}: `job.start_at` is an offset in one input; a job with `[shards]` has many",
+                    path.display()
+                )));
+            }
+            return super::sharded::sharded_request(path, r, shards);
+        }
         r.validate()
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         serde_json::to_value(&r).map_err(|e| {
@@ -260,6 +281,12 @@ impl<P: Pipeline> Operate for Operator<P> {
         request: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
+            if let Some(sharded) = request.get("sharded") {
+                let request: crate::pipeline::ShardedRequestOf<P> =
+                    serde_json::from_value(sharded.clone())
+                        .map_err(|e| JobError::Temporal(format!("bad request: {e}")))?;
+                return jobs.start_sharded::<P>(request).await.map(drop);
+            }
             let request: RequestOf<P> = serde_json::from_value(request)
                 .map_err(|e| JobError::Temporal(format!("bad request: {e}")))?;
             jobs.start::<P>(request).await.map(drop)

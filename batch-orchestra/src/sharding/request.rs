@@ -31,7 +31,7 @@ pub struct ShardedRequest<S: SourceConfig, K: SinkConfig> {
     /// Shards (child workflows) running at once, at most. Default 8.
     pub max_concurrent_shards: u32,
     /// Inputs grouped into one shard, at most: small files run several to a child workflow,
-    /// one after another, rather than one child each. 1 runs one shard per input. Default 64.
+    /// one after another, rather than one child each. 1 runs one shard per input. Default 128.
     #[serde(default = "default_inputs_per_shard")]
     pub max_inputs_per_shard: u32,
     /// Bytes of input grouped into one shard, at most (an input at least this large runs
@@ -171,7 +171,7 @@ impl<S: SourceConfig, K: SinkConfig> ShardedRequest<S, K> {
 }
 
 fn default_inputs_per_shard() -> u32 {
-    64
+    128
 }
 
 fn default_shard_bytes() -> u64 {
