@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use batch_orchestra::connectors::csv::{CsvFile, CsvOffset};
 use batch_orchestra::connectors::mongo::MongoSink;
 use batch_orchestra::testing::{MongoServer, TemporalDevServer, WorkerProcess};
-use batch_orchestra::{JobClient, JobHandle, JobReport, JobStatus, RequestOf, RetrySettings};
+use batch_orchestra::{
+    JobClient, JobHandle, JobReport, JobStatus, RequestOf, RetrySettings, ShardedRequest,
+};
 use batch_orchestra_tests::{CsvToFaultyMongo, FaultyMongo, at_progress_marks};
 use mongodb::bson::{Document, doc};
 
@@ -385,4 +387,76 @@ async fn cancel_mid_job_stops_within_seconds_with_exact_counts() {
     assert_eq!(later, docs, "nothing written after Cancelled: {summary}");
     assert_eq!(distinct, docs);
     assert!(docs > 0 && docs < VALID, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_job_with_its_worker_killed_three_times_loses_and_duplicates_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut rng = Seeded::from_env();
+    let mut rig = Rig::start(false).await;
+    // The same rows, split into ten files of 2,000 (the ragged rows with them).
+    let parts = rig.dir.path().join("parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    let text = csv();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().to_owned();
+    let rows: Vec<&str> = lines.collect();
+    for (i, chunk) in rows.chunks(2_000).enumerate() {
+        let body = format!("{header}\n{}\n", chunk.join("\n"));
+        std::fs::write(parts.join(format!("part-{i:02}.csv")), body).unwrap();
+    }
+    rig.add_worker();
+    let job = "sharded-killed";
+    let mut template = rig.request(job, 100);
+    template.source = CsvFile::new(parts.join("*.csv").to_string_lossy());
+    let request = ShardedRequest::new(template)
+        .max_inputs_per_shard(3)
+        .max_concurrent_shards(2);
+    let handle = rig
+        .jobs
+        .start_sharded::<CsvToFaultyMongo>(request)
+        .await
+        .expect("start the sharded job");
+    let mut kills = 0;
+    while kills < 3 {
+        tokio::time::sleep(rng.millis(1_000, 2_500)).await;
+        match handle.progress().await {
+            Ok(p) if p.report.status == JobStatus::Running => {}
+            _ => break,
+        }
+        let mut dead = rig.workers.pop().unwrap();
+        println!("killing worker {} (kill {})", dead.pid(), kills + 1);
+        dead.kill();
+        rig.add_worker();
+        kills += 1;
+    }
+    let report = tokio::time::timeout(Duration::from_secs(180), handle.report())
+        .await
+        .expect("the sharded job ends within 3 minutes")
+        .expect("the sharded job has a report");
+    let (docs, distinct) = rig.counts(job).await;
+    let summary = format!(
+        "{kills} kills: collection holds {docs} documents ({distinct} distinct ids); report: {} shards, {} written, {} already present, {} record errors, status {}",
+        report.shards,
+        report.records_written,
+        report.already_present,
+        report.record_errors,
+        report.status
+    );
+    println!("{summary}");
+    assert!(
+        kills >= 2,
+        "the job ended before its second kill: {summary}"
+    );
+    assert_eq!(report.status, JobStatus::Completed, "{summary}");
+    assert_eq!(report.shards, 4, "ten files, three to a shard: {summary}");
+    assert_eq!(docs, VALID, "every valid row present: {summary}");
+    assert_eq!(distinct, VALID, "no row twice: {summary}");
+    assert_eq!(report.record_errors, BAD_ROWS, "{summary}");
+    assert_eq!(
+        report.records_written + report.already_present,
+        VALID,
+        "every valid row counted once: {summary}"
+    );
+    assert_eq!(report.records_read, ROWS, "{summary}");
 }

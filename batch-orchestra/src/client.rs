@@ -11,9 +11,9 @@ use temporalio_client::{
     WorkflowDescribeOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle,
     WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
-use temporalio_common::MemoValues;
 use temporalio_common::error::IncomingError;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_common::{HasWorkflowDefinition, MemoValues};
 
 use crate::error::{ACTIVITY_FAILED_TYPE, JobError};
 use crate::model::{JobStatus, Progress, Redrive, redrive_workflow_id};
@@ -290,44 +290,11 @@ impl<P: Pipeline> JobHandle<P> {
     /// [`JobReport::is_complete`]: crate::JobReport::is_complete
     /// [`JobReport::into_result`]: crate::JobReport::into_result
     pub async fn report(&self) -> Result<ReportOf<P>, JobError> {
-        let job_id = self.job_id.clone();
-        let mut wait = Duration::from_secs(1);
-        loop {
-            match self
-                .handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-            {
-                Ok(report) => return Ok(report),
-                Err(WorkflowGetResultError::Failed(failure)) => {
-                    let (kind, message) = failure_cause(&failure);
-                    return Err(JobError::Failed {
-                        job_id,
-                        message,
-                        kind,
-                    });
-                }
-                Err(WorkflowGetResultError::Cancelled { details }) => {
-                    return match details.deserialize::<ReportOf<P>>() {
-                        Ok(mut report) => {
-                            report.status = JobStatus::Cancelled;
-                            Ok(report)
-                        }
-                        Err(_) => Err(JobError::Cancelled { job_id }),
-                    };
-                }
-                Err(WorkflowGetResultError::Terminated { .. }) => {
-                    return Err(JobError::Terminated { job_id });
-                }
-                Err(WorkflowGetResultError::NotFound(_)) => {
-                    return Err(JobError::NotFound { job_id });
-                }
-                // The server is unreachable or restarting: the job goes on; wait for it.
-                Err(WorkflowGetResultError::Rpc(_)) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(JobError::Temporal(format!("job `{job_id}`: {e}"))),
+        match wait_for(&self.handle, &self.job_id).await? {
+            Ended::Done(report) => Ok(report),
+            Ended::Cancelled(mut report) => {
+                report.status = JobStatus::Cancelled;
+                Ok(report)
             }
         }
     }
@@ -378,17 +345,7 @@ impl<P: Pipeline> JobHandle<P> {
     /// Refused with [`JobError::NotRedrivable`] while the job runs, and when it has no failed
     /// batch.
     pub async fn redrive(&self, jobs: &JobClient) -> Result<JobHandle<P>, JobError> {
-        use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
-        let described = self
-            .handle
-            .describe(WorkflowDescribeOptions::default())
-            .await
-            .map_err(|e| self.interaction_error(e))?;
-        let running = described
-            .raw_description
-            .workflow_execution_info
-            .is_some_and(|info| info.status == WorkflowExecutionStatus::Running as i32);
-        if running {
+        if is_running(&self.handle, &self.job_id).await? {
             return Err(JobError::NotRedrivable {
                 job_id: self.job_id.clone(),
                 reason: "it is still running; wait for its report first".into(),
@@ -419,29 +376,7 @@ impl<P: Pipeline> JobHandle<P> {
 
     /// The request the job's latest run started with, read from its history.
     async fn request(&self) -> Result<RequestOf<P>, JobError> {
-        let events = self
-            .handle
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await
-            .map_err(|e| JobError::Temporal(format!("job `{}`: {e}", self.job_id)))?;
-        let input = events
-            .into_iter()
-            .find_map(|e| match e.attributes {
-                Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a.input,
-                _ => None,
-            })
-            .and_then(|p| p.payloads.into_iter().next())
-            .ok_or_else(|| {
-                JobError::Temporal(format!("job `{}`: no input in its history", self.job_id))
-            })?;
-        serde_json::from_slice(&input.data).map_err(|e| {
-            JobError::Temporal(format!(
-                "job `{}`: its request does not match pipeline `{}`: {e}",
-                self.job_id,
-                P::NAMES.workflow
-            ))
-        })
+        first_input(&self.handle, &self.job_id, P::NAMES.workflow).await
     }
 
     /// Stops new batches from starting; running batches finish.
@@ -508,21 +443,127 @@ impl<P: Pipeline> JobHandle<P> {
     }
 
     fn interaction_error(&self, e: WorkflowInteractionError) -> JobError {
-        match e {
-            WorkflowInteractionError::NotFound(_) => JobError::NotFound {
-                job_id: self.job_id.clone(),
-            },
-            e => JobError::Temporal(format!("job `{}`: {e}", self.job_id)),
-        }
+        interaction_error(&self.job_id, e)
     }
 
     fn query_error(&self, e: WorkflowQueryError) -> JobError {
-        match e {
-            WorkflowQueryError::NotFound(_) => JobError::NotFound {
-                job_id: self.job_id.clone(),
-            },
-            e => JobError::Temporal(format!("job `{}`: {e}", self.job_id)),
+        query_error(&self.job_id, e)
+    }
+}
+
+/// How a job's workflow ended, for a client: with its output, or cancelled with the output it
+/// was cancelled with.
+pub(crate) enum Ended<T> {
+    Done(T),
+    Cancelled(T),
+}
+
+/// Waits for the workflow of `handle` to end (following continue-as-new): its output, or the
+/// original cause of its failure. While the server is unreachable, it waits and asks again
+/// (every 1 to 10 s).
+pub(crate) async fn wait_for<W>(
+    handle: &WorkflowHandle<Client, W>,
+    job_id: &str,
+) -> Result<Ended<W::Output>, JobError>
+where
+    W: temporalio_common::WorkflowDefinition + HasWorkflowDefinition,
+    W::Output: temporalio_common::data_converters::TemporalDeserializable + 'static,
+{
+    let job_id = job_id.to_owned();
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match handle.get_result(WorkflowGetResultOptions::default()).await {
+            Ok(output) => return Ok(Ended::Done(output)),
+            Err(WorkflowGetResultError::Failed(failure)) => {
+                let (kind, message) = failure_cause(&failure);
+                return Err(JobError::Failed {
+                    job_id,
+                    message,
+                    kind,
+                });
+            }
+            Err(WorkflowGetResultError::Cancelled { details }) => {
+                return match details.deserialize::<W::Output>() {
+                    Ok(output) => Ok(Ended::Cancelled(output)),
+                    Err(_) => Err(JobError::Cancelled { job_id }),
+                };
+            }
+            Err(WorkflowGetResultError::Terminated { .. }) => {
+                return Err(JobError::Terminated { job_id });
+            }
+            Err(WorkflowGetResultError::NotFound(_)) => {
+                return Err(JobError::NotFound { job_id });
+            }
+            // The server is unreachable or restarting: the job goes on; wait for it.
+            Err(WorkflowGetResultError::Rpc(_)) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(JobError::Temporal(format!("job `{job_id}`: {e}"))),
         }
+    }
+}
+
+/// Whether the latest run of the workflow of `handle` is running.
+pub(crate) async fn is_running<W: HasWorkflowDefinition>(
+    handle: &WorkflowHandle<Client, W>,
+    job_id: &str,
+) -> Result<bool, JobError> {
+    use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+    let described = handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .map_err(|e| interaction_error(job_id, e))?;
+    Ok(described
+        .raw_description
+        .workflow_execution_info
+        .is_some_and(|info| info.status == WorkflowExecutionStatus::Running as i32))
+}
+
+/// The input the workflow of `handle` started with (its latest run's), read from its history
+/// as the request of `workflow`.
+pub(crate) async fn first_input<W: HasWorkflowDefinition, T: serde::de::DeserializeOwned>(
+    handle: &WorkflowHandle<Client, W>,
+    job_id: &str,
+    workflow: &str,
+) -> Result<T, JobError> {
+    let events = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .map_err(|e| JobError::Temporal(format!("job `{job_id}`: {e}")))?;
+    let input = events
+        .into_iter()
+        .find_map(|e| match e.attributes {
+            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a.input,
+            _ => None,
+        })
+        .and_then(|p| p.payloads.into_iter().next())
+        .ok_or_else(|| JobError::Temporal(format!("job `{job_id}`: no input in its history")))?;
+    serde_json::from_slice(&input.data).map_err(|e| {
+        JobError::Temporal(format!(
+            "job `{job_id}`: its request does not match `{workflow}`: {e}"
+        ))
+    })
+}
+
+/// A signal, cancel or describe call's error, naming the job.
+pub(crate) fn interaction_error(job_id: &str, e: WorkflowInteractionError) -> JobError {
+    match e {
+        WorkflowInteractionError::NotFound(_) => JobError::NotFound {
+            job_id: job_id.to_owned(),
+        },
+        e => JobError::Temporal(format!("job `{job_id}`: {e}")),
+    }
+}
+
+/// A query's error, naming the job.
+pub(crate) fn query_error(job_id: &str, e: WorkflowQueryError) -> JobError {
+    match e {
+        WorkflowQueryError::NotFound(_) => JobError::NotFound {
+            job_id: job_id.to_owned(),
+        },
+        e => JobError::Temporal(format!("job `{job_id}`: {e}")),
     }
 }
 

@@ -203,11 +203,7 @@ fn report_json<S: SourceConfig>(r: &ShardedReport<S>) -> serde_json::Value {
         .iter()
         .filter(|s| s.needs_redrive())
         .map(|s| {
-            let why = s
-                .failure
-                .clone()
-                .or_else(|| s.failed.first().map(|f| f.message.clone()))
-                .unwrap_or_default();
+            let why = s.cause();
             serde_json::json!({
                 "first_batch": 0,
                 "batches": s.failed_batches,

@@ -664,16 +664,11 @@ impl CsvFile {
         after: Option<String>,
         limit: usize,
     ) -> Result<crate::ShardPage<Self>, ConnectorError> {
-        let pattern = self.path.clone();
-        let files = tokio::task::spawn_blocking(move || {
-            crate::sharding::list_local(&pattern, after.as_deref(), limit)
-        })
-        .await
-        .map_err(|e| ConnectorError::transient(format!("listing `{}`: {e}", self.path)))??;
-        Ok(crate::ShardPage::of_files(files, limit, |path| Self {
+        crate::sharding::list_files(&self.path, after, limit, |path| Self {
             path,
             options: self.options.clone(),
-        }))
+        })
+        .await
     }
 
     async fn build_source(&self) -> Result<CsvReader<LocalFile>, ConnectorError> {

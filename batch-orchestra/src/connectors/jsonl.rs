@@ -53,15 +53,7 @@ impl JsonLinesFile {
         after: Option<String>,
         limit: usize,
     ) -> Result<crate::ShardPage<Self>, ConnectorError> {
-        let pattern = self.path.clone();
-        let files = tokio::task::spawn_blocking(move || {
-            crate::sharding::list_local(&pattern, after.as_deref(), limit)
-        })
-        .await
-        .map_err(|e| ConnectorError::transient(format!("listing `{}`: {e}", self.path)))??;
-        Ok(crate::ShardPage::of_files(files, limit, |path| Self {
-            path,
-        }))
+        crate::sharding::list_files(&self.path, after, limit, |path| Self { path }).await
     }
 
     async fn build_source(&self) -> Result<JsonLinesReader<LocalFile>, ConnectorError> {

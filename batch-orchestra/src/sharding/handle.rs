@@ -1,21 +1,18 @@
 //! Starting sharded jobs and steering them from a client.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
-use temporalio_client::errors::{
-    WorkflowGetResultError, WorkflowInteractionError, WorkflowQueryError, WorkflowStartError,
-};
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
-    Client, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowFetchHistoryOptions,
-    WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions,
+    Client, WorkflowCancelOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions,
     WorkflowStartOptions,
 };
 use temporalio_common::MemoValues;
-use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use super::{Grouped, RedriveShard, ShardReport, ShardStatus, ShardedProgress, ShardedRedrive};
-use crate::client::{JobClient, failure_cause};
+use crate::client::{
+    Ended, JobClient, first_input, interaction_error, is_running, query_error, wait_for,
+};
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
 use crate::model::{JobStatus, redrive_workflow_id};
@@ -102,44 +99,12 @@ impl<P: Pipeline> ShardedJobHandle<P> {
     /// original cause of its failure. A cancelled job returns its report with status
     /// `Cancelled`. While the server is unreachable, it waits and asks again.
     pub async fn report(&self) -> Result<ShardedReportOf<P>, JobError> {
-        let job_id = self.job_id.clone();
-        let mut wait = Duration::from_secs(1);
-        loop {
-            match self
-                .handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-            {
-                Ok(report) => return Ok(report),
-                Err(WorkflowGetResultError::Failed(failure)) => {
-                    let (kind, message) = failure_cause(&failure);
-                    return Err(JobError::Failed {
-                        job_id,
-                        message,
-                        kind,
-                    });
-                }
-                Err(WorkflowGetResultError::Cancelled { details }) => {
-                    return match details.deserialize::<ShardedReportOf<P>>() {
-                        Ok(mut report) => {
-                            report.status = JobStatus::Cancelled;
-                            self.add_cancelled_shards(&mut report).await;
-                            Ok(report)
-                        }
-                        Err(_) => Err(JobError::Cancelled { job_id }),
-                    };
-                }
-                Err(WorkflowGetResultError::Terminated { .. }) => {
-                    return Err(JobError::Terminated { job_id });
-                }
-                Err(WorkflowGetResultError::NotFound(_)) => {
-                    return Err(JobError::NotFound { job_id });
-                }
-                Err(WorkflowGetResultError::Rpc(_)) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(JobError::Temporal(format!("job `{job_id}`: {e}"))),
+        match wait_for(&self.handle, &self.job_id).await? {
+            Ended::Done(report) => Ok(report),
+            Ended::Cancelled(mut report) => {
+                report.status = JobStatus::Cancelled;
+                self.add_cancelled_shards(&mut report).await;
+                Ok(report)
             }
         }
     }
@@ -269,17 +234,7 @@ impl<P: Pipeline> ShardedJobHandle<P> {
     ///
     /// Refused with [`JobError::NotRedrivable`] while the job runs and when nothing failed.
     pub async fn redrive(&self, jobs: &JobClient) -> Result<ShardedJobHandle<P>, JobError> {
-        use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
-        let described = self
-            .handle
-            .describe(WorkflowDescribeOptions::default())
-            .await
-            .map_err(|e| self.interaction_error(e))?;
-        let running = described
-            .raw_description
-            .workflow_execution_info
-            .is_some_and(|info| info.status == WorkflowExecutionStatus::Running as i32);
-        if running {
+        if is_running(&self.handle, &self.job_id).await? {
             return Err(JobError::NotRedrivable {
                 job_id: self.job_id.clone(),
                 reason: "it is still running; wait for its report first".into(),
@@ -315,48 +270,16 @@ impl<P: Pipeline> ShardedJobHandle<P> {
         jobs.start_sharded::<P>(request).await
     }
 
-    /// The request the job's first run started with, read from its history.
+    /// The request the job's latest run started with, read from its history.
     async fn request(&self) -> Result<ShardedRequestOf<P>, JobError> {
-        let events = self
-            .handle
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await
-            .map_err(|e| JobError::Temporal(format!("job `{}`: {e}", self.job_id)))?;
-        let input = events
-            .into_iter()
-            .find_map(|e| match e.attributes {
-                Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a.input,
-                _ => None,
-            })
-            .and_then(|p| p.payloads.into_iter().next())
-            .ok_or_else(|| {
-                JobError::Temporal(format!("job `{}`: no input in its history", self.job_id))
-            })?;
-        serde_json::from_slice(&input.data).map_err(|e| {
-            JobError::Temporal(format!(
-                "job `{}`: its request does not match pipeline `{}`: {e}",
-                self.job_id,
-                P::NAMES.sharded
-            ))
-        })
+        first_input(&self.handle, &self.job_id, P::NAMES.sharded).await
     }
 
     fn interaction_error(&self, e: WorkflowInteractionError) -> JobError {
-        match e {
-            WorkflowInteractionError::NotFound(_) => JobError::NotFound {
-                job_id: self.job_id.clone(),
-            },
-            e => JobError::Temporal(format!("job `{}`: {e}", self.job_id)),
-        }
+        interaction_error(&self.job_id, e)
     }
 
     fn query_error(&self, e: WorkflowQueryError) -> JobError {
-        match e {
-            WorkflowQueryError::NotFound(_) => JobError::NotFound {
-                job_id: self.job_id.clone(),
-            },
-            e => JobError::Temporal(format!("job `{}`: {e}", self.job_id)),
-        }
+        query_error(&self.job_id, e)
     }
 }

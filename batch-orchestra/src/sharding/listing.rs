@@ -2,6 +2,22 @@
 
 use crate::error::ConnectorError;
 
+/// A page of the files `pattern` matches after `after` (see [`list_local`]), each read by the
+/// config `source` makes of its path: the listing of a file source, off the async runtime's
+/// threads.
+pub async fn list_files<S>(
+    pattern: &str,
+    after: Option<String>,
+    limit: usize,
+    source: impl Fn(String) -> S,
+) -> Result<super::ShardPage<S>, ConnectorError> {
+    let owned = pattern.to_owned();
+    let files = tokio::task::spawn_blocking(move || list_local(&owned, after.as_deref(), limit))
+        .await
+        .map_err(|e| ConnectorError::transient(format!("listing `{pattern}`: {e}")))??;
+    Ok(super::ShardPage::of_files(files, limit, source))
+}
+
 /// Whether `path` is a glob pattern (`*`, `?` or `[`) rather than one input's name.
 ///
 /// ```

@@ -134,6 +134,14 @@ impl<S: SourceConfig> ShardReport<S> {
         }
     }
 
+    /// Why it needs a redrive: its failure, or its first failed batch range.
+    pub fn cause(&self) -> String {
+        self.failure
+            .clone()
+            .or_else(|| self.failed.first().map(|f| f.to_string()))
+            .unwrap_or_default()
+    }
+
     /// Whether a redrive would rerun it: it failed, or some of its batches did.
     pub fn needs_redrive(&self) -> bool {
         matches!(
@@ -327,14 +335,7 @@ impl<S: SourceConfig> ShardedReport<S> {
                     .shard_reports
                     .iter()
                     .find(|s| s.needs_redrive())
-                    .map(|s| {
-                        let why = s
-                            .failure
-                            .clone()
-                            .or_else(|| s.failed.first().map(|f| f.to_string()))
-                            .unwrap_or_default();
-                        format!("shard `{}` {}: {why}", s.key, s.status)
-                    })
+                    .map(|s| format!("shard `{}` {}: {}", s.key, s.status, s.cause()))
                     .unwrap_or_default();
                 Err(JobError::CompletedWithFailures {
                     job_id: self.job_id.clone(),

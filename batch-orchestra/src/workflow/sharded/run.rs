@@ -631,14 +631,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 .shard_reports
                 .iter()
                 .find(|s| s.needs_redrive())
-                .map(|s| {
-                    let why = s
-                        .failure
-                        .clone()
-                        .or_else(|| s.failed.first().map(|f| f.to_string()))
-                        .unwrap_or_default();
-                    format!("; the first: shard `{}` {}: {why}", s.key, s.status)
-                })
+                .map(|s| format!("; the first: shard `{}` {}: {}", s.key, s.status, s.cause()))
                 .unwrap_or_default();
             return Err(Stop::new(
                 FAILED_BATCH_LIMIT_TYPE,
