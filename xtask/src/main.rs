@@ -242,7 +242,7 @@ fn demo(extra: &[String]) -> Result {
     let profile = if release { "release" } else { "demo" };
     eprintln!(
         "demo 2/3: building the demo (`{profile}` profile; the first time: about {} minutes on 2 cores, then seconds)",
-        if release { 11 } else { 5 }
+        if release { 11 } else { 3 }
     );
     run(cargo(&tools)
         .args([

@@ -22,6 +22,7 @@ mod request;
 pub use group::{GroupOffset, Grouped, Inputs, InputsReader};
 pub use handle::ShardedJobHandle;
 pub use listing::{ListedFile, is_pattern, list_files, list_local};
+#[cfg(feature = "object-store")]
 pub(crate) use listing::{MATCH, literal_base, nothing_matches, pattern};
 pub use report::{RunningShard, ShardReport, ShardStatus, ShardedProgress, ShardedReport};
 pub use request::{RedriveShard, ShardedRedrive, ShardedRequest, ShardedState};

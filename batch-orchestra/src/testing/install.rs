@@ -105,7 +105,7 @@ pub fn secantus(tools: &Path, cargo: &Path) -> Result<PathBuf, String> {
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         run(Command::new("apt-get").args(["install", "-y", "-qq", "cmake"]))?;
     }
-    eprintln!("building SecantusDB {SECANTUS_VERSION} once (a few minutes)");
+    eprintln!("building SecantusDB {SECANTUS_VERSION} once (about 5 minutes on 2 cores)");
     run(Command::new(cargo)
         .args([
             "install",
