@@ -269,6 +269,7 @@ impl<P: Pipeline> PipelineActivities<P> {
         sink: &<P::Sink as SinkConfig>::Sink,
         state: &P::State,
     ) -> Result<BatchReport, ConnectorError> {
+        let started_work = std::time::Instant::now();
         let mut report = BatchReport::default();
         let mut samples = Vec::new();
         for (done, batch) in input.batches.iter().enumerate() {
@@ -320,12 +321,13 @@ impl<P: Pipeline> PipelineActivities<P> {
                     Err(e) => errors.push(RecordError::new(position, e.0)),
                 }
             }
+            let (job_id, batch_number) = match source.scope(batch) {
+                Some((name, first_record)) => (format!("{}/{name}", input.job_id), first_record),
+                None => (input.job_id.clone(), batch.index),
+            };
             let write_ctx = WriteContext {
-                job_id: match source.scope(batch) {
-                    Some(scope) => format!("{}/{scope}", input.job_id),
-                    None => input.job_id.clone(),
-                },
-                batch: batch.index,
+                job_id,
+                batch: batch_number,
                 attempt: ctx.info().attempt,
             };
             // A write in progress is not interrupted by a cancel: it finishes (or times out), so
@@ -372,6 +374,7 @@ impl<P: Pipeline> PipelineActivities<P> {
             }
         }
         report.error_samples = samples;
+        report.work_ms = Some(started_work.elapsed().as_millis() as u64);
         Ok(report)
     }
 }

@@ -183,7 +183,8 @@ impl<R> Default for ReadBatch<R> {
 pub struct WriteContext {
     /// The job id, for deriving idempotent record ids.
     pub job_id: String,
-    /// The batch sequence number.
+    /// The batch sequence number; for a source of several inputs (see [`Source::scope`]),
+    /// the ordinal of the batch's first record within its input.
     pub batch: u64,
     /// The activity attempt, from 1: above 1 means this batch may have been written before.
     pub attempt: u32,
@@ -236,10 +237,12 @@ pub trait Source: Send + Sync + 'static {
         async { true }
     }
 
-    /// The part of the source `range` belongs to, when the source reads several inputs (a
-    /// shard of many files): sinks then derive ids from `<job id>/<scope>`, the ids a job over
-    /// that input alone would write. `None` (the default) for a source of one input.
-    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<&str> {
+    /// The input `range` belongs to, when the source reads several inputs (a shard of many
+    /// files): its name, and the ordinal of the range's first record within it. Sinks are
+    /// then told the job id `<job id>/<name>` and that ordinal as the batch number, so they
+    /// write the ids and names a job over that input alone would, however inputs are
+    /// grouped. `None` (the default) for a source of one input.
+    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<(&str, u64)> {
         let _ = range;
         None
     }

@@ -713,4 +713,9 @@ pub struct BatchReport {
     /// batches that were processed (the counts cover exactly those).
     #[serde(default)]
     pub cancelled_after: Option<u32>,
+    /// How long reading, transforming and writing the batches took, in milliseconds, as the
+    /// activity measured it. The workflow sizes the next groups of batches by it: it is in
+    /// history, so a replay sizes them the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_ms: Option<u64>,
 }

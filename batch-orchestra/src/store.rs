@@ -150,11 +150,14 @@ pub(crate) async fn list_objects(
     let ordered = !url.starts_with("file://");
     let mut stream = match after {
         Some(after) => {
-            let offset = if prefix_text.is_empty() {
-                Path::from(after)
+            // Listed keys are raw (not percent-encoded): so is the offset, or a key with `#`
+            // or `%` would sort elsewhere and skip inputs.
+            let text = if prefix_text.is_empty() {
+                after.to_owned()
             } else {
-                Path::from(format!("{prefix_text}/{after}"))
+                format!("{prefix_text}/{after}")
             };
+            let offset = Path::parse(&text).unwrap_or_else(|_| Path::from(text.as_str()));
             store.list_with_offset(prefix_opt, &offset)
         }
         None => store.list(prefix_opt),

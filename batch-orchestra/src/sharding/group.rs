@@ -155,10 +155,21 @@ impl<S: SourceConfig> Source for InputsReader<S> {
         Ok(read)
     }
 
-    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<&str> {
+    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<(&str, u64)> {
         self.inputs
             .get(range.start.input as usize)
-            .map(|s| s.key.as_str())
+            .map(|s| (s.key.as_str(), range.start.record))
+    }
+
+    async fn is_current(&self) -> bool {
+        for built in &self.built {
+            if let Some(source) = built.get()
+                && !source.is_current().await
+            {
+                return false;
+            }
+        }
+        true
     }
 }
 

@@ -45,8 +45,8 @@ pub(super) async fn drive<P: Pipeline>(
     let ctx = job.ctx;
     let max_per_run = job.req.max_batches_per_run;
     let plan_ahead = job.req.plan_ahead as usize;
-    // Batches per activity: the request's number, grown while activities finish quickly
-    // (runs recorded before this keep it fixed on replay).
+    // Batches per activity: the request's number, grown while a group's work is quick (runs
+    // recorded before this keep it fixed on replay).
     let mut sizing = GroupSizing::new(
         job.req.batches_per_activity.max(1) as usize,
         ctx.patched(ADAPTIVE_GROUPS_PATCH) && job.req.throttle.is_none(),
@@ -277,10 +277,6 @@ pub(super) async fn drive<P: Pipeline>(
                 });
             }
             Event::Processed(dispatched, result) => {
-                let scheduled_at = running
-                    .iter()
-                    .find(|(slot, _)| *slot == dispatched.slot)
-                    .map(|(_, r)| r.scheduled_at_ms);
                 running.retain(|(slot, _)| *slot != dispatched.slot);
                 match result {
                     Ok(batch) => {
@@ -291,9 +287,9 @@ pub(super) async fn drive<P: Pipeline>(
                         if count == dispatched.group.len()
                             && !dispatched.isolated
                             && rate.is_none()
-                            && let Some(at) = scheduled_at
+                            && let Some(work_ms) = batch.work_ms
                         {
-                            sizing.finished(count, job.now_ms().saturating_sub(at));
+                            sizing.finished(count, work_ms);
                         }
                         for (seq, range) in
                             dispatched.seqs.iter().zip(&dispatched.group).take(count)
@@ -365,13 +361,14 @@ pub(super) async fn drive<P: Pipeline>(
     }
 }
 
-/// Marks runs whose groups of batches per activity grow while activities finish quickly.
-const ADAPTIVE_GROUPS_PATCH: &str = "adaptive-batches-per-activity";
-/// A group finishing faster than this doubles the next groups (orchestration, not work, is
-/// then most of an activity's time).
+/// Marks runs whose groups of batches per activity are sized by their work time.
+const ADAPTIVE_GROUPS_PATCH: &str = "groups-sized-by-work-time";
+/// A group whose work (read, transform, write) took less than this doubles the next groups:
+/// the activity's fixed cost of orchestration, several milliseconds of server round trips,
+/// then outweighs its work.
 const QUICK_GROUP_MS: u64 = 300;
-/// A group slower than this halves the next groups (back towards the request's number), so
-/// a slow sink keeps fine-grained retries and progress.
+/// A group whose work took more than this halves the next groups (back towards the request's
+/// number), so a slow sink keeps fine-grained retries and progress.
 const SLOW_GROUP_MS: u64 = 4_000;
 /// How far groups grow: this many times the request's batches per activity, and at most
 /// [`MAX_GROUP`] batches.
@@ -379,10 +376,13 @@ const GROWTH: usize = 16;
 const MAX_GROUP: usize = 64;
 
 /// Batches per `process` activity: the request's `batches_per_activity`, doubled after a full
-/// group finished within [`QUICK_GROUP_MS`] (up to [`GROWTH`] times it, at most
-/// [`MAX_GROUP`]) and halved after one took over [`SLOW_GROUP_MS`]. A fast source and sink
-/// (a no-op, a local file) then pay the per-activity cost of orchestration once per tens of
-/// batches, while a failed group is still split and rerun one batch at a time.
+/// group's work took under [`QUICK_GROUP_MS`] (up to [`GROWTH`] times it, at most
+/// [`MAX_GROUP`]) and halved after one took over [`SLOW_GROUP_MS`]. The work time is what the
+/// activity measured and returned, so it is in history and a replay sizes groups the same way
+/// (workflow time is not: a workflow task retried after its worker died sees another time). A
+/// fast source and sink (a no-op, a local file) then pay the per-activity cost of
+/// orchestration once per tens of batches, while a failed group is still split and rerun one
+/// batch at a time.
 struct GroupSizing {
     base: usize,
     size: usize,
@@ -398,7 +398,7 @@ impl GroupSizing {
         }
     }
 
-    /// A full group of `batches` finished in `took_ms` (workflow time).
+    /// A full group of `batches` did its work in `took_ms`.
     fn finished(&mut self, batches: usize, took_ms: u64) {
         if !self.adaptive || batches < self.size {
             return;

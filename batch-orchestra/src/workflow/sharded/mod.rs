@@ -34,6 +34,8 @@ use crate::sharding::{RunningShard, ShardedProgress, ShardedReport};
 
 /// Name of the signal that changes how many shards of a sharded job run at once.
 pub const SET_MAX_CONCURRENT_SHARDS_SIGNAL: &str = "set_max_concurrent_shards";
+/// Shards at once, at most, whatever a request or signal asks.
+const MAX_CONCURRENT_SHARDS: u32 = 10_000;
 
 /// The parent workflow of pipeline `P`'s sharded jobs.
 pub struct ShardedWorkflow<P: Pipeline> {
@@ -69,6 +71,11 @@ impl<P: Pipeline> ShardedWorkflow<P> {
             max_in_flight: self.max_in_flight,
             max_records_per_s: self.max_records_per_s,
         }
+    }
+
+    /// Everything a signal can change: the children's controls and the shards at once.
+    fn settings(&self) -> (Controls, u32) {
+        (self.controls(), self.max_concurrent_shards)
     }
 }
 
@@ -159,7 +166,7 @@ impl<P: Pipeline> ExecutableSyncSignal<ShardedSetRateSignal<P>> for ShardedWorkf
 
 impl<P: Pipeline> ExecutableSyncSignal<SetMaxConcurrentShardsSignal<P>> for ShardedWorkflow<P> {
     fn handle(&mut self, _ctx: &mut SyncWorkflowContext<Self>, input: u32) {
-        self.max_concurrent_shards = input.max(1);
+        self.max_concurrent_shards = input.clamp(1, MAX_CONCURRENT_SHARDS);
     }
 }
 
@@ -231,7 +238,7 @@ impl<P: Pipeline> WorkflowImplementation for ShardedWorkflow<P> {
             }
         }
         me.max_in_flight = me.max_in_flight.max(1);
-        me.max_concurrent_shards = me.max_concurrent_shards.max(1);
+        me.max_concurrent_shards = me.max_concurrent_shards.clamp(1, MAX_CONCURRENT_SHARDS);
         me.request = input;
         me
     }

@@ -291,12 +291,23 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         let start = self
             .ctx
             .start_child_workflow(JobRun::<Grouped<P>>::new(), child, options);
+        let ctx = self.ctx;
         let fut = async move {
             let ended = match start.await {
-                Ok(child) => match child.result().await {
-                    Ok(report) => Ended::Report(report),
-                    Err(e) => Ended::Failed(e),
-                },
+                Ok(child) => {
+                    // A change forwarded while the child was starting may have found no
+                    // workflow yet: tell it again what differs from what it started with.
+                    let now = ctx.state(|w| w.controls());
+                    if now != controls {
+                        let mut sends = Vec::new();
+                        forward_to(ctx, &info.workflow_id, controls, now, &mut sends);
+                        futures::future::join_all(sends).await;
+                    }
+                    match child.result().await {
+                        Ok(report) => Ended::Report(report),
+                        Err(e) => Ended::Failed(e),
+                    }
+                }
                 Err(e) => Ended::NotStarted(e),
             };
             Event::Finished(info, ended)
@@ -314,46 +325,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         window: &mut Vec<LocalBoxFuture<'a, Event<P>>>,
     ) {
         for shard in running {
-            let child = self.ctx.external_workflow(shard.workflow_id.clone(), None);
-            let mut send = |fut: LocalBoxFuture<'a, Event<P>>| window.push(fut);
-            if from.paused != to.paused {
-                let options = SignalWorkflowOptions::default();
-                send(if to.paused {
-                    child
-                        .signal(PauseSignal::<Grouped<P>>::new(), (), options)
-                        .map(|_| Event::Forwarded)
-                        .boxed_local()
-                } else {
-                    child
-                        .signal(ResumeSignal::<Grouped<P>>::new(), (), options)
-                        .map(|_| Event::Forwarded)
-                        .boxed_local()
-                });
-            }
-            if from.max_in_flight != to.max_in_flight {
-                send(
-                    child
-                        .signal(
-                            SetMaxInFlightSignal::<Grouped<P>>::new(),
-                            to.max_in_flight,
-                            SignalWorkflowOptions::default(),
-                        )
-                        .map(|_| Event::Forwarded)
-                        .boxed_local(),
-                );
-            }
-            if from.max_records_per_s != to.max_records_per_s {
-                send(
-                    child
-                        .signal(
-                            SetRateSignal::<Grouped<P>>::new(),
-                            to.max_records_per_s.unwrap_or(0),
-                            SignalWorkflowOptions::default(),
-                        )
-                        .map(|_| Event::Forwarded)
-                        .boxed_local(),
-                );
-            }
+            forward_to(self.ctx, &shard.workflow_id, from, to, window);
         }
     }
 
@@ -406,7 +378,9 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 && !list_pending
                 && !rolling_over
                 && !cancelling
-                && queue.len() < (max_concurrent * self.req.max_inputs_per_shard) as usize
+                && queue.len()
+                    < (max_concurrent as usize)
+                        .saturating_mul(self.req.max_inputs_per_shard as usize)
             {
                 window.push(self.list(listed_after.clone()));
                 list_pending = true;
@@ -478,9 +452,9 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 }
             }
             if !control_pending && !cancelling {
-                let seen = told;
+                let seen = (told, max_concurrent);
                 window.push(
-                    ctx.wait_condition(move |w| w.controls() != seen)
+                    ctx.wait_condition(move |w| w.settings() != seen)
                         .map(|_| Event::Control)
                         .boxed_local(),
                 );
@@ -642,6 +616,56 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             ));
         }
         Ok(())
+    }
+}
+
+/// Signals child `workflow_id` what changed in `to` since `from`; each send resolves to
+/// [`Event::Forwarded`] (a child that ended meanwhile just does not hear it).
+fn forward_to<'a, P: Pipeline>(
+    ctx: &'a WorkflowContext<ShardedWorkflow<P>>,
+    workflow_id: &str,
+    from: Controls,
+    to: Controls,
+    sends: &mut Vec<LocalBoxFuture<'a, Event<P>>>,
+) {
+    let child = ctx.external_workflow(workflow_id.to_owned(), None);
+    let options = SignalWorkflowOptions::default;
+    if from.paused != to.paused {
+        sends.push(if to.paused {
+            child
+                .signal(PauseSignal::<Grouped<P>>::new(), (), options())
+                .map(|_| Event::Forwarded)
+                .boxed_local()
+        } else {
+            child
+                .signal(ResumeSignal::<Grouped<P>>::new(), (), options())
+                .map(|_| Event::Forwarded)
+                .boxed_local()
+        });
+    }
+    if from.max_in_flight != to.max_in_flight {
+        sends.push(
+            child
+                .signal(
+                    SetMaxInFlightSignal::<Grouped<P>>::new(),
+                    to.max_in_flight,
+                    options(),
+                )
+                .map(|_| Event::Forwarded)
+                .boxed_local(),
+        );
+    }
+    if from.max_records_per_s != to.max_records_per_s {
+        sends.push(
+            child
+                .signal(
+                    SetRateSignal::<Grouped<P>>::new(),
+                    to.max_records_per_s.unwrap_or(0),
+                    options(),
+                )
+                .map(|_| Event::Forwarded)
+                .boxed_local(),
+        );
     }
 }
 
