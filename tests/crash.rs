@@ -111,6 +111,8 @@ impl Rig {
         CsvToFaultyMongo::request(job, csv, sink)
             .batch_size(BATCH)
             .batches_per_activity(2)
+            // Fixed groups, so progress (and the kills timed by it) moves in small steps.
+            .max_batches_per_activity(2)
             .max_in_flight(4)
             .heartbeat_timeout(Duration::from_secs(2))
             .retry(

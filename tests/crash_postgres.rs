@@ -62,6 +62,7 @@ async fn a_worker_killed_three_times_mid_copy_loses_and_duplicates_nothing() {
     let request = CsvToSlowPostgres::request("people", CsvFile::new(path.to_string_lossy()), sink)
         .batch_size(200)
         .batches_per_activity(1)
+        .max_batches_per_activity(1)
         .max_in_flight(2)
         .heartbeat_timeout(Duration::from_secs(2))
         .retry(

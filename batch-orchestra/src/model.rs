@@ -47,6 +47,12 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
     /// idempotent).
     #[serde(default = "one")]
     pub batches_per_activity: u32,
+    /// How far groups may grow while their work is quick: `None` (the default) lets them
+    /// grow to 16 times `batches_per_activity` (64 batches at most); `Some(n)` caps them at
+    /// `n` (`Some(batches_per_activity)` keeps the size fixed, for fine-grained progress and
+    /// retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batches_per_activity: Option<u32>,
     /// Offset to start from; the source's start when `None`.
     pub start_at: Option<S::Offset>,
     /// Fail the job once more than this many record errors were seen; `None` for no limit.
@@ -103,6 +109,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             max_batches_per_run: 1_000,
             plan_ahead: 64,
             batches_per_activity: 4,
+            max_batches_per_activity: None,
             start_at: None,
             max_record_errors: None,
             max_error_samples: 20,
@@ -133,6 +140,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             max_batches_per_run: self.max_batches_per_run,
             plan_ahead: self.plan_ahead,
             batches_per_activity: self.batches_per_activity,
+            max_batches_per_activity: self.max_batches_per_activity,
             start_at: None,
             max_record_errors: self.max_record_errors,
             max_error_samples: self.max_error_samples,
@@ -220,6 +228,13 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
     /// Sets how many consecutive batches one `process` activity handles.
     pub fn batches_per_activity(mut self, n: u32) -> Self {
         self.batches_per_activity = n;
+        self
+    }
+
+    /// Caps how many batches one `process` activity may carry when groups grow (they grow
+    /// while their work is quick); `n` equal to `batches_per_activity` keeps the size fixed.
+    pub fn max_batches_per_activity(mut self, n: u32) -> Self {
+        self.max_batches_per_activity = Some(n);
         self
     }
 

@@ -126,6 +126,7 @@ struct JobOptions<O: crate::connector::Offset> {
     batch_size: Option<u64>,
     max_in_flight: Option<u32>,
     batches_per_activity: Option<u32>,
+    max_batches_per_activity: Option<u32>,
     plan_ahead: Option<u32>,
     max_batches_per_run: Option<u32>,
     max_record_errors: Option<u64>,
@@ -145,6 +146,7 @@ impl<O: crate::connector::Offset> Default for JobOptions<O> {
             batch_size: None,
             max_in_flight: None,
             batches_per_activity: None,
+            max_batches_per_activity: None,
             plan_ahead: None,
             max_batches_per_run: None,
             max_record_errors: None,
@@ -231,6 +233,7 @@ impl<P: Pipeline> Operate for Operator<P> {
         r.batch_size = o.batch_size.unwrap_or(r.batch_size);
         r.max_in_flight = o.max_in_flight.unwrap_or(r.max_in_flight);
         r.batches_per_activity = o.batches_per_activity.unwrap_or(r.batches_per_activity);
+        r.max_batches_per_activity = o.max_batches_per_activity.or(r.max_batches_per_activity);
         r.plan_ahead = o.plan_ahead.unwrap_or(r.plan_ahead);
         r.max_batches_per_run = o.max_batches_per_run.unwrap_or(r.max_batches_per_run);
         r.max_record_errors = o.max_record_errors.or(r.max_record_errors);

@@ -51,6 +51,9 @@ pub(super) async fn drive<P: Pipeline>(
         job.req.batches_per_activity.max(1) as usize,
         ctx.patched(ADAPTIVE_GROUPS_PATCH) && job.req.throttle.is_none(),
     );
+    if let Some(cap) = job.req.max_batches_per_activity {
+        sizing.cap = Some(cap as usize);
+    }
     let mut plan_segment = job.segment;
     let mut plan_cursor = job.cursor.clone();
     let mut plan_record = job.next_record;
@@ -387,6 +390,8 @@ struct GroupSizing {
     base: usize,
     size: usize,
     adaptive: bool,
+    /// The request's `max_batches_per_activity`, if set.
+    cap: Option<usize>,
 }
 
 impl GroupSizing {
@@ -395,6 +400,7 @@ impl GroupSizing {
             base,
             size: base,
             adaptive,
+            cap: None,
         }
     }
 
@@ -403,7 +409,10 @@ impl GroupSizing {
         if !self.adaptive || batches < self.size {
             return;
         }
-        let max = (self.base * GROWTH).min(MAX_GROUP).max(self.base);
+        let max = self
+            .cap
+            .unwrap_or((self.base * GROWTH).min(MAX_GROUP))
+            .max(self.base);
         if took_ms < QUICK_GROUP_MS {
             self.size = (self.size * 2).min(max);
         } else if took_ms > SLOW_GROUP_MS {
@@ -488,6 +497,13 @@ mod tests {
         let mut fixed = GroupSizing::new(4, false);
         fixed.finished(4, 1);
         assert_eq!(fixed.size, 4, "runs recorded before keep it fixed");
+        let mut capped = GroupSizing::new(2, true);
+        capped.cap = Some(2);
+        capped.finished(2, 1);
+        assert_eq!(
+            capped.size, 2,
+            "a cap at the request's number keeps it fixed"
+        );
         let mut one = GroupSizing::new(1, true);
         for _ in 0..10 {
             let size = one.size;
