@@ -244,6 +244,29 @@ impl<'a, P: Pipeline> Job<'a, P> {
     }
 }
 
+/// The request a run started with, checked: a missing or invalid one ends the workflow with a
+/// non-retryable failure naming the field at fault.
+pub(super) fn checked_request<R>(
+    request: Option<R>,
+    validate: impl FnOnce(&R) -> Result<(), crate::error::JobError>,
+) -> Result<R, temporalio_sdk::WorkflowTermination> {
+    use temporalio_sdk::{ApplicationFailure, WorkflowTermination};
+    let Some(req) = request else {
+        return Err(WorkflowTermination::failed_application(
+            ApplicationFailure::non_retryable("the workflow was started without a job request"),
+        ));
+    };
+    if let Err(e) = validate(&req) {
+        return Err(WorkflowTermination::failed_application(
+            ApplicationFailure::builder(e.to_string())
+                .type_name(INVALID_REQUEST_TYPE.to_owned())
+                .non_retryable(true)
+                .build(),
+        ));
+    }
+    Ok(req)
+}
+
 /// Workflow time in milliseconds since the Unix epoch.
 pub(super) fn workflow_ms<W>(ctx: &WorkflowContext<W>) -> u64 {
     ctx.workflow_time()

@@ -54,7 +54,7 @@ use crate::model::{InFlight, JobReport, JobStatus, Progress};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 use failures::Stop;
 use handlers::{decode, unknown_handler};
-use job::{INVALID_REQUEST_TYPE, Job};
+use job::Job;
 use window::Next;
 
 /// The workflow of pipeline `P`: one concrete workflow type per pipeline.
@@ -266,19 +266,7 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
 async fn run_job<P: Pipeline>(
     ctx: &WorkflowContext<PipelineWorkflow<P>>,
 ) -> Result<ReportOf<P>, WorkflowTermination> {
-    let Some(req) = ctx.state(|w| w.request.clone()) else {
-        return Err(WorkflowTermination::failed_application(
-            ApplicationFailure::non_retryable("the workflow was started without a job request"),
-        ));
-    };
-    if let Err(e) = req.validate() {
-        return Err(WorkflowTermination::failed_application(
-            ApplicationFailure::builder(e.to_string())
-                .type_name(INVALID_REQUEST_TYPE.to_owned())
-                .non_retryable(true)
-                .build(),
-        ));
-    }
+    let req = job::checked_request(ctx.state(|w| w.request.clone()), |r| r.validate())?;
     let segments = carry::segments::<P>(&req);
     let mut job = carry::start(ctx, req, &segments);
     job.report.runs += 1;

@@ -24,7 +24,7 @@ use crate::sharding::{
 use crate::workflow::JobRun;
 use crate::workflow::failures::{Cause, Stop, root_cause};
 use crate::workflow::handlers::{PauseSignal, ResumeSignal, SetMaxInFlightSignal, SetRateSignal};
-use crate::workflow::job::{INVALID_REQUEST_TYPE, activity_options, workflow_ms};
+use crate::workflow::job::{activity_options, checked_request, workflow_ms};
 
 /// What the parent waits for.
 enum Event<P: Pipeline> {
@@ -70,19 +70,7 @@ enum Next {
 pub(super) async fn run_sharded<P: Pipeline>(
     ctx: &WorkflowContext<ShardedWorkflow<P>>,
 ) -> Result<ShardedReportOf<P>, WorkflowTermination> {
-    let Some(req) = ctx.state(|w| w.request.clone()) else {
-        return Err(WorkflowTermination::failed_application(
-            ApplicationFailure::non_retryable("the workflow was started without a job request"),
-        ));
-    };
-    if let Err(e) = req.validate() {
-        return Err(WorkflowTermination::failed_application(
-            ApplicationFailure::builder(e.to_string())
-                .type_name(INVALID_REQUEST_TYPE.to_owned())
-                .non_retryable(true)
-                .build(),
-        ));
-    }
+    let req = checked_request(ctx.state(|w| w.request.clone()), |r| r.validate())?;
     let mut parent = Parent::start(ctx, req);
     parent.state.report.runs += 1;
     parent.state.report.status = JobStatus::Running;
