@@ -53,6 +53,7 @@ struct Connector {
     build_fn: Ident,
     /// A source's listing method, for sharded jobs.
     shards_fn: Option<Ident>,
+    streaming: bool,
     item: ItemStruct,
 }
 
@@ -130,10 +131,22 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
     let mut built: Option<Type> = None;
     let mut build_fn: Option<Ident> = None;
     let mut shards_fn: Option<Ident> = None;
+    let mut streaming: Option<Ident> = None;
     let built_arg = side.built_arg();
     for arg in split_args(args, &mut errors) {
         let Arg { key, value } = arg;
         let key_name = key.to_string();
+        if key_name == "streaming" && matches!(side, Side::Source) {
+            match (value, &streaming) {
+                (Some(value), _) => errors.push(
+                    value.span(),
+                    "`streaming` takes no value: write `streaming`",
+                ),
+                (None, Some(_)) => errors.push(key.span(), "`streaming` is given twice"),
+                (None, None) => streaming = Some(key),
+            }
+            continue;
+        }
         let Some(value) = value else {
             errors.push(
                 key.span(),
@@ -177,7 +190,7 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
             _ => errors.push(
                 key.span(),
                 match side {
-                    Side::Source => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}`, `build` or `shards`"),
+                    Side::Source => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}`, `build`, `shards` or `streaming`"),
                     Side::Sink => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}` or `build`"),
                 },
             ),
@@ -197,13 +210,25 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
             format!("missing `{built_arg}`: name the type that implements `batch_orchestra::{}`, like `{built_arg} = MyType`", side.built_trait()),
         );
     }
+    if let (Some(streaming), Some(_)) = (&streaming, &shards_fn) {
+        errors.push(
+            streaming.span(),
+            "a streaming source cannot be sharded: drop `shards` or `streaming`",
+        );
+    }
     errors.finish()?;
+    let default_build = if streaming.is_some() {
+        "open_stream"
+    } else {
+        side.default_build()
+    };
     match (name, built, item) {
         (Some(name), Some(built), Some(item)) => Ok(Connector {
             name,
             built,
-            build_fn: build_fn.unwrap_or_else(|| format_ident!("{}", side.default_build())),
+            build_fn: build_fn.unwrap_or_else(|| format_ident!("{}", default_build)),
             shards_fn,
+            streaming: streaming.is_some(),
             item,
         }),
         _ => Err(syn::Error::new(
@@ -277,10 +302,12 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
         built,
         build_fn,
         shards_fn,
+        streaming,
         item,
     } = c;
     let ident = &item.ident;
     let build_call = quote_spanned! {build_fn.span()=> #ident::#build_fn(self) };
+    let open_call = quote_spanned! {build_fn.span()=> #ident::#build_fn(self, after) };
     let serde_check = quote_spanned! {ident.span()=>
         const _: () = ::batch_orchestra::__private::assert_serializable_config::<#ident>();
     };
@@ -302,6 +329,39 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
         }
     });
     let (trait_impl, name_const) = match side {
+        Side::Source if *streaming => (
+            quote! {
+                impl ::batch_orchestra::SourceConfig for #ident {
+                    const NAME: &'static str = #name;
+                    type Record = <#built as ::batch_orchestra::streaming::StreamReader>::Record;
+                    type Offset = <#built as ::batch_orchestra::streaming::StreamReader>::Offset;
+                    type Source = ::batch_orchestra::streaming::NotABatch<Self::Record, Self::Offset>;
+                    type Stream = #built;
+                    const STREAMING: bool = true;
+
+                    fn build(&self) -> impl ::core::future::Future<
+                        Output = ::core::result::Result<Self::Source, ::batch_orchestra::ConnectorError>,
+                    > + ::core::marker::Send {
+                        ::core::future::ready(::core::result::Result::Ok(
+                            ::batch_orchestra::streaming::NotABatch::new(#name),
+                        ))
+                    }
+
+                    fn open_stream(
+                        &self,
+                        after: ::core::option::Option<&Self::Offset>,
+                    ) -> impl ::core::future::Future<
+                        Output = ::core::result::Result<#built, ::batch_orchestra::ConnectorError>,
+                    > + ::core::marker::Send {
+                        #open_call
+                    }
+                }
+            },
+            quote! {
+                /// The streaming source's fixed connector name.
+                pub const SOURCE_NAME: &'static str = #name;
+            },
+        ),
         Side::Source => (
             quote! {
                 impl ::batch_orchestra::SourceConfig for #ident {
@@ -309,6 +369,7 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                     type Record = <#built as ::batch_orchestra::Source>::Record;
                     type Offset = <#built as ::batch_orchestra::Source>::Offset;
                     type Source = #built;
+                    type Stream = ::batch_orchestra::streaming::NotAStream<Self::Record, Self::Offset>;
 
                     fn build(&self) -> impl ::core::future::Future<
                         Output = ::core::result::Result<#built, ::batch_orchestra::ConnectorError>,

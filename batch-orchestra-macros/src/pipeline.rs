@@ -303,6 +303,17 @@ fn generate(m: &Model) -> TokenStream {
             /// The sharded workflow's name: `<workflow>.sharded`.
             pub const SHARDED_WORKFLOW: &'static str = <Self as #bo::Pipeline>::NAMES.sharded;
 
+            /// Starts a streaming job of this pipeline (its source is a stream): it runs
+            /// until cancelled or until an end condition of the request.
+            pub async fn start_stream(client: &#bo::JobClient, request: #bo::StreamRequestOf<Self>) -> ::core::result::Result<#bo::StreamJobHandle<Self>, #bo::JobError> {
+                client.start_stream::<Self>(request).await
+            }
+
+            /// A handle to a streaming job of this pipeline, by job id.
+            pub fn stream_job(client: &#bo::JobClient, job_id: impl ::core::convert::Into<::std::string::String>) -> #bo::StreamJobHandle<Self> {
+                client.stream_job::<Self>(job_id)
+            }
+
             /// Starts a sharded job of this pipeline: one child job per input its source
             /// lists (`data/**/*.csv`, `s3://bucket/in/*.csv`).
             pub async fn start_sharded(client: &#bo::JobClient, request: #bo::ShardedRequestOf<Self>) -> ::core::result::Result<#bo::ShardedJobHandle<Self>, #bo::JobError> {

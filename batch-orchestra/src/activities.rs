@@ -112,10 +112,10 @@ pub struct SnapshotInput<O: crate::connector::Offset> {
 /// The activity implementations of pipeline `P`, registered on a worker by
 /// [`WorkerBuilder::pipeline`](crate::WorkerBuilder::pipeline).
 pub struct PipelineActivities<P: Pipeline> {
-    connectors: ConnectorCache,
+    pub(crate) connectors: ConnectorCache,
     /// The transform's state, built by the first batch that needs it.
     state: tokio::sync::OnceCell<P::State>,
-    metrics: MetricsSlot,
+    pub(crate) metrics: MetricsSlot,
     _pipeline: PhantomData<fn() -> P>,
 }
 
@@ -130,7 +130,7 @@ impl<P: Pipeline> PipelineActivities<P> {
     }
 
     /// The transform's state; a failed build is tried again by the next batch.
-    async fn state(&self, call_timeout: Duration) -> Result<&P::State, ConnectorError> {
+    pub(crate) async fn state(&self, call_timeout: Duration) -> Result<&P::State, ConnectorError> {
         self.state
             .get_or_try_init(|| {
                 bounded(
@@ -179,7 +179,7 @@ impl<P: Pipeline> PipelineActivities<P> {
             .map_err(|e| e.context(context()))
     }
 
-    async fn sink(
+    pub(crate) async fn sink(
         &self,
         config: &P::Sink,
         call_timeout: Duration,
@@ -380,7 +380,7 @@ impl<P: Pipeline> PipelineActivities<P> {
 }
 
 /// Runs one connector call, abandoning it past `timeout` with a transient error naming it.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     timeout: Duration,
     what: impl std::fmt::Display,
     call: impl Future<Output = Result<T, ConnectorError>>,
@@ -441,7 +441,7 @@ pub(crate) fn activity_error(err: ConnectorError, attempt: u32) -> ActivityError
 /// What [`activity_error`] puts before the attempt number.
 pub(crate) const ATTEMPT_PREFIX: &str = " (attempt ";
 
-fn instance<P: Pipeline>(
+pub(crate) fn instance<P: Pipeline>(
     receiver: Option<Arc<PipelineActivities<P>>>,
 ) -> Result<Arc<PipelineActivities<P>>, ActivityError> {
     receiver.ok_or_else(|| {
@@ -633,7 +633,7 @@ impl<P: Pipeline> ExecutableActivity for SnapshotActivity<P> {
 
 /// The span of one activity attempt: the pipeline, the job, its run, the attempt and (for
 /// `process`) the batches.
-fn activity_span<P: Pipeline>(ctx: &ActivityContext, activity: &'static str) -> tracing::Span {
+pub(crate) fn activity_span<P: Pipeline>(ctx: &ActivityContext, activity: &'static str) -> tracing::Span {
     let info = ctx.info();
     tracing::info_span!(
         "activity",
@@ -649,6 +649,11 @@ fn activity_span<P: Pipeline>(ctx: &ActivityContext, activity: &'static str) -> 
 
 impl<P: Pipeline> ActivityImplementer for PipelineActivities<P> {
     fn register_all(self: Arc<Self>, defs: &mut ActivityDefinitions) {
+        if <P::Source as SourceConfig>::STREAMING {
+            // A streaming pipeline has one activity: the queue executor.
+            defs.register_activity::<crate::streaming::StreamActivity<P>>(self);
+            return;
+        }
         defs.register_activity::<PlanActivity<P>>(self.clone());
         defs.register_activity::<ProcessActivity<P>>(self.clone());
         // A shard's pipeline shares its parent's `list` activity: register it once.

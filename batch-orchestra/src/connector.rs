@@ -16,6 +16,7 @@ use std::future::Future;
 
 use crate::error::{ConnectorError, RecordError};
 use crate::sharding::ShardPage;
+use crate::streaming::StreamReader;
 
 /// A position in a source from which reading can resume: a byte offset for a CSV file, a key
 /// for a database cursor. It is stored in workflow history, so keep it small.
@@ -279,11 +280,35 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     type Record: Send + 'static;
     /// The resumable position type.
     type Offset: Offset;
-    /// The built source.
+    /// The built source. A streaming source has [`NotABatch`](crate::streaming::NotABatch),
+    /// which refuses to plan.
     type Source: Source<Record = Self::Record, Offset = Self::Offset>;
+    /// The reader of a streaming source; [`NotAStream`](crate::streaming::NotAStream) for a
+    /// batch source.
+    type Stream: StreamReader<Record = Self::Record, Offset = Self::Offset>;
+    /// Whether the source is a stream: its jobs run through the queue executor
+    /// ([`streaming`](crate::streaming)) instead of planned batches.
+    const STREAMING: bool = false;
 
     /// Builds the source: opens files, connects clients. Called once per worker and config.
     fn build(&self) -> impl Future<Output = Result<Self::Source, ConnectorError>> + Send;
+
+    /// Opens a reader of a streaming source for one slice of a job, resuming after the
+    /// checkpoint `after` (from the source's start, or its own durable position, when
+    /// `None`). The default refuses: the source is not a stream.
+    /// `#[batch_source(..., streaming)]` implements it with the config's own `open_stream`.
+    fn open_stream(
+        &self,
+        after: Option<&Self::Offset>,
+    ) -> impl Future<Output = Result<Self::Stream, ConnectorError>> + Send {
+        let _ = after;
+        async {
+            Err(ConnectorError::config(format!(
+                "source `{}` is not a stream: declare it with `#[batch_source(..., streaming)]`",
+                Self::NAME
+            )))
+        }
+    }
 
     /// Lists the inputs this config stands for, for a sharded job: up to `limit` inputs
     /// whose keys come after `after` (from the first when `None`), in ascending order of key,

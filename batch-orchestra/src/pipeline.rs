@@ -11,7 +11,8 @@ use crate::model::{BatchProcessingRequest, JobReport};
 /// The scheme is `<workflow>` for the workflow and `<workflow>.plan`, `<workflow>.process`
 /// and `<workflow>.snapshot` for its activities; a sharded job's parent workflow is
 /// `<workflow>.sharded`, lists its inputs with `<workflow>.list` and runs each shard as
-/// `<workflow>.shard` (with `<workflow>.shard.plan`, `.shard.process` and `.shard.snapshot`). Names never contain Rust type paths, so
+/// `<workflow>.shard` (with `<workflow>.shard.plan`, `.shard.process` and `.shard.snapshot`). A
+/// streaming pipeline's workflow is `<workflow>` too, and its queue executor `<workflow>.stream`. Names never contain Rust type paths, so
 /// renaming a module or upgrading the compiler never changes a name in history. Build them
 /// with [`pipeline_names!`](crate::pipeline_names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub struct PipelineNames {
     pub shard_process: &'static str,
     /// The snapshot activity of a shard.
     pub shard_snapshot: &'static str,
+    /// The queue executor of a streaming pipeline: reads, transforms and writes one slice of
+    /// the stream.
+    pub stream: &'static str,
 }
 
 /// Builds [`PipelineNames`] from a workflow name literal, at compile time.
@@ -58,6 +62,7 @@ macro_rules! pipeline_names {
             shard_plan: concat!($workflow, ".shard.plan"),
             shard_process: concat!($workflow, ".shard.process"),
             shard_snapshot: concat!($workflow, ".shard.snapshot"),
+            stream: concat!($workflow, ".stream"),
         }
     };
 }
@@ -186,3 +191,8 @@ pub type ShardedRequestOf<P> =
     crate::sharding::ShardedRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
 /// The sharded job report type of a pipeline.
 pub type ShardedReportOf<P> = crate::sharding::ShardedReport<<P as Pipeline>::Source>;
+/// The streaming job request type of a pipeline.
+pub type StreamRequestOf<P> =
+    crate::streaming::StreamRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
+/// The streaming job report type of a pipeline.
+pub type StreamReportOf<P> = crate::streaming::StreamReport<OffsetOf<P>>;

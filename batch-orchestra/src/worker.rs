@@ -15,7 +15,7 @@ use crate::cache::ConnectorCache;
 use crate::metrics::MetricsSlot;
 use crate::pipeline::Pipeline;
 use crate::sharding::Grouped;
-use crate::workflow::{PipelineWorkflow, ShardedWorkflow};
+use crate::workflow::{PipelineWorkflow, ShardedWorkflow, StreamWorkflow};
 
 /// An error while building or running a worker.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,8 @@ impl WorkerBuilder {
     }
 
     /// Registers pipeline `P`: its workflow and its activities, and the parent workflow and
-    /// `list` activity of its sharded jobs.
+    /// `list` activity of its sharded jobs. For a streaming pipeline: its stream workflow and
+    /// the queue executor, `<workflow>.stream`.
     pub fn pipeline<P: Pipeline>(mut self) -> Result<Self, WorkerError> {
         let n = P::NAMES;
         let all = [
@@ -103,12 +104,24 @@ impl WorkerBuilder {
             n.shard_plan,
             n.shard_process,
             n.shard_snapshot,
+            n.stream,
         ];
         for name in all {
             if self.names.contains(&name) {
                 return Err(WorkerError::DuplicateName(name));
             }
             self.names.push(name);
+        }
+        if <P::Source as crate::SourceConfig>::STREAMING {
+            // A streaming pipeline: its workflow and the queue executor, nothing else.
+            self.options
+                .register_workflow::<StreamWorkflow<P>>()
+                .map_err(|e| WorkerError::Create(e.to_string()))?;
+            let slot = MetricsSlot::default();
+            self.slots.push((slot.clone(), n.workflow));
+            self.options
+                .register_activities(PipelineActivities::<P>::new(self.connectors.clone(), slot));
+            return Ok(self);
         }
         self.options
             .register_workflow::<PipelineWorkflow<P>>()

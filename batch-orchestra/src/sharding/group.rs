@@ -37,6 +37,7 @@ impl<S: SourceConfig> SourceConfig for Inputs<S> {
     type Record = S::Record;
     type Offset = GroupOffset<S::Offset>;
     type Source = InputsReader<S>;
+    type Stream = crate::streaming::NotAStream<S::Record, GroupOffset<S::Offset>>;
 
     async fn build(&self) -> Result<InputsReader<S>, ConnectorError> {
         if self.inputs.is_empty() {
@@ -192,6 +193,7 @@ impl<P: Pipeline> Pipeline for Grouped<P> {
         shard_plan: P::NAMES.shard_plan,
         shard_process: P::NAMES.shard_process,
         shard_snapshot: P::NAMES.shard_snapshot,
+        stream: P::NAMES.stream,
     };
 
     fn transform(

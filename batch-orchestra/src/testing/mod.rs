@@ -28,6 +28,8 @@
 mod fakes;
 pub mod install;
 mod servers;
+mod ticks;
 
 pub use fakes::*;
 pub use servers::*;
+pub use ticks::*;

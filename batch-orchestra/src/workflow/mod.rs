@@ -37,6 +37,7 @@ mod failures;
 mod handlers;
 mod job;
 mod sharded;
+mod stream;
 mod window;
 
 pub use handlers::{
@@ -48,6 +49,10 @@ pub use sharded::{
     SET_MAX_CONCURRENT_SHARDS_SIGNAL, SetMaxConcurrentShardsSignal, ShardedPauseSignal,
     ShardedProgressQuery, ShardedResumeSignal, ShardedRun, ShardedSetMaxInFlightSignal,
     ShardedSetRateSignal, ShardedWorkflow,
+};
+
+pub use stream::{
+    StreamPauseSignal, StreamProgressQuery, StreamResumeSignal, StreamRun, StreamWorkflow,
 };
 
 use crate::model::{InFlight, JobReport, JobStatus, Progress};
