@@ -633,7 +633,10 @@ impl<P: Pipeline> ExecutableActivity for SnapshotActivity<P> {
 
 /// The span of one activity attempt: the pipeline, the job, its run, the attempt and (for
 /// `process`) the batches.
-pub(crate) fn activity_span<P: Pipeline>(ctx: &ActivityContext, activity: &'static str) -> tracing::Span {
+pub(crate) fn activity_span<P: Pipeline>(
+    ctx: &ActivityContext,
+    activity: &'static str,
+) -> tracing::Span {
     let info = ctx.info();
     tracing::info_span!(
         "activity",

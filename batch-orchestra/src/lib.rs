@@ -94,10 +94,10 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod sharding;
-pub mod streaming;
 pub mod snapshot;
 #[cfg(feature = "object-store")]
 mod store;
+pub mod streaming;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
@@ -117,12 +117,11 @@ pub use model::{
 };
 pub use pipeline::{
     OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf,
-    StreamReportOf, StreamRequestOf,
-    TransformOutput, TransformState, Transformed,
+    StreamReportOf, StreamRequestOf, TransformOutput, TransformState, Transformed,
 };
 pub use sharding::{Shard, ShardPage, ShardedJobHandle, ShardedReport, ShardedRequest};
-pub use streaming::{StreamJobHandle, StreamReport, StreamRequest};
 pub use snapshot::{SnapshotTarget, Snapshotter};
+pub use streaming::{StreamJobHandle, StreamReport, StreamRequest};
 pub use worker::{PipelineList, Worker, WorkerBuilder, WorkerError};
 
 /// Turns a config struct into a batch source.

@@ -86,7 +86,10 @@ impl StreamReader for TickReader {
                     .bad_every
                     .is_some_and(|n| n > 0 && (id + 1).is_multiple_of(n));
                 let record = if bad {
-                    Err(RecordError::new(position, format!("tick {id} cannot be decoded")))
+                    Err(RecordError::new(
+                        position,
+                        format!("tick {id} cannot be decoded"),
+                    ))
                 } else {
                     Ok(Positioned {
                         position,

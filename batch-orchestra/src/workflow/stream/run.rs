@@ -32,9 +32,7 @@ pub(super) async fn run_stream<P: Pipeline>(
     }
     report.runs += 1;
     report.status = JobStatus::Running;
-    report
-        .checkpoints
-        .resize(req.executors as usize, None);
+    report.checkpoints.resize(req.executors as usize, None);
     publish(ctx, &report, 0, None);
 
     let mut running: Vec<LocalBoxFuture<'_, SliceDone<OffsetOf<P>>>> = Vec::new();
@@ -53,8 +51,7 @@ pub(super) async fn run_stream<P: Pipeline>(
         if !cancelling && ctx.cancellation_token().is_cancelled() {
             cancelling = true;
         }
-        if !rolling_over
-            && (this_run >= req.max_slices_per_run || ctx.continue_as_new_suggested())
+        if !rolling_over && (this_run >= req.max_slices_per_run || ctx.continue_as_new_suggested())
         {
             rolling_over = true;
         }
@@ -73,23 +70,19 @@ pub(super) async fn run_stream<P: Pipeline>(
         }
         let paused = ctx.state(|w| w.paused);
         if !paused && !cancelling && !rolling_over && ending.is_none() {
+            // What max_records leaves, shared among the executors about to start.
+            let free = busy.iter().filter(|b| !**b).count() as u64;
+            let share = req.max_records.map(|max| {
+                max.saturating_sub(report.records_received)
+                    .saturating_sub(allotted.iter().sum())
+                    .div_ceil(free.max(1))
+            });
             for executor in 0..req.executors {
                 let i = executor as usize;
-                if busy[i] {
+                if busy[i] || share == Some(0) {
                     continue;
                 }
-                let max_records = match req.max_records {
-                    Some(max) => {
-                        let left = max
-                            .saturating_sub(report.records_received)
-                            .saturating_sub(allotted.iter().sum());
-                        if left == 0 {
-                            break;
-                        }
-                        Some(left)
-                    }
-                    None => None,
-                };
+                let max_records = share;
                 let length = match req.max_duration {
                     Some(max) => req
                         .checkpoint_interval
