@@ -29,7 +29,12 @@
 //! 13. sharded jobs (`bench_sharded.rs`): the same rows in files of 1,000 rows, listed by glob
 //!     and run as shards of up to 128 files into the no-op sink (`sharded_vs_single`), with the
 //!     parent's history bytes per shard and per file. `--sharded-only` runs just this and the
-//!     single-file no-op job.
+//!     single-file no-op job;
+//! 14. streaming (`bench_stream.rs`): a JetStream durable consumer through the queue executor
+//!     into the no-op sink and into MongoDB, against the stream source's own loop
+//!     (`nats_noop_vs_direct`); publish-to-write latency at a steady 10,000 messages/s
+//!     (`nats_latency_p50_ms`, `nats_latency_p99_ms`); the worker's peak RSS through a 10 s
+//!     MongoDB outage (`nats_outage_rss_mb`). `--stream-only` runs just this.
 //!
 //! Each figure is the median of `--reps` runs with min and max, written to
 //! `target/bench/report.json` and printed as a table. Figures for MongoDB are a MongoDB-wire
@@ -59,6 +64,8 @@ mod nats;
 mod sharded;
 #[path = "bench_stores.rs"]
 mod stores;
+#[path = "bench_stream.rs"]
+mod stream;
 #[path = "bench_workers.rs"]
 mod workers;
 use temporalio_common::UntypedWorkflow;
@@ -84,6 +91,8 @@ pipeline! {
 }
 
 type Error = Box<dyn std::error::Error>;
+/// Messages per streaming throughput measure.
+const STREAM_MESSAGES: u64 = 200_000;
 const QUEUE: &str = "bench";
 const URI_ENV: &str = "BATCH_ORCHESTRA_BENCH_MONGODB_URI";
 
@@ -93,6 +102,8 @@ struct Args {
     big_mb: u64,
     /// Only the single-file no-op run and the sharded run: a quick look at sharding.
     sharded_only: bool,
+    /// Only the streaming figures, printed (report.json is left as it was).
+    stream_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
@@ -101,12 +112,17 @@ fn args() -> Result<Args, Error> {
         reps: 3,
         big_mb: 1_024,
         sharded_only: false,
+        stream_only: false,
     };
     // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
     let mut it = std::env::args().skip(1).filter(|a| a != "--");
     while let Some(flag) = it.next() {
         if flag == "--sharded-only" {
             a.sharded_only = true;
+            continue;
+        }
+        if flag == "--stream-only" {
+            a.stream_only = true;
             continue;
         }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -119,7 +135,7 @@ fn args() -> Result<Args, Error> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; expected --rows, --reps, --big-mb or --sharded-only"
+                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only or --stream-only"
                 )
                 .into());
             }
@@ -262,6 +278,9 @@ fn main() -> Result<(), Error> {
     if argv.get(1).map(String::as_str) == Some("--rss-child") {
         return rss_child(&argv[2], argv.get(3).map(String::as_str).unwrap_or(""));
     }
+    if argv.get(1).map(String::as_str) == Some("--stream-rss-child") {
+        return stream::rss_child(argv.get(2).map(String::as_str).unwrap_or(""));
+    }
     if argv.get(1).map(String::as_str) == Some("--worker-child") {
         return workers::worker_child(argv.get(2).map(String::as_str).unwrap_or(""));
     }
@@ -283,6 +302,10 @@ fn main() -> Result<(), Error> {
     let tuned = TemporalDevServer::start()?;
     let default = TemporalDevServer::start_with(false, false)?;
 
+    if a.stream_only {
+        stream::run(&runtime, &tuned, a.reps, STREAM_MESSAGES)?;
+        return Ok(());
+    }
     let csv_path = csv.to_string_lossy().into_owned();
     let shard_dir = dir.join("shards");
     let shard_glob = sharded::write_files(&shard_dir, a.rows)?;
@@ -423,6 +446,7 @@ fn main() -> Result<(), Error> {
     let pg = stores::run(&runtime, &tuned, &csv_path, a.reps)?;
     let pq = stores::run_parquet(&runtime, &tuned, &dir, a.rows, a.reps)?;
     let nt = nats::run(&runtime, &tuned, &csv_path, a.reps)?;
+    let st = stream::run(&runtime, &tuned, a.reps, STREAM_MESSAGES)?;
     let (mut one_worker, mut two_workers, mut first) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..a.reps {
         one_worker.push(runtime.block_on(workers::with_workers(
@@ -517,6 +541,14 @@ fn main() -> Result<(), Error> {
         "nats_direct_rows_per_s": nt.direct.median, "nats_direct_min": nt.direct.min, "nats_direct_max": nt.direct.max,
         "nats_rows_per_s": nt.piped.median, "nats_min": nt.piped.min, "nats_max": nt.piped.max,
         "nats_ratio": nt.piped.median / nt.direct.median,
+        "nats_stream_messages": STREAM_MESSAGES,
+        "nats_stream_direct_msgs_per_s": st.direct.median, "nats_stream_direct_min": st.direct.min, "nats_stream_direct_max": st.direct.max,
+        "nats_noop_msgs_per_s": st.noop.median, "nats_noop_min": st.noop.min, "nats_noop_max": st.noop.max,
+        "nats_noop_vs_direct": st.noop.median / st.direct.median,
+        "nats_mongo_msgs_per_s": st.mongo.median, "nats_mongo_min": st.mongo.min, "nats_mongo_max": st.mongo.max,
+        "nats_latency_p50_ms": st.p50_ms,
+        "nats_latency_p99_ms": st.p99_ms,
+        "nats_outage_rss_mb": st.outage_rss_mb,
         "workers_1_rows_per_s": w1.median, "workers_1_min": w1.min, "workers_1_max": w1.max,
         "workers_2_rows_per_s": w2.median, "workers_2_min": w2.min, "workers_2_max": w2.max,
         "workers_2_vs_1": w2.median / w1.median,
@@ -557,6 +589,9 @@ fn main() -> Result<(), Error> {
         ("Parquet -> no-op, tuned dev server, rows/s", pq.piped),
         ("CSV -> NATS JetStream direct loop, rows/s", nt.direct),
         ("CSV -> NATS JetStream pipeline, rows/s", nt.piped),
+        ("NATS stream source's own loop, messages/s", st.direct),
+        ("NATS stream -> no-op, messages/s", st.noop),
+        ("NATS stream -> MongoDB, messages/s", st.mongo),
         ("CSV -> no-op, one worker process, rows/s", w1),
         ("CSV -> no-op, two worker processes, rows/s", w2),
     ] {
@@ -588,6 +623,18 @@ fn main() -> Result<(), Error> {
     println!(
         "| CSV -> NATS pipeline / direct | {:.2} | | |",
         nt.piped.median / nt.direct.median
+    );
+    println!(
+        "| NATS stream -> no-op / the stream source's own loop | {:.2} | | |",
+        st.noop.median / st.direct.median
+    );
+    println!(
+        "| NATS latency at 10,000 messages/s, p50 / p99 ms | {:.1} / {:.1} | | |",
+        st.p50_ms, st.p99_ms
+    );
+    println!(
+        "| worker peak RSS through a 10 s sink outage, MB | {:.0} | | |",
+        st.outage_rss_mb
     );
     println!(
         "| two worker processes / one | {:.2} | | |",

@@ -1,11 +1,12 @@
-//! A worker process for the crash tests: serves `CsvToFaultyMongo` and `CsvToSlowPostgres` on
+//! A worker process for the crash tests: serves `CsvToFaultyMongo`, `CsvToSlowPostgres` on
 //! `TASK_QUEUE`, with Temporal at `TEMPORAL_ADDRESS`, MongoDB at `MONGODB_URI` and PostgreSQL
-//! at `DATABASE_URL`. A test kills it with SIGKILL.
+//! at `DATABASE_URL`, and `NatsToMongo` with NATS at `BATCH_ORCHESTRA_TEST_NATS_URL`. A test
+//! kills it with SIGKILL.
 
 use std::time::Duration;
 
 use batch_orchestra::{Worker, connect_from_env};
-use batch_orchestra_tests::{CsvToFaultyMongo, CsvToSlowPostgres};
+use batch_orchestra_tests::{CsvToFaultyMongo, CsvToSlowPostgres, NatsToMongo};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -23,6 +24,7 @@ async fn main() {
         let built = Worker::builder(client, queue.clone())
             .pipeline::<CsvToFaultyMongo>()
             .and_then(|b| b.pipeline::<CsvToSlowPostgres>())
+            .and_then(|b| b.pipeline::<NatsToMongo>())
             .and_then(|b| b.build());
         match built {
             Ok(mut worker) => {

@@ -289,3 +289,23 @@ pipeline! {
         workflow: "csv-to-slow-postgres",
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The streaming pipeline: JSON messages of a JetStream consumer into MongoDB documents.
+// ---------------------------------------------------------------------------------------------
+
+use batch_orchestra::connectors::mongo::value_to_document;
+use batch_orchestra::connectors::nats::NatsStream;
+
+pipeline! {
+    /// JetStream messages into MongoDB, through [`FaultyMongo`] so a test can slow writes.
+    pub NatsToMongo {
+        source: NatsStream,
+        transform: value_to_document,
+        sink: FaultyMongo,
+        workflow: "nats-to-mongo",
+    }
+}
+
+/// The environment variable the streaming tests' sources read the NATS URL from.
+pub const NATS_URL_ENV: &str = "BATCH_ORCHESTRA_TEST_NATS_URL";

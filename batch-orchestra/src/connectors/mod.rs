@@ -16,6 +16,7 @@
 //! | `postgres::PostgresSource` | source: a PostgreSQL table or query, in key order | `postgres` |
 //! | `postgres::PostgresSink` | sink: a PostgreSQL table, by `COPY` | `postgres` |
 //! | `nats::NatsSink` | sink: a NATS JetStream subject, one JSON message per record | `nats` |
+//! | `nats::NatsStream` | streaming source: a durable JetStream pull consumer, JSON messages | `nats` |
 
 #[cfg(feature = "csv")]
 pub mod csv;

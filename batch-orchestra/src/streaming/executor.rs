@@ -248,6 +248,9 @@ async fn run_slice<P: Pipeline>(
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Transient => {
+                    // A source that cannot be reached is not idle: idleness counts again
+                    // from its recovery.
+                    last_record = Instant::now();
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= input.retry_for {
                         return Err(e.context(format_args!(

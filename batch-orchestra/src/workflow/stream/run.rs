@@ -194,7 +194,12 @@ pub(super) async fn run_stream<P: Pipeline>(
         } else {
             0.0
         };
-        idle_ms[i] = slice.idle_ms;
+        // Idleness adds up over slices that received nothing.
+        idle_ms[i] = if slice.received == 0 {
+            idle_ms[i] + slice.idle_ms
+        } else {
+            slice.idle_ms
+        };
         ctx.state_mut(|w| w.lag = slice.lag);
         if slice.idle && ending.is_none() {
             ending = Some(EndReason::Idle);

@@ -1,12 +1,10 @@
-//! NATS JetStream as a sink: each record published as a JSON message to a subject a stream
-//! captures, with a message id derived from the job and the record's position.
+//! The sink: each record published as a JSON message to a subject a stream captures, with a
+//! message id derived from the job and the record's position.
 //!
 //! JetStream drops a message whose id it has seen within the stream's duplicate window (two
 //! minutes unless the stream says otherwise), so a retried batch publishes nothing twice and
 //! counts the repeats as already present. A redrive or a rerun of the same job later than the
 //! window publishes them again: widen the stream's `duplicate_window` when that matters.
-
-use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use serde::{Deserialize, Serialize};
@@ -49,20 +47,7 @@ impl NatsSink {
     }
 
     async fn build_sink(&self) -> Result<NatsWriter, ConnectorError> {
-        let url = std::env::var(&self.url_env).map_err(|_| {
-            ConnectorError::config(format!(
-                "the environment variable `{}` is not set on the worker: it must hold the NATS server URL",
-                self.url_env
-            ))
-        })?;
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .name("batch-orchestra")
-            .connect(url.as_str())
-            .await
-            .map_err(|e| {
-                ConnectorError::transient(format!("cannot connect to NATS at {url}: {e}"))
-            })?;
+        let (url, client) = super::connect(&self.url_env).await?;
         // Every writer on this worker shares the context's permits for unacknowledged
         // messages; each holds at most `ACK_CHUNK` of them (see `write`), so this many lets
         // 256 writers publish at once.
