@@ -500,10 +500,14 @@ fn a_streaming_worker_killed_three_times() {
         let handle = rig.jobs.start_stream::<NatsToMongo>(req).await.unwrap();
         let mut seed = seed();
         let mut kills = Vec::new();
+        let mut last = 0;
         for _ in 0..3 {
-            let wait = Duration::from_millis(1_000 + next(&mut seed) % 2_000);
-            tokio::time::sleep(wait).await;
+            // Each kill lands while the new worker writes: after it wrote 1,000 more, at a
+            // random moment within the next second.
+            wait_for_documents(&rig, job, last + 1_000).await;
+            tokio::time::sleep(Duration::from_millis(next(&mut seed) % 1_000)).await;
             let before = rig.written(job).await.0;
+            last = before;
             worker.kill();
             kills.push(before);
             worker = spawn();
@@ -512,8 +516,8 @@ fn a_streaming_worker_killed_three_times() {
         println!("kills after {kills:?} documents: {report:?}");
         let _ = &worker;
         assert!(
-            kills.iter().any(|&k| k > 0 && k < 30_000),
-            "a kill landed mid-job: {kills:?}"
+            kills.iter().all(|&k| k > 0 && k < 30_000),
+            "every kill landed mid-job: {kills:?}"
         );
         assert_eq!(report.status, JobStatus::Completed);
         assert_eq!(
