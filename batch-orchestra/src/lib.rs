@@ -36,6 +36,10 @@
 //! reader or writer implementing [`Source`] or [`Sink`]; the macros' docs below show a whole
 //! one.
 //!
+//! A source that never ends (a NATS JetStream consumer) is declared with
+//! `#[batch_source(..., streaming)]`; its jobs run through the queue executor with
+//! [`JobClient::start_stream`] and a [`StreamRequest`]: see [`streaming`].
+//!
 //! # Failure model
 //!
 //! - A bad record (ragged row, invalid UTF-8, a value that does not deserialize, a transform's
@@ -68,6 +72,9 @@
 //! - [`workflow`] and [`activities`]: the generic workflow and its `plan`, `process` and
 //!   `snapshot` activities;
 //! - [`worker`] and [`client`]: running workers, and starting, watching and steering jobs;
+//! - [`sharding`]: one job over many inputs, as child workflows;
+//! - [`streaming`]: unbounded sources through the queue executor, with checkpoints and
+//!   acknowledgements after the write;
 //! - [`snapshot`]: saving job reports;
 //! - [`connectors`]: CSV (`csv`), MongoDB (`mongodb`), object stores (`object-store`), JSON
 //!   Lines and no-op;

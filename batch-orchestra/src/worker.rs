@@ -349,8 +349,12 @@ impl PipelineList {
         self.names.push(P::NAMES.workflow);
         #[cfg(feature = "cli")]
         {
-            self.operators.push(crate::cli::operator::<P>());
-            self.operators.push(crate::cli::sharded_operator::<P>());
+            if <P::Source as crate::SourceConfig>::STREAMING {
+                self.operators.push(crate::cli::stream_operator::<P>());
+            } else {
+                self.operators.push(crate::cli::operator::<P>());
+                self.operators.push(crate::cli::sharded_operator::<P>());
+            }
         }
         self
     }

@@ -719,3 +719,130 @@ fn setup_reuses_the_installed_servers_and_dev_serves_them_until_stopped() {
         "the NATS server is stopped"
     );
 }
+
+/// A streaming recipe from the shell: a job file with a `[stream]` table, `start --watch`
+/// until its end condition, the report, and what a stream job refuses.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_job_from_the_shell() {
+    use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
+    use batch_orchestra::testing::NatsServer;
+
+    let temporal = TemporalDevServer::start().unwrap();
+    let mongo = MongoServer::start().unwrap();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![
+            ("TEMPORAL_ADDRESS".into(), temporal.address()),
+            ("MONGODB_URI".into(), mongo.uri()),
+            ("NATS_URL".into(), nats.url()),
+            (
+                "BATCH_ORCHESTRA_TASK_QUEUE".into(),
+                "cli-stream-test".into(),
+            ),
+        ],
+    };
+    let _worker = Worker(
+        cli.command(&["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("to-mongo".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for n in 0..500 {
+        let payload = format!("{{\"order\": {n}}}");
+        js.publish("orders.new", payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let config = dir.path().join("stream.toml");
+    let write = |stream_table: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[source]\nurl_env = \"NATS_URL\"\nstream = \"ORDERS\"\nconsumer = \"to-mongo\"\n\n[sink]\nuri_env = \"MONGODB_URI\"\ndatabase = \"cli\"\ncollection = \"orders\"\n\n[stream]\n{stream_table}"
+            ),
+        )
+        .unwrap();
+    };
+    let config_path = config.to_str().unwrap();
+
+    write("linger_s = 0.05\nmax_recordz = 500\n");
+    let out = cli.run(&[
+        "start",
+        "nats-to-mongo",
+        "--job",
+        "orders-1",
+        "--config",
+        config_path,
+    ]);
+    assert_eq!(code(&out), 3, "an unknown key is a configuration error");
+    assert!(
+        stderr(&out)
+            .contains("line 12: unknown key `stream.max_recordz` for pipeline `nats-to-mongo`"),
+        "{}",
+        stderr(&out)
+    );
+
+    write("linger_s = 0.05\nmax_records = 500\n");
+    let out = cli.run(&[
+        "start",
+        "nats-to-mongo",
+        "--job",
+        "orders-1",
+        "--config",
+        config_path,
+        "--rate",
+        "10",
+    ]);
+    assert_eq!(code(&out), 3, "a stream has no rate limit");
+    assert!(
+        stderr(&out).contains("has no rate limit"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = cli.run(&[
+        "start",
+        "nats-to-mongo",
+        "--job",
+        "orders-1",
+        "--config",
+        config_path,
+        "--watch",
+    ]);
+    assert_eq!(code(&out), 0, "watched to its end condition");
+    let report = cli.json(&["report", "orders-1", "--json"]);
+    assert_eq!(report["status"], "Completed");
+    assert_eq!(report["records_written"], 500);
+    assert_eq!(report["ended"], "MaxRecords");
+    assert_eq!(count(&mongo, "orders").await, 500);
+    let out = cli.run(&["redrive", "orders-1"]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("a streaming job has no failed batches"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -42,6 +42,7 @@ mod dev;
 mod operator;
 pub mod recipes;
 mod sharded;
+mod stream;
 mod view;
 
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub(crate) use operator::{Operate, operator};
 pub use recipes::recipes;
 pub(crate) use sharded::sharded_operator;
+pub(crate) use stream::stream_operator;
 
 use crate::PipelineList;
 

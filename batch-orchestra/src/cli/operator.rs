@@ -168,13 +168,21 @@ fn parse_job_file<P: Pipeline>(
     path: &Path,
     text: &str,
 ) -> Result<JobFile<P::Source, P::Sink>, ConfigError> {
+    parse_file::<P, _>(path, text)
+}
+
+/// Parses `text` (the file `path`) as `F`, a job file of pipeline `P`: unknown keys are
+/// refused with their line, values of the wrong type with toml's own message.
+pub(crate) fn parse_file<P: Pipeline, F: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<F, ConfigError> {
     let shown = path.display();
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| ConfigError(format!("{shown}: {}", e.to_string().trim_end())))?;
-    let file: JobFile<P::Source, P::Sink> =
-        serde_ignored::deserialize(deserializer, |key| unknown.push(key.to_string()))
-            .map_err(|e| ConfigError(format!("{shown}: {}", e.to_string().trim_end())))?;
+    let file: F = serde_ignored::deserialize(deserializer, |key| unknown.push(key.to_string()))
+        .map_err(|e| ConfigError(format!("{shown}: {}", e.to_string().trim_end())))?;
     if let Some(key) = unknown.first() {
         let last = key.rsplit('.').next().unwrap_or(key);
         let line = text
@@ -197,12 +205,22 @@ fn parse_job_file<P: Pipeline>(
 }
 
 fn seconds(path: &Path, key: &str, value: f64) -> Result<Duration, ConfigError> {
+    seconds_in(path, "job", key, value)
+}
+
+/// `value` seconds of key `table.key`, which must be positive.
+pub(crate) fn seconds_in(
+    path: &Path,
+    table: &str,
+    key: &str,
+    value: f64,
+) -> Result<Duration, ConfigError> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
             ConfigError(format!(
-                "{}: `job.{key}` must be a positive number of seconds, not {value}",
+                "{}: `{table}.{key}` must be a positive number of seconds, not {value}",
                 path.display()
             ))
         })

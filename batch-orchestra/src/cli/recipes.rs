@@ -15,9 +15,11 @@
 //! | `json-lines-to-parquet` | [`JsonLinesFile`] | `ParquetDir` | none (feature `parquet`) |
 //! | `csv-to-nats` | [`CsvFile`] | `NatsSink` | one object of strings per row (feature `nats`) |
 //! | `json-lines-to-nats` | [`JsonLinesFile`] | `NatsSink` | none (feature `nats`) |
+//! | `nats-to-mongo` | `NatsStream` (streaming) | [`MongoSink`] | each message's object as a document (feature `nats`) |
 //!
 //! Each job file has a `[source]` and a `[sink]` table with the fields of these configs, and
-//! an optional `[job]` table (see [`cli`](crate::cli)).
+//! an optional `[job]` table (see [`cli`](crate::cli)); a streaming recipe's has a `[stream]`
+//! table instead.
 
 use crate::connectors::csv::{CsvFile, CsvRow};
 use crate::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
@@ -169,9 +171,19 @@ mod nats {
             workflow: "json-lines-to-nats",
         }
     }
+
+    pipeline! {
+        /// JetStream messages (JSON objects) streamed into MongoDB documents.
+        pub NatsToMongo {
+            source: crate::connectors::nats::NatsStream,
+            transform: crate::connectors::mongo::value_to_document,
+            sink: crate::connectors::mongo::MongoSink,
+            workflow: "nats-to-mongo",
+        }
+    }
 }
 #[cfg(feature = "nats")]
-pub use nats::{CsvToNats, JsonLinesToNats};
+pub use nats::{CsvToNats, JsonLinesToNats, NatsToMongo};
 
 /// Every built-in recipe this build has (the `postgres`, `parquet` and `nats` ones with
 /// their features).
@@ -193,6 +205,9 @@ pub fn recipes() -> PipelineList {
         .with::<ParquetToJsonLines>()
         .with::<JsonLinesToParquet>();
     #[cfg(feature = "nats")]
-    let list = list.with::<CsvToNats>().with::<JsonLinesToNats>();
+    let list = list
+        .with::<CsvToNats>()
+        .with::<JsonLinesToNats>()
+        .with::<NatsToMongo>();
     list
 }

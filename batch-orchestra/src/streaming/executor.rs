@@ -242,8 +242,12 @@ async fn run_slice<P: Pipeline>(
                     failing_since = None;
                     received += items.len() as u64;
                     last_record = Instant::now();
-                    // A full channel waits here: the sink holds the stream back.
-                    if tx.send(items).await.is_err() {
+                    // A full channel waits here: the sink holds the stream back. A writer
+                    // that gave up takes nothing more: hand the records back at once.
+                    if let Err(unsent) = tx.send(items).await {
+                        for item in unsent.0 {
+                            item.receipt.release().await;
+                        }
                         break;
                     }
                 }

@@ -277,7 +277,9 @@ pub struct StreamReport<O: Offset> {
     /// Records received from the stream, good and bad. A record delivered again after a crash
     /// counts again.
     pub records_received: u64,
-    /// Records newly written.
+    /// Records newly written. A slice whose worker was killed loses the counts of what it
+    /// did after its last heartbeat reached the server (at most 80 % of `heartbeat_timeout`
+    /// of work): those records are in the sink, acknowledged, and not counted here.
     pub records_written: u64,
     /// Records the sink already had (delivered again, not written twice).
     pub already_present: u64,
