@@ -798,11 +798,11 @@ async fn a_streaming_job_from_the_shell() {
         config_path,
     ]);
     assert_eq!(code(&out), 3, "an unknown key is a configuration error");
+    let err = stderr(&out);
     assert!(
-        stderr(&out)
-            .contains("line 12: unknown key `stream.max_recordz` for pipeline `nats-to-mongo`"),
-        "{}",
-        stderr(&out)
+        err.contains("stream.toml: TOML parse error at line 13")
+            && err.contains("unknown field `max_recordz`, expected one of `batch_size`"),
+        "{err}"
     );
 
     write("linger_s = 0.05\nmax_records = 500\n");
