@@ -422,7 +422,9 @@ async fn a_sink_outage_holds_the_stream_back(rig: &mut Rig) {
     let req = StreamRequest::new(job, source, rig.sink(job, 5))
         .batch_size(batch)
         .buffer(buffer)
-        .call_timeout(Duration::from_secs(5))
+        // Shorter than the outage: writes fail, hand their messages back and the slice is
+        // retried, over and over, until the server is back.
+        .call_timeout(Duration::from_secs(2))
         .idle_timeout(ACK_WAIT * 3)
         .retry(quick_retries());
     let handle = rig.jobs.start_stream::<NatsToMongo>(req).await.unwrap();
