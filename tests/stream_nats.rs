@@ -456,6 +456,10 @@ async fn a_sink_outage_holds_the_stream_back(rig: &mut Rig) {
     let delivered = rig.consumer_info("OUTAGE").await.delivered;
     let redelivered = delivered.consumer_sequence - delivered.stream_sequence;
     println!("after the outage ({redelivered} redelivered): {report:?}");
+    assert!(
+        redelivered > 0,
+        "writes failed during the outage and handed their messages back"
+    );
     assert_eq!(report.status, JobStatus::Completed);
     assert_eq!(
         rig.written(job).await,
