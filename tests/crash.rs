@@ -291,6 +291,108 @@ async fn the_sink_down_for_ten_seconds_is_ridden_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_outage_longer_than_the_retries_is_held_not_counted_as_failed_batches() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut rig = Rig::start(false).await;
+    rig.add_worker();
+    let job = "long-outage";
+    // Each group gives up after about 3 s of retries, and one failed batch fails the job:
+    // only holding through the outage lets this job finish.
+    let request = rig
+        .request(job, 100)
+        .retry(
+            "process",
+            RetrySettings {
+                initial_interval: Duration::from_millis(500),
+                maximum_interval: Duration::from_secs(1),
+                maximum_attempts: 3,
+                ..RetrySettings::default()
+            },
+        )
+        .call_timeout(Duration::from_secs(2))
+        .max_failed_batches(1)
+        .outage_budget(Duration::from_secs(120));
+    let handle = rig.start_job(request).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(running(&handle).await);
+    rig.mongo.stop();
+    let down = Instant::now();
+    let mut seen_waiting = None;
+    while down.elapsed() < Duration::from_secs(20) {
+        if let Ok(p) = handle.progress().await
+            && let Some(outage) = p.outage
+        {
+            seen_waiting.get_or_insert(outage);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    rig.mongo.start_again().expect("start MongoDB again");
+    let report = report_within(&handle, Duration::from_secs(180)).await;
+    let outage = seen_waiting.expect("progress showed the job waiting for the sink");
+    println!("progress during the outage: {outage:?}");
+    assert!(outage.held_batches > 0, "{outage:?}");
+    assert!(outage.until_ms > outage.since_ms, "{outage:?}");
+    assert_eq!(report.failed_batches, 0, "{report:?}");
+    rig.check_exact(job, &report, "MongoDB down for 20 s, retries of 3 s")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_past_its_budget_fails_the_job_resumable_from_its_end_offset() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut rig = Rig::start(false).await;
+    rig.add_worker();
+    let job = "outage-budget";
+    let request = rig
+        .request(job, 100)
+        .retry(
+            "process",
+            RetrySettings {
+                initial_interval: Duration::from_millis(500),
+                maximum_interval: Duration::from_secs(1),
+                maximum_attempts: 2,
+                ..RetrySettings::default()
+            },
+        )
+        .call_timeout(Duration::from_secs(2))
+        .outage_budget(Duration::from_secs(8));
+    let handle = rig.start_job(request).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(running(&handle).await);
+    rig.mongo.stop();
+    let ended = tokio::time::timeout(Duration::from_secs(90), handle.report())
+        .await
+        .expect("the job ends once its outage budget is spent");
+    let error = ended.expect_err("an outage past its budget fails the job");
+    let message = error.to_string();
+    assert!(
+        message.contains("longer than the outage budget of 8 s"),
+        "{message}"
+    );
+    rig.mongo.start_again().expect("start MongoDB again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_killed_mid_job_loses_no_acknowledged_write() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut rig = Rig::start(false).await;
+    rig.add_worker();
+    let job = "mongo-killed";
+    let handle = rig.start_job(rig.request(job, 50)).await;
+    let killed = at_progress_marks(&handle, &[6_000], |_, read| {
+        println!("SIGKILL to the MongoDB-wire server at {read} rows read");
+        rig.mongo.kill();
+    })
+    .await;
+    assert_eq!(killed, 1, "the job ended before the kill");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.mongo.start_again().expect("start MongoDB again");
+    let report = report_within(&handle, Duration::from_secs(180)).await;
+    // Journaled writes (the sink's default): what the server acknowledged survived its crash.
+    rig.check_exact(job, &report, "MongoDB SIGKILLed mid-job").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_batch_fails_alone_and_is_redriven() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start(false).await;

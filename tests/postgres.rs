@@ -161,11 +161,11 @@ async fn cases(jobs: &JobClient, db: &tokio_postgres::Client, dir: &Path) {
             ),
             (
                 Some(1_004),
-                "PostgreSQL refused the row (column `name`): null value in column \"name\" of relation \"batch_orchestra_stage\" violates not-null constraint"
+                "PostgreSQL refused the row (column `name`): null value in column \"name\" of table `people` violates not-null constraint"
             ),
             (
                 Some(1_505),
-                "PostgreSQL refused the row: new row for relation \"batch_orchestra_stage\" violates check constraint \"people_age_check\""
+                "PostgreSQL refused the row: new row for table `people` violates check constraint \"people_age_check\""
             ),
             (
                 Some(2_006),

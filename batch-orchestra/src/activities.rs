@@ -39,6 +39,21 @@ use crate::pipeline::{OffsetOf, Pipeline, TransformState, Transformed};
 use crate::sharding::ShardPage;
 use crate::snapshot::SnapshotTarget;
 
+/// The fingerprint of a source config and its input's identity: 12 hex digits of a 64-bit
+/// FNV-1a hash, stable across builds and platforms (it is part of record ids).
+pub(crate) fn input_fingerprint<S: serde::Serialize>(config: &S, identity: Option<String>) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let config = serde_json::to_vec(config).unwrap_or_default();
+    let mut hash = OFFSET;
+    let identity = identity.unwrap_or_default();
+    for byte in config.iter().chain(&[0]).chain(identity.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    format!("{:012x}", hash >> 16)
+}
+
 /// Heartbeats per heartbeat timeout.
 const HEARTBEATS_PER_TIMEOUT: u32 = 4;
 
@@ -63,6 +78,20 @@ fn no_timeout() -> Duration {
     Duration::MAX
 }
 
+/// Output of the `plan` activity: the source's plan and the fingerprint of its input.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct PlanOutput<O: crate::connector::Offset> {
+    /// The batches planned.
+    #[serde(flatten)]
+    pub plan: Plan<O>,
+    /// The fingerprint of the source config and its input's [`Source::identity`]: the
+    /// workflow keeps the one of the job's first plan and scopes record ids by it. Absent from
+    /// histories recorded before fingerprints existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_fingerprint: Option<String>,
+}
+
 /// Input of the `process` activity: configs and consecutive offset ranges, never records.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -80,6 +109,10 @@ pub struct ProcessInput<S: SourceConfig, K: SinkConfig> {
     /// Longest time one read or write call may take.
     #[serde(default = "no_timeout")]
     pub call_timeout: Duration,
+    /// The job's input fingerprint: sinks are told the id scope `<job id>@<fingerprint>`.
+    /// Absent for jobs started before fingerprints existed, whose ids keep the bare job id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_fingerprint: Option<String>,
 }
 
 /// Input of the `list` activity of a sharded job.
@@ -203,7 +236,10 @@ impl<P: Pipeline> PipelineActivities<P> {
             })
     }
 
-    async fn plan(&self, input: PlanInput<P::Source>) -> Result<Plan<OffsetOf<P>>, ConnectorError> {
+    async fn plan(
+        &self,
+        input: PlanInput<P::Source>,
+    ) -> Result<PlanOutput<OffsetOf<P>>, ConnectorError> {
         let source = self.source(&input.source, input.call_timeout).await?;
         let max_batches = usize::try_from(input.max_batches)
             .unwrap_or(usize::MAX)
@@ -218,7 +254,10 @@ impl<P: Pipeline> PipelineActivities<P> {
         if planned.is_err() {
             self.connectors.evict(&input.source, &source);
         }
-        planned
+        Ok(PlanOutput {
+            plan: planned?,
+            input_fingerprint: Some(input_fingerprint(&input.source, source.identity())),
+        })
     }
 
     async fn process(
@@ -321,9 +360,16 @@ impl<P: Pipeline> PipelineActivities<P> {
                     Err(e) => errors.push(RecordError::new(position, e.0)),
                 }
             }
-            let (job_id, batch_number) = match source.scope(batch) {
-                Some((name, first_record)) => (format!("{}/{name}", input.job_id), first_record),
-                None => (input.job_id.clone(), batch.index),
+            // A source of several inputs names each (with its own version); a job over one
+            // input is scoped by the fingerprint its first plan gave.
+            let (job_id, batch_number) = match (source.scope(batch), &input.input_fingerprint) {
+                (Some((name, first_record)), _) => {
+                    (format!("{}/{name}", input.job_id), first_record)
+                }
+                (None, Some(fingerprint)) => {
+                    (format!("{}@{fingerprint}", input.job_id), batch.index)
+                }
+                (None, None) => (input.job_id.clone(), batch.index),
             };
             let write_ctx = WriteContext {
                 job_id,
@@ -482,7 +528,7 @@ macro_rules! activity_marker {
 
 activity_marker!(
     /// The `<workflow>.plan` activity: scans ahead and returns batch boundaries.
-    PlanActivity, plan, PlanInput<P::Source>, Plan<OffsetOf<P>>
+    PlanActivity, plan, PlanInput<P::Source>, PlanOutput<OffsetOf<P>>
 );
 activity_marker!(
     /// The `<workflow>.process` activity: reads, transforms and writes a group of batches.
@@ -548,9 +594,9 @@ impl<P: Pipeline> ExecutableActivity for PlanActivity<P> {
                 .await;
             let _enter = span.enter();
             match &planned {
-                Ok(plan) => tracing::debug!(
-                    batches = plan.batches.len(),
-                    end_of_source = plan.end_of_source,
+                Ok(planned) => tracing::debug!(
+                    batches = planned.plan.batches.len(),
+                    end_of_source = planned.plan.end_of_source,
                     "planned"
                 ),
                 Err(e) => tracing::warn!(kind = ?e.kind(), error = %e, "plan failed"),

@@ -57,9 +57,20 @@ impl ConnectorCache {
                 Some(found) => found.clone(),
                 None => {
                     let fut = build();
-                    let shared = async move { fut.await.map(|t| Arc::new(t) as Built) }
-                        .boxed()
-                        .shared();
+                    // A build that panics becomes a configuration error (and is evicted
+                    // below like any failed build), so later users do not panic too.
+                    let type_name = std::any::type_name::<T>();
+                    let shared = async move {
+                        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                            Ok(built) => built.map(|t| Arc::new(t) as Built),
+                            Err(panic) => Err(ConnectorError::config(format!(
+                                "building `{type_name}` panicked: {}",
+                                panic_message(&*panic)
+                            ))),
+                        }
+                    }
+                    .boxed()
+                    .shared();
                     entries.insert(key.clone(), shared.clone());
                     shared
                 }
@@ -128,6 +139,15 @@ impl Entries {
     }
 }
 
+/// The text of a panic's payload, when it has one.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
 fn key<C: Serialize, T: 'static>(config: &C) -> Result<Key, ConnectorError> {
     let json = serde_json::to_string(config)
         .map_err(|e| ConnectorError::config(format!("cannot serialize connector config: {e}")))?;
@@ -139,6 +159,24 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn a_build_that_panics_is_a_config_error_and_is_built_again() {
+        let cache = ConnectorCache::default();
+        let panics = || async {
+            if true {
+                panic!("no client for you");
+            }
+            Ok::<String, ConnectorError>(String::new())
+        };
+        for _ in 0..2 {
+            let e = cache.get_or_build(&"config-p", panics).await.unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Config);
+            assert!(e.to_string().contains("no client for you"), "{e}");
+        }
+        let fine = || async { Ok::<_, ConnectorError>(String::from("client")) };
+        assert_eq!(*cache.get_or_build(&"config-p", fine).await.unwrap(), "client");
+    }
 
     #[tokio::test]
     async fn builds_once_per_config_and_retries_failed_builds() {

@@ -32,7 +32,7 @@ pub async fn connect(address: &str, namespace: &str) -> Result<Client, JobError>
     };
     let url = url
         .parse::<Url>()
-        .map_err(|e| JobError::Temporal(format!("bad Temporal address `{address}`: {e}")))?;
+        .map_err(|e| JobError::Settings(format!("bad Temporal address `{address}`: {e}")))?;
     let connection = Connection::connect(ConnectionOptions::new(url).build())
         .await
         .map_err(|e| {
@@ -98,11 +98,21 @@ impl TemporalSettings {
             .maybe_config_file_profile(profile.map(str::to_owned))
             .build();
         let mut loaded = temporalio_common::envconfig::load_client_config_profile(options, env)
-            .map_err(|e| JobError::Temporal(settings_error(profile, env, &e)))?;
+            .map_err(|e| JobError::Settings(settings_error(profile, env, &e)))?;
         let address = loaded
             .address
             .get_or_insert_with(|| DEFAULT_ADDRESS.to_owned())
             .clone();
+        let url = if address.contains("://") {
+            address.clone()
+        } else {
+            format!("http://{address}")
+        };
+        if let Err(e) = url.parse::<Url>() {
+            return Err(JobError::Settings(format!(
+                "the address `{address}` (TEMPORAL_ADDRESS or the profile's `address`) is not a host:port or URL: {e}"
+            )));
+        }
         let namespace = loaded
             .namespace
             .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned())
@@ -125,7 +135,7 @@ impl TemporalSettings {
     pub async fn connect(&self) -> Result<Client, JobError> {
         let address = &self.address;
         let options = ConnectionOptions::try_from(self.profile.clone())
-            .map_err(|e| JobError::Temporal(format!("Temporal connection settings: {e}")))?;
+            .map_err(|e| JobError::Settings(e.to_string()))?;
         let connection = Connection::connect(options).await.map_err(|e| {
             JobError::Temporal(format!(
                 "cannot connect to Temporal at `{address}` ({}): is the server running, and is TEMPORAL_ADDRESS right?",
@@ -336,8 +346,9 @@ impl<P: Pipeline> JobHandle<P> {
     }
 
     /// Reruns the failed batches of this finished job as a follow-up job, with the same
-    /// configs, and returns its handle. Its id is `<job id>-redrive-<n>` (n = 1, then 2 for a
-    /// redrive of that redrive, ...), so it is easy to find and cannot run twice at once.
+    /// configs, and returns its handle. Its id is `<job id>-redrive-<n>`, n the first number
+    /// not taken by an earlier redrive of the job (1, then 2, ...), so it is easy to find,
+    /// cannot run twice at once, and never replaces an earlier redrive's history.
     /// Writes are idempotent, so batches that were partly written are not written twice. The
     /// redrive's report counts what was recovered; what failed again is in its
     /// [`failed`](crate::JobReport::failed) list and can be redriven in turn.
@@ -359,13 +370,19 @@ impl<P: Pipeline> JobHandle<P> {
             });
         }
         let mut request = self.request().await?;
-        let number = request.redrive.as_ref().map_or(1, |r| r.number + 1);
+        let mut number = request.redrive.as_ref().map_or(1, |r| r.number + 1);
+        // A job redriven before takes the next free number: an earlier redrive's history is
+        // its record and is kept.
+        while redrive_exists(jobs, &request.job_id, number).await? {
+            number += 1;
+        }
         request.state = None;
         request.start_at = None;
         request.done = false;
         request.redrive = Some(Redrive {
             number,
             ranges: report.failed,
+            input_fingerprint: report.input_fingerprint,
         });
         debug_assert_eq!(
             request.workflow_id(),
@@ -501,6 +518,19 @@ where
             }
             Err(e) => return Err(JobError::Temporal(format!("job `{job_id}`: {e}"))),
         }
+    }
+}
+
+/// Whether redrive `number` of job `job_id` was started before.
+async fn redrive_exists(jobs: &JobClient, job_id: &str, number: u32) -> Result<bool, JobError> {
+    let id = redrive_workflow_id(job_id, number);
+    let handle = jobs
+        .temporal()
+        .get_workflow_handle::<temporalio_common::UntypedWorkflow>(id.clone());
+    match handle.describe(WorkflowDescribeOptions::default()).await {
+        Ok(_) => Ok(true),
+        Err(WorkflowInteractionError::NotFound(_)) => Ok(false),
+        Err(e) => Err(interaction_error(&id, e)),
     }
 }
 

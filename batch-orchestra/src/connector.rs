@@ -182,7 +182,11 @@ impl<R> Default for ReadBatch<R> {
 /// What a sink is told about the batch it writes.
 #[derive(Debug, Clone)]
 pub struct WriteContext {
-    /// The job id, for deriving idempotent record ids.
+    /// The scope of the record ids: derive idempotent ids from it and the record's position.
+    /// It is the job id followed by `@` and a fingerprint of the job's input (its source
+    /// config and [`Source::identity`], fixed at the job's first plan), so a job id reused
+    /// over another input writes other ids; for a source of several inputs, `/<input name>`
+    /// follows. Jobs started before fingerprints existed keep the bare job id.
     pub job_id: String,
     /// The batch sequence number; for a source of several inputs (see [`Source::scope`]),
     /// the ordinal of the batch's first record within its input.
@@ -236,6 +240,17 @@ pub trait Source: Send + Sync + 'static {
     /// that cannot change.
     fn is_current(&self) -> impl Future<Output = bool> + Send {
         async { true }
+    }
+
+    /// What tells the input this source reads from another input under the same config: a
+    /// file's length and modification time, an object's etag. The engine hashes it with the
+    /// config into the job's record-id scope at the job's first plan (see
+    /// [`WriteContext::job_id`]), so a job id reused over a new input writes new ids instead
+    /// of counting new records as already present. `None` (the default) leaves the config
+    /// alone to tell inputs apart: right for a source whose positions name their records
+    /// (a table's key, a stream's sequence).
+    fn identity(&self) -> Option<String> {
+        None
     }
 
     /// The input `range` belongs to, when the source reads several inputs (a shard of many

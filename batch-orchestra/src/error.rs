@@ -249,6 +249,10 @@ pub enum JobError {
     /// Talking to the Temporal server failed.
     #[error("Temporal server error: {0}")]
     Temporal(String),
+    /// The Temporal connection settings cannot be used (an address that does not parse, an
+    /// unknown profile, a missing certificate): nothing was sent to a server.
+    #[error("Temporal connection settings: {0}")]
+    Settings(String),
 }
 
 /// The name of the failure type for configuration errors in Temporal, used in retry policies.

@@ -87,6 +87,14 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
     /// In-flight batches older than this are flagged as stuck in [`Progress`]. Default 60 s.
     #[serde(default = "default_stuck_after")]
     pub stuck_after: Duration,
+    /// How long the job holds through an outage before it fails. A group of batches that
+    /// fails for good while no other batch succeeded (the sink or source unreachable, not
+    /// one bad batch) does not count as failed batches: the job stops dispatching, probes
+    /// with one batch every few seconds, and goes on when a probe succeeds; past this budget
+    /// it fails, resumable from its report's `end_offset`. Default 10 minutes; zero turns
+    /// holding off (every failed group is isolated and counted, as a poison batch).
+    #[serde(default = "default_outage_budget")]
+    pub outage_budget: Duration,
     /// Set on a redrive: rerun only these failed ranges of an earlier job.
     #[serde(default)]
     pub redrive: Option<Redrive<S::Offset>>,
@@ -122,6 +130,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             call_timeout: default_call_timeout(),
             heartbeat_timeout: default_heartbeat_timeout(),
             stuck_after: default_stuck_after(),
+            outage_budget: default_outage_budget(),
             redrive: None,
             done: false,
             state: None,
@@ -153,6 +162,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             call_timeout: self.call_timeout,
             heartbeat_timeout: self.heartbeat_timeout,
             stuck_after: self.stuck_after,
+            outage_budget: self.outage_budget,
             redrive: None,
             done: false,
             state: None,
@@ -192,6 +202,13 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
     /// another worker.
     pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
         self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Holds through an outage of the sink or source for up to `budget` before failing
+    /// (default 10 minutes; zero counts every failed group as failed batches).
+    pub fn outage_budget(mut self, budget: Duration) -> Self {
+        self.outage_budget = budget;
         self
     }
 
@@ -364,6 +381,10 @@ fn default_stuck_after() -> Duration {
     Duration::from_secs(60)
 }
 
+fn default_outage_budget() -> Duration {
+    Duration::from_secs(600)
+}
+
 /// The workflow id of redrive number `number` of job `job_id`.
 pub fn redrive_workflow_id(job_id: &str, number: u32) -> String {
     format!("{job_id}-redrive-{number}")
@@ -377,6 +398,9 @@ pub struct Redrive<O: Offset> {
     pub number: u32,
     /// The ranges to rerun, in order.
     pub ranges: Vec<FailedBatch<O>>,
+    /// The earlier job's input fingerprint, so the rerun writes the ids it would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_fingerprint: Option<String>,
 }
 
 /// Batches that failed for good (after their retries, or at once for a deterministic batch
@@ -543,6 +567,12 @@ pub struct JobReport<O: Offset> {
     pub elapsed_ms: u64,
     /// Why the job failed, when it did.
     pub failure: Option<String>,
+    /// The fingerprint of the job's input (its source config and the input's version) at
+    /// its first plan. Sinks derive record ids from `<job id>@<fingerprint>`, so the same
+    /// job id over a new input writes new ids, and the same input resumed is recognised.
+    /// `None` for jobs started before fingerprints existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_fingerprint: Option<String>,
 }
 
 impl<O: Offset> JobReport<O> {
@@ -567,6 +597,7 @@ impl<O: Offset> JobReport<O> {
             end_offset: start,
             elapsed_ms: 0,
             failure: None,
+            input_fingerprint: None,
         }
     }
 
@@ -678,6 +709,23 @@ pub struct Progress<O: Offset> {
     /// Whether the whole input is planned: `records_planned` is then the job's total.
     #[serde(default)]
     pub planning_done: bool,
+    /// Set while the job holds through an outage: no batch is dispatched but a probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage: Option<Outage>,
+}
+
+/// An outage the job is holding through: every batch fails the same way, so the job waits
+/// for the sink or source instead of counting failed batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    /// Workflow time the outage was seen first, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// When the job gives up, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
+    /// The failure the last probe saw.
+    pub cause: String,
+    /// Batches held back, to run once a probe succeeds.
+    pub held_batches: u64,
 }
 
 impl<O: Offset> Progress<O> {

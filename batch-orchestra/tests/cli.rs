@@ -600,6 +600,22 @@ fn bad_job_files_and_unknown_pipelines_get_the_documented_exit_codes() {
         "{err}"
     );
 
+    // Connection settings that cannot be used: exit 3, said as settings, no server reached.
+    let bad_address = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![("TEMPORAL_ADDRESS".into(), "http://[not an address".into())],
+    };
+    let out = bad_address.run(&["status", "j"]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(err.contains("Temporal connection settings"), "{err}");
+    assert!(!err.contains("Temporal server error"), "{err}");
+
+    // A bad argument is named before any job is looked up: exit 2.
+    let out = cli.run(&["watch", "no-such-job", "--interval-s", "0"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--interval-s"), "{}", stderr(&out));
+
     // Every subcommand's help shows an example.
     for sub in [
         "worker",

@@ -128,12 +128,13 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             Ok(Exit::Success)
         }
         Command::Watch { job, interval_s } => {
-            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
-            let (op, _) = find(ops, &jobs, &job).await?;
+            // The arguments first: a bad interval is a usage error whatever the job.
             let interval = Duration::try_from_secs_f64(interval_s)
                 .ok()
                 .filter(|d| *d >= Duration::from_millis(100))
                 .ok_or_else(|| CliError::new(Exit::Usage, "--interval-s must be at least 0.1"))?;
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            let (op, _) = find(ops, &jobs, &job).await?;
             watch_job(op, &jobs, &job, interval).await
         }
         Command::Status { job, json } => {

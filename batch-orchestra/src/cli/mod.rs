@@ -315,7 +315,7 @@ impl From<crate::JobError> for CliError {
         let code = match &e {
             JobError::Failed { .. } => Exit::JobFailed,
             JobError::Cancelled { .. } | JobError::Terminated { .. } => Exit::Cancelled,
-            JobError::InvalidRequest(_) => Exit::Config,
+            JobError::InvalidRequest(_) | JobError::Settings(_) => Exit::Config,
             _ => Exit::Error,
         };
         Self::new(code, e.to_string())

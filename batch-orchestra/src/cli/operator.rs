@@ -137,6 +137,7 @@ struct JobOptions<O: crate::connector::Offset> {
     call_timeout_s: Option<f64>,
     heartbeat_timeout_s: Option<f64>,
     stuck_after_s: Option<f64>,
+    outage_budget_s: Option<f64>,
     start_at: Option<O>,
 }
 
@@ -157,6 +158,7 @@ impl<O: crate::connector::Offset> Default for JobOptions<O> {
             call_timeout_s: None,
             heartbeat_timeout_s: None,
             stuck_after_s: None,
+            outage_budget_s: None,
             start_at: None,
         }
     }
@@ -272,6 +274,7 @@ impl<P: Pipeline> Operate for Operator<P> {
                 &mut r.heartbeat_timeout,
             ),
             ("stuck_after_s", o.stuck_after_s, &mut r.stuck_after),
+            ("outage_budget_s", o.outage_budget_s, &mut r.outage_budget),
         ] {
             if let Some(v) = value {
                 *field = seconds(path, key, v)?;

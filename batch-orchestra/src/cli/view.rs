@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 
 use crate::error::RecordError;
-use crate::model::{InFlight, JobStatus};
+use crate::model::{InFlight, JobStatus, Outage};
 
 /// The fields of a [`JobReport`](crate::JobReport) the command shows, whatever the pipeline.
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +51,7 @@ pub(crate) struct ProgressView {
     pub max_records_per_s: Option<u32>,
     pub records_planned: u64,
     pub planning_done: bool,
+    pub outage: Option<Outage>,
 }
 
 impl ProgressView {
@@ -89,6 +90,13 @@ impl ProgressView {
         if self.paused {
             line.push_str(" · PAUSED");
         }
+        if let Some(outage) = &self.outage {
+            let _ = write!(
+                line,
+                " · WAITING for the sink or source ({} batches held)",
+                outage.held_batches
+            );
+        }
         line
     }
 }
@@ -96,10 +104,21 @@ impl ProgressView {
 /// A status for people: several lines.
 pub(crate) fn describe_progress(p: &ProgressView) -> String {
     let r = &p.report;
-    let state = if p.paused {
-        "running, paused"
-    } else {
-        "running"
+    let state = match (&p.outage, p.paused) {
+        (Some(o), _) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            format!(
+                "waiting for the sink or source for {} s ({} batches held; the job fails in {} s if it does not answer): {}",
+                now.saturating_sub(o.since_ms) / 1_000,
+                o.held_batches,
+                o.until_ms.saturating_sub(now) / 1_000,
+                o.cause
+            )
+        }
+        (None, true) => "running, paused".to_owned(),
+        (None, false) => "running".to_owned(),
     };
     let mut out = format!(
         "job       {}\npipeline  {}\nstate     {state}\n",

@@ -601,6 +601,10 @@ impl<B: ByteInput> Source for CsvReader<B> {
     async fn is_current(&self) -> bool {
         self.input.is_current().await
     }
+
+    fn identity(&self) -> Option<String> {
+        self.input.version()
+    }
 }
 
 /// "1 record", "3 records".

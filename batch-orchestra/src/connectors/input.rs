@@ -47,6 +47,12 @@ pub trait ByteInput: Send + Sync + 'static {
     fn is_current(&self) -> impl Future<Output = bool> + Send {
         async { true }
     }
+    /// What tells this version of the input from another (a file's length and modification
+    /// time, an object's etag), so a job id reused over a new input writes new record ids.
+    /// `None` (the default) when the input cannot change.
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A local file read with positioned reads, so concurrent batches share one open file.
@@ -68,6 +74,16 @@ pub(crate) struct FileStamp {
 }
 
 impl FileStamp {
+    /// The length and modification time: what a new version of a file changes. The inode is
+    /// left out, so the same bytes copied back in place read as the same version.
+    pub(crate) fn version(&self) -> String {
+        let modified = self
+            .modified
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        format!("{}:{modified}", self.len)
+    }
+
     pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Self {
@@ -114,6 +130,10 @@ impl ByteInput for LocalFile {
 
     fn len(&self) -> u64 {
         self.len
+    }
+
+    fn version(&self) -> Option<String> {
+        Some(self.stamp.version())
     }
 
     async fn read(&self, start: u64, end: u64) -> Result<Vec<u8>, ConnectorError> {

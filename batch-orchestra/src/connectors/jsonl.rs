@@ -234,6 +234,10 @@ impl<B: ByteInput> Source for JsonLinesReader<B> {
     async fn is_current(&self) -> bool {
         self.input.is_current().await
     }
+
+    fn identity(&self) -> Option<String> {
+        self.input.version()
+    }
 }
 
 /// What kind of JSON error, in words, without the input's text.

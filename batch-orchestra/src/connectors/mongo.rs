@@ -42,12 +42,24 @@ pub enum WriteMode {
     Upsert,
 }
 
+/// How long a write must last before the server acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Durability {
+    /// The server acknowledges a write once it is in its journal (`j: true`): a server that
+    /// crashes after acknowledging loses nothing.
+    #[default]
+    Journaled,
+    /// The server's own default: acknowledged from memory, faster, and a crash can lose
+    /// writes the job counted as written.
+    Acknowledged,
+}
+
 /// A MongoDB collection as a sink of documents.
 ///
-/// Durability is the server's write concern: with its default, a server that crashes can lose
-/// inserts it had acknowledged but not yet journaled, and the job will not know. Put
-/// `journal=true` (and `w=majority` on a replica set) in the connection string when that
-/// matters.
+/// Durability: writes are journaled by default ([`Durability::Journaled`]), so a server
+/// that crashes loses nothing the job counted as written. [`MongoSink::acknowledged`] opts
+/// out for speed. A write concern in the connection string (`journal=`, `w=majority` on a
+/// replica set) takes precedence.
 ///
 /// ```
 /// use batch_orchestra::connectors::mongo::MongoSink;
@@ -70,6 +82,9 @@ pub struct MongoSink {
     /// Insert or upsert.
     #[serde(default)]
     pub mode: WriteMode,
+    /// When the server acknowledges a write.
+    #[serde(default)]
+    pub durability: Durability,
 }
 
 impl MongoSink {
@@ -81,7 +96,15 @@ impl MongoSink {
             collection: collection.into(),
             id: IdStrategy::Position,
             mode: WriteMode::Insert,
+            durability: Durability::Journaled,
         }
+    }
+
+    /// Writes are acknowledged from the server's memory, not its journal: faster, and a
+    /// server crash can lose writes the job counted (see [`Durability`]).
+    pub fn acknowledged(mut self) -> Self {
+        self.durability = Durability::Acknowledged;
+        self
     }
 
     /// Reads the connection string from another environment variable.
@@ -122,6 +145,10 @@ impl MongoSink {
         options
             .app_name
             .get_or_insert_with(|| "batch-orchestra".into());
+        if self.durability == Durability::Journaled {
+            let concern = options.write_concern.get_or_insert_with(Default::default);
+            concern.journal.get_or_insert(true);
+        }
         let hosts = options
             .hosts
             .iter()
@@ -144,8 +171,24 @@ impl MongoSink {
     }
 }
 
-/// Configuration problems are not retried; everything else is.
+/// Configuration problems are not retried; everything else is. An unreachable server is
+/// said in one line; the driver's topology dump goes to the log.
 fn classify(target: &str, e: &mongodb::error::Error) -> ConnectorError {
+    if let ErrorKind::ServerSelection { message, .. } = &*e.kind {
+        tracing::debug!(target = %target, error = %e, "MongoDB server selection failed");
+        let lower = message.to_lowercase();
+        let why = if lower.contains("connection refused") {
+            "connection refused"
+        } else if lower.contains("timed out") || lower.contains("timeout") {
+            "timed out"
+        } else if lower.contains("dns") || lower.contains("lookup") {
+            "the host name does not resolve"
+        } else {
+            "no server answered"
+        };
+        let host = target.split('/').next().unwrap_or(target);
+        return ConnectorError::transient(format!("cannot reach MongoDB at {host} ({why})"));
+    }
     let message = format!("MongoDB at {target}: {e}");
     match &*e.kind {
         ErrorKind::Authentication { .. } | ErrorKind::InvalidArgument { .. } => {
@@ -220,7 +263,7 @@ impl Sink for MongoWriter {
         }
         match self.mode {
             WriteMode::Insert => self.insert(docs, &positions, outcome).await,
-            WriteMode::Upsert => self.upsert(docs, outcome).await,
+            WriteMode::Upsert => self.upsert(docs, &positions, outcome).await,
         }
     }
 }
@@ -239,13 +282,17 @@ impl MongoWriter {
                 ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                     let errors = failure.write_errors.as_deref().unwrap_or_default();
                     for err in errors {
-                        if err.code == DUPLICATE_KEY {
-                            outcome.already_present += 1;
-                        } else if let Some(position) = positions.get(err.index) {
-                            outcome.errors.push(RecordError::new(
-                                *position,
-                                format!("MongoDB refused the document: {}", err.message),
-                            ));
+                        match Refusal::of(err.code, &err.message) {
+                            Refusal::SameId => outcome.already_present += 1,
+                            refusal => {
+                                let position = positions.get(err.index).copied().ok_or_else(|| {
+                                    ConnectorError::transient(format!(
+                                        "MongoDB at {}: a write error for document {} of {}",
+                                        self.target, err.index, total
+                                    ))
+                                })?;
+                                outcome.errors.push(refusal.record_error(position));
+                            }
                         }
                     }
                     outcome.written += total - errors.len() as u64;
@@ -259,9 +306,10 @@ impl MongoWriter {
     async fn upsert(
         &self,
         docs: Vec<Document>,
+        positions: &[crate::Position],
         mut outcome: WriteOutcome,
     ) -> Result<WriteOutcome, ConnectorError> {
-        for doc in docs {
+        for (doc, position) in docs.into_iter().zip(positions) {
             let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
             let result = self
                 .collection
@@ -271,15 +319,108 @@ impl MongoWriter {
             match result {
                 Ok(r) if r.upserted_id.is_some() => outcome.written += 1,
                 Ok(_) => outcome.already_present += 1,
-                Err(e) if matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY) =>
-                {
-                    outcome.already_present += 1;
-                }
-                Err(e) => return Err(classify(&self.target, &e)),
+                Err(e) => match &*e.kind {
+                    ErrorKind::Write(WriteFailure::WriteError(w)) => {
+                        match Refusal::of(w.code, &w.message) {
+                            // Two upserts of one `_id` raced: the other inserted it.
+                            Refusal::SameId => outcome.already_present += 1,
+                            refusal => outcome.errors.push(refusal.record_error(*position)),
+                        }
+                    }
+                    _ => return Err(classify(&self.target, &e)),
+                },
             }
         }
         Ok(outcome)
     }
+}
+
+/// Why MongoDB refused one document.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// A duplicate key on `_id`: the record's own id, so it was written before.
+    SameId,
+    /// A duplicate key on another unique index: a different record holds the value.
+    UniqueIndex { index: String, fields: Vec<String> },
+    /// Any other refusal (validation, size).
+    Other(String),
+}
+
+impl Refusal {
+    /// Reads a write error: only a duplicate key on the `_id_` index means "already
+    /// written"; another unique index refusing the document is the record's error.
+    fn of(code: i32, message: &str) -> Self {
+        if code != DUPLICATE_KEY {
+            return Self::Other(crate::error::redact_values(message));
+        }
+        // "E11000 duplicate key error collection: db.c index: email_1 dup key: { email: ... }"
+        let index = message
+            .split_once("index: ")
+            .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        if index == "_id_" || (index.is_empty() && message.contains("_id")) {
+            return Self::SameId;
+        }
+        let fields = message
+            .split_once("dup key: {")
+            .map(|(_, rest)| key_fields(rest))
+            .unwrap_or_default();
+        Self::UniqueIndex { index, fields }
+    }
+
+    fn record_error(self, position: crate::Position) -> RecordError {
+        let message = match self {
+            Self::SameId => "the document's `_id` is already present".to_owned(),
+            Self::UniqueIndex { index, fields } => {
+                let fields = if fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " on {}",
+                        fields
+                            .iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let index = if index.is_empty() { "a unique index".to_owned() } else { format!("unique index `{index}`") };
+                format!(
+                    "MongoDB refused the document: another document holds the same value in {index}{fields}"
+                )
+            }
+            Self::Other(message) => format!("MongoDB refused the document: {message}"),
+        };
+        RecordError::new(position, message)
+    }
+}
+
+/// The field names of a duplicate key's `{ a: .., b: .. }`, without their values.
+fn key_fields(key: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut token = String::new();
+    let mut expecting_name = true;
+    for c in key.chars() {
+        match c {
+            '"' => in_string = !in_string,
+            _ if in_string => {}
+            '{' | '[' => depth += 1,
+            '}' | ']' if depth == 0 => break,
+            '}' | ']' => depth -= 1,
+            ':' if depth == 0 && expecting_name => {
+                fields.push(token.trim().to_owned());
+                token.clear();
+                expecting_name = false;
+            }
+            ',' if depth == 0 => expecting_name = true,
+            _ if depth == 0 && expecting_name => token.push(c),
+            _ => {}
+        }
+    }
+    fields.retain(|f| !f.is_empty());
+    fields
 }
 
 /// Converts a CSV row to a document of strings, in column order: the transform of the
@@ -317,5 +458,41 @@ pub fn value_to_document(value: serde_json::Value) -> Result<Document, crate::Tr
         _ => Err(crate::TransformError::new(
             "a MongoDB document is made from a JSON object",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_id_is_already_present() {
+        let message = r#"E11000 duplicate key error collection: crm.people index: _id_ dup key: { _id: "job:12" }"#;
+        assert_eq!(Refusal::of(DUPLICATE_KEY, message), Refusal::SameId);
+    }
+
+    #[test]
+    fn another_unique_index_is_a_record_error_naming_index_and_field_not_value() {
+        let message = r#"E11000 duplicate key error collection: crm.people index: email_1 dup key: { email: "ann@example.com" }"#;
+        let refusal = Refusal::of(DUPLICATE_KEY, message);
+        assert_eq!(
+            refusal,
+            Refusal::UniqueIndex {
+                index: "email_1".into(),
+                fields: vec!["email".into()]
+            }
+        );
+        let error = refusal.record_error(crate::Position::at(3));
+        assert!(error.message.contains("`email_1`"), "{}", error.message);
+        assert!(error.message.contains("`email`"), "{}", error.message);
+        assert!(!error.message.contains("ann@"), "{}", error.message);
+    }
+
+    #[test]
+    fn compound_keys_name_every_field() {
+        assert_eq!(
+            key_fields(r#" a: "x, y", b: { c: 1 } }"#),
+            vec!["a".to_owned(), "b".to_owned()]
+        );
     }
 }

@@ -181,6 +181,14 @@ pub(crate) fn same_version(then: &ObjectMeta, now: &ObjectMeta) -> bool {
     }
 }
 
+/// An object's version for record ids: its etag, else its size and modification time.
+pub(crate) fn object_version(meta: &ObjectMeta) -> String {
+    match &meta.e_tag {
+        Some(tag) => format!("{}:{tag}", meta.size),
+        None => format!("{}:{}", meta.size, meta.last_modified.timestamp_nanos_opt().unwrap_or(0)),
+    }
+}
+
 impl ObjectInput {
     pub(crate) async fn open(
         url: &str,
@@ -208,6 +216,10 @@ impl ByteInput for ObjectInput {
 
     fn len(&self) -> u64 {
         self.len
+    }
+
+    fn version(&self) -> Option<String> {
+        Some(object_version(&self.meta))
     }
 
     async fn read(&self, start: u64, end: u64) -> Result<Vec<u8>, ConnectorError> {

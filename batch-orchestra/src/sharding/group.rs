@@ -53,7 +53,8 @@ impl<S: SourceConfig> SourceConfig for Inputs<S> {
 /// The built [`Inputs`]: builds each input's source when it is first planned or read.
 pub struct InputsReader<S: SourceConfig> {
     inputs: Vec<Shard<S>>,
-    built: Vec<tokio::sync::OnceCell<Arc<S::Source>>>,
+    /// Each input's built source, and its id scope: `<key>@<fingerprint of its version>`.
+    built: Vec<tokio::sync::OnceCell<(Arc<S::Source>, String)>>,
 }
 
 impl<S: SourceConfig> InputsReader<S> {
@@ -63,8 +64,13 @@ impl<S: SourceConfig> InputsReader<S> {
             .inputs
             .get(i)
             .ok_or_else(|| ConnectorError::batch(format!("input {index} is not in this shard")))?;
-        let source = self.built[i]
-            .get_or_try_init(|| async { shard.source.build().await.map(Arc::new) })
+        let (source, _) = self.built[i]
+            .get_or_try_init(|| async {
+                let source = shard.source.build().await?;
+                let fingerprint =
+                    crate::activities::input_fingerprint(&shard.source, source.identity());
+                Ok::<_, ConnectorError>((Arc::new(source), format!("{}@{fingerprint}", shard.key)))
+            })
             .await
             .map_err(|e| e.context(format_args!("input `{}`", shard.key)))?;
         Ok((shard, source.clone()))
@@ -156,15 +162,21 @@ impl<S: SourceConfig> Source for InputsReader<S> {
         Ok(read)
     }
 
+    /// The input's key and the fingerprint of the version read, so a listing that finds new
+    /// files under old names writes new ids. Scopes are set once an input is built, which
+    /// its read did.
     fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<(&str, u64)> {
-        self.inputs
-            .get(range.start.input as usize)
-            .map(|s| (s.key.as_str(), range.start.record))
+        let i = range.start.input as usize;
+        let name = match self.built.get(i)?.get() {
+            Some((_, scoped)) => scoped.as_str(),
+            None => self.inputs.get(i)?.key.as_str(),
+        };
+        Some((name, range.start.record))
     }
 
     async fn is_current(&self) -> bool {
         for built in &self.built {
-            if let Some(source) = built.get()
+            if let Some((source, _)) = built.get()
                 && !source.is_current().await
             {
                 return false;

@@ -70,6 +70,7 @@ pub(super) fn start<'a, P: Pipeline>(
                 cursor,
                 segment: c.segment,
                 scheduled: 0,
+                takes_fingerprint: false,
                 req,
             }
         }
@@ -78,9 +79,12 @@ pub(super) fn start<'a, P: Pipeline>(
             let first = segments.first();
             report.start_offset = first.and_then(|s| s.start.clone());
             report.end_offset = report.start_offset.clone();
-            if req.redrive.is_some() {
+            if let Some(redrive) = &req.redrive {
                 report.redrive_of = Some(req.job_id.clone());
+                // A redrive writes the ids its job wrote.
+                report.input_fingerprint = redrive.input_fingerprint.clone();
             }
+            let takes_fingerprint = req.redrive.is_none();
             Job {
                 ctx,
                 report,
@@ -91,6 +95,7 @@ pub(super) fn start<'a, P: Pipeline>(
                 cursor: first.and_then(|s| s.start.clone()),
                 segment: 0,
                 scheduled: 0,
+                takes_fingerprint,
                 req,
             }
         }

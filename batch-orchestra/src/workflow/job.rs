@@ -13,9 +13,10 @@ use temporalio_sdk::{
 use super::PipelineWorkflow;
 use super::failures::Stop;
 use crate::activities::{
-    PlanActivity, PlanInput, ProcessActivity, ProcessInput, SnapshotActivity, SnapshotInput,
+    PlanActivity, PlanInput, PlanOutput, ProcessActivity, ProcessInput, SnapshotActivity,
+    SnapshotInput,
 };
-use crate::connector::{BatchRange, Plan};
+use crate::connector::BatchRange;
 use crate::error::{CONFIG_ERROR_TYPE, RECORD_ERROR_LIMIT_TYPE};
 use crate::model::{BatchReport, InFlight, RetrySettings};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
@@ -30,10 +31,12 @@ pub(super) const ISOLATED_ATTEMPTS: u32 = 2;
 
 /// What the window waits for: a plan or a processed group of batches.
 pub(super) enum Event<O: crate::connector::Offset> {
-    Planned(Result<Plan<O>, ActivityExecutionError>),
+    Planned(Result<PlanOutput<O>, ActivityExecutionError>),
     Processed(Dispatched<O>, Result<BatchReport, ActivityExecutionError>),
     /// The rate limit's timer fired: another group may start.
     Paced(TimerResult),
+    /// During an outage, the wait before the next probe ended.
+    Probe(TimerResult),
 }
 
 /// A group of batches handed to one `process` activity.
@@ -64,6 +67,9 @@ pub(super) struct Job<'a, P: Pipeline> {
     pub segment: u32,
     /// Activities scheduled in this run, for activity ids.
     pub scheduled: u64,
+    /// A new job before its first plan: that plan's input fingerprint becomes the job's
+    /// record-id scope. Resumed runs and redrives keep the fingerprint they carry.
+    pub takes_fingerprint: bool,
 }
 
 impl<'a, P: Pipeline> Job<'a, P> {
@@ -134,6 +140,7 @@ impl<'a, P: Pipeline> Job<'a, P> {
             batches: group.clone(),
             max_error_samples: self.req.max_error_samples,
             call_timeout: self.req.call_timeout,
+            input_fingerprint: self.report.input_fingerprint.clone(),
         };
         let policies = &self.req.retry_policies;
         let mut settings = policies

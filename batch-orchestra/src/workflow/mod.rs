@@ -55,7 +55,7 @@ pub use stream::{
     StreamPauseSignal, StreamProgressQuery, StreamResumeSignal, StreamRun, StreamWorkflow,
 };
 
-use crate::model::{InFlight, JobReport, JobStatus, Progress};
+use crate::model::{InFlight, JobReport, JobStatus, Outage, Progress};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 use failures::Stop;
 use handlers::{decode, unknown_handler};
@@ -74,6 +74,7 @@ pub struct PipelineWorkflow<P: Pipeline> {
     max_records_per_s: Option<u32>,
     records_planned: u64,
     planning_done: bool,
+    outage: Option<Outage>,
 }
 
 impl<P: Pipeline> PipelineWorkflow<P> {
@@ -88,6 +89,7 @@ impl<P: Pipeline> PipelineWorkflow<P> {
             max_records_per_s: self.max_records_per_s,
             records_planned: self.records_planned,
             planning_done: self.planning_done,
+            outage: self.outage.clone(),
         }
     }
 }
@@ -178,6 +180,7 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
             max_records_per_s,
             records_planned: 0,
             planning_done: false,
+            outage: None,
         }
     }
 

@@ -3,12 +3,17 @@
 //!
 //! A group of batches whose activity fails for good is split: each batch is rerun alone
 //! (with at most two attempts), so a poison batch fails alone and its neighbours are written.
+//! A group that fails while no other batch succeeded since it started is an outage, not a
+//! poison batch: the job holds (`Outage` in progress), putting the failed batches aside and
+//! probing with one batch at a time every [`PROBE_INTERVAL`], and goes on when a probe
+//! succeeds, or fails once the outage outlasts the request's `outage_budget`.
 //! A batch that fails alone is recorded as a failed batch, unless no batch of the job has been
 //! processed yet (outside a redrive): then the sink or source is most likely wrong, and the job
 //! fails. A
 //! configuration error fails the job.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
@@ -19,7 +24,7 @@ use super::failures::{Cause, Stop, describe, record_failed};
 use super::job::{Dispatched, Event, ISOLATED_ATTEMPTS, Job};
 use crate::connector::{BatchRange, SourceConfig};
 use crate::error::{ACTIVITY_FAILED_TYPE, BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE};
-use crate::model::InFlight;
+use crate::model::{InFlight, Outage};
 use crate::pipeline::{OffsetOf, Pipeline};
 
 /// How a run of the window ended.
@@ -77,6 +82,14 @@ pub(super) async fn drive<P: Pipeline>(
     // The rate limit's clock, and whether its timer is in the window.
     let mut pace: Option<Pace> = None;
     let mut pace_pending = false;
+    // Holding through outages (runs recorded before this count every failed group).
+    let holds = job.req.outage_budget > Duration::ZERO && ctx.patched(OUTAGE_HOLD_PATCH);
+    let mut successes = 0u64;
+    // Successes counted when each running dispatch started, by slot.
+    let mut successes_at: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut hold: Option<Hold> = None;
+    // Batches put aside during an outage, run again once a probe succeeds.
+    let mut held: Reruns<OffsetOf<P>> = VecDeque::new();
 
     loop {
         if !cancelling && ctx.cancellation_token().is_cancelled() {
@@ -113,7 +126,36 @@ pub(super) async fn drive<P: Pipeline>(
             window.push(job.plan(plan_cursor.clone(), ahead as u32));
             plan_pending = true;
         }
-        if !paused && throttle.is_none() && !cancelling {
+        if let Some(h) = &mut hold {
+            if h.probe_due && running.is_empty() && !paused && !cancelling {
+                h.probe_due = false;
+                let probe = match held.iter().position(|(seq, ..)| !h.probed.contains(seq)) {
+                    Some(i) => held.remove(i),
+                    // Every batch put aside failed a probe: try one not tried yet.
+                    None if !planned.is_empty() && !rolling_over => {
+                        let (seq, segment, range) = planned.pop_front().expect("not empty");
+                        job.segment = segment;
+                        job.cursor = Some(range.end.clone());
+                        job.next_record = range.first_record + range.records;
+                        job.next_batch = range.index + 1;
+                        this_run += 1;
+                        Some((seq, range, false))
+                    }
+                    None => {
+                        h.probed.clear();
+                        held.pop_front()
+                    }
+                };
+                if let Some((seq, range, _)) = probe {
+                    let (slot, info, fut) = job.process(vec![seq], vec![range], false);
+                    successes_at.insert(slot, successes);
+                    h.probing = Some(slot);
+                    running.push((slot, info));
+                    window.push(fut);
+                }
+                job.publish(&running);
+            }
+        } else if !paused && throttle.is_none() && !cancelling {
             while (running.len() as u32) < max_in_flight {
                 let ready = !(rolling_over || this_run >= max_per_run || planned.is_empty());
                 if isolate.is_empty() && !ready {
@@ -143,6 +185,7 @@ pub(super) async fn drive<P: Pipeline>(
                 }
                 if let Some((seq, range, isolated)) = isolate.pop_front() {
                     let (slot, info, fut) = job.process(vec![seq], vec![range], isolated);
+                    successes_at.insert(slot, successes);
                     if let Some(clock) = &mut pace {
                         clock.sent += info.records;
                     }
@@ -165,6 +208,7 @@ pub(super) async fn drive<P: Pipeline>(
                 }
                 this_run += take as u32;
                 let (slot, info, fut) = job.process(seqs, group, false);
+                successes_at.insert(slot, successes);
                 if let Some(clock) = &mut pace {
                     clock.sent += info.records;
                 }
@@ -177,10 +221,10 @@ pub(super) async fn drive<P: Pipeline>(
             if cancelling {
                 return Ok(Next::Cancelled);
             }
-            if exhausted && planned.is_empty() && isolate.is_empty() {
+            if exhausted && planned.is_empty() && isolate.is_empty() && held.is_empty() {
                 return Ok(Next::Done);
             }
-            if rolling_over && isolate.is_empty() {
+            if rolling_over && isolate.is_empty() && held.is_empty() {
                 return Ok(Next::ContinueAsNew);
             }
             if let Some(t) = throttle {
@@ -218,14 +262,28 @@ pub(super) async fn drive<P: Pipeline>(
                     cancelling = true;
                 }
             }
+            Event::Probe(fired) => {
+                if fired == TimerResult::Cancelled {
+                    cancelling = true;
+                }
+                if let Some(h) = &mut hold {
+                    h.timer_pending = false;
+                    h.probe_due = true;
+                }
+            }
             Event::Planned(result) => {
                 plan_pending = false;
                 if cancelling {
                     continue;
                 }
-                let plan = result.map_err(|e| {
+                let planned = result.map_err(|e| {
                     Cause::of(&e).stop(format_args!("planning batches from record {plan_record}"))
                 })?;
+                if job.takes_fingerprint {
+                    job.takes_fingerprint = false;
+                    job.report.input_fingerprint = planned.input_fingerprint;
+                }
+                let plan = planned.plan;
                 if plan.batches.is_empty() && !plan.end_of_source {
                     return Err(Stop::new(
                         ACTIVITY_FAILED_TYPE,
@@ -281,8 +339,15 @@ pub(super) async fn drive<P: Pipeline>(
             }
             Event::Processed(dispatched, result) => {
                 running.retain(|(slot, _)| *slot != dispatched.slot);
+                let successes_before = successes_at.remove(&dispatched.slot);
                 match result {
                     Ok(batch) => {
+                        successes += 1;
+                        if hold.take().is_some() {
+                            // The sink answers again: what was put aside runs first.
+                            isolate.extend(held.drain(..));
+                            ctx.state_mut(|w| w.outage = None);
+                        }
                         let count = batch
                             .cancelled_after
                             .map_or(dispatched.group.len(), |k| k as usize)
@@ -317,6 +382,54 @@ pub(super) async fn drive<P: Pipeline>(
                         let cause = Cause::of(&e);
                         if cause.kind == CONFIG_ERROR_TYPE {
                             return Err(cause.stop(describe(&dispatched.group)));
+                        }
+                        // Nothing succeeded since the group started, after something did
+                        // (so the configs are right): an outage, not a poison batch.
+                        let outage = holds
+                            && !dispatched.isolated
+                            && cause.kind != BATCH_ERROR_TYPE
+                            && (job.report.batches > 0 || job.req.redrive.is_some())
+                            && (hold.is_some() || successes_before == Some(successes));
+                        if outage {
+                            let now = job.now_ms();
+                            let budget = job.req.outage_budget.as_millis() as u64;
+                            let h = hold.get_or_insert_with(|| Hold::new(now, budget));
+                            if now >= h.until_ms {
+                                return Err(Stop::new(
+                                    ACTIVITY_FAILED_TYPE,
+                                    format!(
+                                        "every batch failed for {} s, longer than the outage budget of {} s (the sink or source is unreachable); the last failure, {}: {}",
+                                        (now - h.since_ms) / 1_000,
+                                        budget / 1_000,
+                                        describe(&dispatched.group),
+                                        cause.message
+                                    ),
+                                ));
+                            }
+                            if h.probing == Some(dispatched.slot) {
+                                h.probing = None;
+                                h.probed.extend(dispatched.seqs.iter().copied());
+                            }
+                            h.cause = cause.message;
+                            held.extend(
+                                dispatched
+                                    .seqs
+                                    .iter()
+                                    .zip(&dispatched.group)
+                                    .map(|(seq, range)| (*seq, range.clone(), false)),
+                            );
+                            if !h.timer_pending && !cancelling {
+                                h.timer_pending = true;
+                                window.push(
+                                    ctx.timer(PROBE_INTERVAL)
+                                        .map(|fired| Event::Probe(fired))
+                                        .boxed_local(),
+                                );
+                            }
+                            let shown = h.shown(held.len() as u64);
+                            ctx.state_mut(|w| w.outage = Some(shown));
+                            job.publish(&running);
+                            continue;
                         }
                         if dispatched.group.len() > 1 && job.req.max_failed_batches > 0 {
                             // Rerun each batch alone, so only a poison batch fails.
@@ -360,6 +473,49 @@ pub(super) async fn drive<P: Pipeline>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Marks runs that hold through outages instead of counting every failed group.
+const OUTAGE_HOLD_PATCH: &str = "hold-through-outages";
+/// The wait between probes during an outage (each probe also takes its activity's retries).
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// An outage the window is holding through.
+struct Hold {
+    since_ms: u64,
+    until_ms: u64,
+    cause: String,
+    /// A probe may start (its wait ended).
+    probe_due: bool,
+    /// The probe timer is in the window.
+    timer_pending: bool,
+    /// The running probe's slot.
+    probing: Option<u64>,
+    /// Batches that failed as probes in this round, so the next probe tries another.
+    probed: BTreeSet<u64>,
+}
+
+impl Hold {
+    fn new(now_ms: u64, budget_ms: u64) -> Self {
+        Self {
+            since_ms: now_ms,
+            until_ms: now_ms.saturating_add(budget_ms),
+            cause: String::new(),
+            probe_due: false,
+            timer_pending: false,
+            probing: None,
+            probed: BTreeSet::new(),
+        }
+    }
+
+    fn shown(&self, held_batches: u64) -> Outage {
+        Outage {
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+            cause: self.cause.clone(),
+            held_batches,
         }
     }
 }

@@ -97,6 +97,11 @@ impl StoreObject {
     }
 
     /// Whether the object is still the version that was read (same etag, or size and time).
+    /// The object's version, for record ids.
+    pub(super) fn version(&self) -> String {
+        crate::connectors::object_store::object_version(&self.meta)
+    }
+
     pub(super) async fn is_current(&self) -> bool {
         match self.store.head(&self.path).await {
             Ok(now) => crate::connectors::object_store::same_version(&self.meta, &now),

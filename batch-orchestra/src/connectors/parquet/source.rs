@@ -182,6 +182,10 @@ impl Source for ParquetColumnsReader {
     async fn is_current(&self) -> bool {
         self.0.is_current().await
     }
+
+    fn identity(&self) -> Option<String> {
+        self.0.identity()
+    }
 }
 
 /// Metadata with the offset index where the file has one: a batch inside a large row group
@@ -336,6 +340,14 @@ impl Source for ParquetReader {
             })?);
         }
         self.positioned(range, rows)
+    }
+
+    fn identity(&self) -> Option<String> {
+        match &self.input {
+            Input::Local(stamp) => Some(stamp.version()),
+            #[cfg(feature = "object-store")]
+            Input::Object(object) => Some(object.version()),
+        }
     }
 
     /// The file (or object) is current while it is the version whose metadata was read: a

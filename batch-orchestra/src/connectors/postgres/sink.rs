@@ -376,7 +376,10 @@ impl PostgresWriter {
                         .unwrap_or_default();
                     errors.push(RecordError::new(
                         bad.position,
-                        format!("PostgreSQL refused the row{column}: {message}"),
+                        format!(
+                            "PostgreSQL refused the row{column}: {}",
+                            self.user_facing(&message)
+                        ),
                     ));
                 }
             }
@@ -419,11 +422,11 @@ impl PostgresWriter {
                     row.rollback().await.map_err(|e| self.db.error(&e))?;
                     let message = e
                         .as_db_error()
-                        .map(db_message)
+                        .map(|db| format!("{}{}", db_message(db), unique_columns(db)))
                         .unwrap_or_else(|| e.to_string());
                     outcome.errors.push(RecordError::new(
                         position,
-                        format!("PostgreSQL refused the row: {message}"),
+                        format!("PostgreSQL refused the row: {}", self.user_facing(&message)),
                     ));
                 }
                 Err(e) => return Err(self.insert_error(&e)),
@@ -431,6 +434,14 @@ impl PostgresWriter {
         }
         tx.commit().await.map_err(|e| self.db.error(&e))?;
         Ok(outcome)
+    }
+
+    /// A server message about the staging table, told of the user's table: the staging
+    /// table is the sink's own.
+    fn user_facing(&self, message: &str) -> String {
+        message
+            .replace(&format!("relation \"{STAGE}\""), &format!("table `{}`", self.table))
+            .replace(STAGE, &self.table)
     }
 
     fn insert_error(&self, e: &tokio_postgres::Error) -> ConnectorError {
@@ -498,6 +509,29 @@ fn record_at_line(lines: &[Line], line: usize) -> Option<usize> {
         first += breaks + 1;
     }
     None
+}
+
+/// For a unique violation, ` on `a`, `b`` from the detail `Key (a, b)=(...)`, without the
+/// values; empty otherwise.
+fn unique_columns(db: &tokio_postgres::error::DbError) -> String {
+    if db.code() != &SqlState::UNIQUE_VIOLATION {
+        return String::new();
+    }
+    let columns = db
+        .detail()
+        .and_then(|d| d.strip_prefix("Key ("))
+        .and_then(|d| d.split_once(")=").map(|(columns, _)| columns));
+    match columns {
+        Some(columns) => format!(
+            " on {}",
+            columns
+                .split(", ")
+                .map(|c| format!("`{}`", c.trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
+    }
 }
 
 /// A row's value refused by the database (SQLSTATE classes 22, data exception, and 23,

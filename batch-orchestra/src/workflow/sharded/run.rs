@@ -243,9 +243,11 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         child.snapshot = None;
         let workflow_id = match (self.req.redrive.as_ref(), failed) {
             (Some(redrive), Some((_, ranges))) if !ranges.is_empty() => {
+                // A shard's ids are scoped by each input's own fingerprint.
                 child.redrive = Some(Redrive {
                     number: redrive.number,
                     ranges,
+                    input_fingerprint: None,
                 });
                 redrive_workflow_id(&shard_id, redrive.number)
             }
