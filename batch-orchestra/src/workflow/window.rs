@@ -276,14 +276,14 @@ pub(super) async fn drive<P: Pipeline>(
                 if cancelling {
                     continue;
                 }
-                let planned = result.map_err(|e| {
+                let output = result.map_err(|e| {
                     Cause::of(&e).stop(format_args!("planning batches from record {plan_record}"))
                 })?;
                 if job.takes_fingerprint {
                     job.takes_fingerprint = false;
-                    job.report.input_fingerprint = planned.input_fingerprint;
+                    job.report.input_fingerprint = output.input_fingerprint;
                 }
-                let plan = planned.plan;
+                let plan = output.plan;
                 if plan.batches.is_empty() && !plan.end_of_source {
                     return Err(Stop::new(
                         ACTIVITY_FAILED_TYPE,
