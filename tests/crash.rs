@@ -389,7 +389,8 @@ async fn mongodb_killed_mid_job_loses_no_acknowledged_write() {
     rig.mongo.start_again().expect("start MongoDB again");
     let report = report_within(&handle, Duration::from_secs(180)).await;
     // Journaled writes (the sink's default): what the server acknowledged survived its crash.
-    rig.check_exact(job, &report, "MongoDB SIGKILLed mid-job").await;
+    rig.check_exact(job, &report, "MongoDB SIGKILLed mid-job")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

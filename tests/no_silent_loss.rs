@@ -215,11 +215,7 @@ async fn job_id_reused_over_a_new_file_writes_it(
     assert_eq!(count(db, "daily", doc! {}).await, 200);
 }
 
-async fn same_path_rewritten_is_a_new_input(
-    jobs: &JobClient,
-    db: &mongodb::Database,
-    dir: &Path,
-) {
+async fn same_path_rewritten_is_a_new_input(jobs: &JobClient, db: &mongodb::Database, dir: &Path) {
     let path = write(dir, "export.csv", &people(0, 100));
     let sink = || MongoSink::new("loss", "export").uri_env(MONGO_ENV);
     let first = to_mongo(jobs, "export", &path, sink()).await;

@@ -41,7 +41,10 @@ use crate::snapshot::SnapshotTarget;
 
 /// The fingerprint of a source config and its input's identity: 12 hex digits of a 64-bit
 /// FNV-1a hash, stable across builds and platforms (it is part of record ids).
-pub(crate) fn input_fingerprint<S: serde::Serialize>(config: &S, identity: Option<String>) -> String {
+pub(crate) fn input_fingerprint<S: serde::Serialize>(
+    config: &S,
+    identity: Option<String>,
+) -> String {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let config = serde_json::to_vec(config).unwrap_or_default();

@@ -175,7 +175,10 @@ mod tests {
             assert!(e.to_string().contains("no client for you"), "{e}");
         }
         let fine = || async { Ok::<_, ConnectorError>(String::from("client")) };
-        assert_eq!(*cache.get_or_build(&"config-p", fine).await.unwrap(), "client");
+        assert_eq!(
+            *cache.get_or_build(&"config-p", fine).await.unwrap(),
+            "client"
+        );
     }
 
     #[tokio::test]

@@ -285,12 +285,13 @@ impl MongoWriter {
                         match Refusal::of(err.code, &err.message) {
                             Refusal::SameId => outcome.already_present += 1,
                             refusal => {
-                                let position = positions.get(err.index).copied().ok_or_else(|| {
-                                    ConnectorError::transient(format!(
-                                        "MongoDB at {}: a write error for document {} of {}",
-                                        self.target, err.index, total
-                                    ))
-                                })?;
+                                let position =
+                                    positions.get(err.index).copied().ok_or_else(|| {
+                                        ConnectorError::transient(format!(
+                                            "MongoDB at {}: a write error for document {} of {}",
+                                            self.target, err.index, total
+                                        ))
+                                    })?;
                                 outcome.errors.push(refusal.record_error(position));
                             }
                         }
@@ -356,7 +357,12 @@ impl Refusal {
         // "E11000 duplicate key error collection: db.c index: email_1 dup key: { email: ... }"
         let index = message
             .split_once("index: ")
-            .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default().to_owned())
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .unwrap_or_default();
         if index == "_id_" || (index.is_empty() && message.contains("_id")) {
             return Self::SameId;
@@ -384,7 +390,11 @@ impl Refusal {
                             .join(", ")
                     )
                 };
-                let index = if index.is_empty() { "a unique index".to_owned() } else { format!("unique index `{index}`") };
+                let index = if index.is_empty() {
+                    "a unique index".to_owned()
+                } else {
+                    format!("unique index `{index}`")
+                };
                 format!(
                     "MongoDB refused the document: another document holds the same value in {index}{fields}"
                 )

@@ -185,7 +185,11 @@ pub(crate) fn same_version(then: &ObjectMeta, now: &ObjectMeta) -> bool {
 pub(crate) fn object_version(meta: &ObjectMeta) -> String {
     match &meta.e_tag {
         Some(tag) => format!("{}:{tag}", meta.size),
-        None => format!("{}:{}", meta.size, meta.last_modified.timestamp_nanos_opt().unwrap_or(0)),
+        None => format!(
+            "{}:{}",
+            meta.size,
+            meta.last_modified.timestamp_nanos_opt().unwrap_or(0)
+        ),
     }
 }
 

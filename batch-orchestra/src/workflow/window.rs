@@ -90,6 +90,8 @@ pub(super) async fn drive<P: Pipeline>(
     let mut hold: Option<Hold> = None;
     // Batches put aside during an outage, run again once a probe succeeds.
     let mut held: Reruns<OffsetOf<P>> = VecDeque::new();
+    // Batches put aside in an outage that ended: failing alone again, they are poison.
+    let mut suspects: BTreeSet<u64> = BTreeSet::new();
 
     loop {
         if !cancelling && ctx.cancellation_token().is_cancelled() {
@@ -345,6 +347,7 @@ pub(super) async fn drive<P: Pipeline>(
                         successes += 1;
                         if hold.take().is_some() {
                             // The sink answers again: what was put aside runs first.
+                            suspects.extend(held.iter().map(|(seq, ..)| *seq));
                             isolate.extend(held.drain(..));
                             ctx.state_mut(|w| w.outage = None);
                         }
@@ -385,8 +388,13 @@ pub(super) async fn drive<P: Pipeline>(
                         }
                         // Nothing succeeded since the group started, after something did
                         // (so the configs are right): an outage, not a poison batch.
+                        // An isolated rerun that fails during a hold is held too; a batch held
+                        // before that fails alone again is poison, whatever else runs.
+                        let suspect =
+                            dispatched.seqs.len() == 1 && suspects.contains(&dispatched.seqs[0]);
                         let outage = holds
-                            && !dispatched.isolated
+                            && (!dispatched.isolated || hold.is_some())
+                            && !suspect
                             && cause.kind != BATCH_ERROR_TYPE
                             && (job.report.batches > 0 || job.req.redrive.is_some())
                             && (hold.is_some() || successes_before == Some(successes));
@@ -411,12 +419,13 @@ pub(super) async fn drive<P: Pipeline>(
                                 h.probed.extend(dispatched.seqs.iter().copied());
                             }
                             h.cause = cause.message;
+                            let isolated = dispatched.isolated;
                             held.extend(
                                 dispatched
                                     .seqs
                                     .iter()
                                     .zip(&dispatched.group)
-                                    .map(|(seq, range)| (*seq, range.clone(), false)),
+                                    .map(|(seq, range)| (*seq, range.clone(), isolated)),
                             );
                             if !h.timer_pending && !cancelling {
                                 h.timer_pending = true;

@@ -440,7 +440,10 @@ impl PostgresWriter {
     /// table is the sink's own.
     fn user_facing(&self, message: &str) -> String {
         message
-            .replace(&format!("relation \"{STAGE}\""), &format!("table `{}`", self.table))
+            .replace(
+                &format!("relation \"{STAGE}\""),
+                &format!("table `{}`", self.table),
+            )
             .replace(STAGE, &self.table)
     }
 
