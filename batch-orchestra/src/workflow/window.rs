@@ -23,7 +23,9 @@ use super::carry::Segment;
 use super::failures::{Cause, Stop, describe, record_failed};
 use super::job::{Dispatched, Event, ISOLATED_ATTEMPTS, Job};
 use crate::connector::{BatchRange, SourceConfig};
-use crate::error::{ACTIVITY_FAILED_TYPE, BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE};
+use crate::error::{
+    ACTIVITY_FAILED_TYPE, BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE, TRANSIENT_ERROR_TYPE,
+};
 use crate::model::{InFlight, Outage};
 use crate::pipeline::{OffsetOf, Pipeline};
 
@@ -128,6 +130,7 @@ pub(super) async fn drive<P: Pipeline>(
             window.push(job.plan(plan_cursor.clone(), ahead as u32));
             plan_pending = true;
         }
+        let mut give_up = false;
         if let Some(h) = &mut hold {
             if h.probe_due && running.is_empty() && !paused && !cancelling {
                 h.probe_due = false;
@@ -143,9 +146,11 @@ pub(super) async fn drive<P: Pipeline>(
                         this_run += 1;
                         Some((seq, range, false))
                     }
+                    // Every batch there is failed alone: nothing tells an outage from
+                    // poison batches any more, so they fail as batches (redrivable).
                     None => {
-                        h.probed.clear();
-                        held.pop_front()
+                        give_up = true;
+                        None
                     }
                 };
                 if let Some((seq, range, _)) = probe {
@@ -218,6 +223,26 @@ pub(super) async fn drive<P: Pipeline>(
                 window.push(fut);
             }
             job.publish(&running);
+        }
+        if give_up && let Some(h) = hold.take() {
+            ctx.state_mut(|w| w.outage = None);
+            let mut aside: Vec<_> = held.drain(..).collect();
+            aside.sort_by_key(|(seq, ..)| *seq);
+            let now = job.now_ms();
+            for (seq, range, _) in aside {
+                done.insert(seq, range.end.clone());
+                let cause = Cause {
+                    kind: TRANSIENT_ERROR_TYPE,
+                    message: h.cause.clone(),
+                    attempt: None,
+                };
+                let max = job.req.max_failed_batches;
+                record_failed(&mut job.report, &range, cause, 1, now, max)?;
+            }
+            advance(job, &mut done, &mut frontier);
+            job.touch();
+            job.publish(&running);
+            continue;
         }
         if window.is_empty() {
             if cancelling {
