@@ -455,9 +455,7 @@ pub(super) async fn drive<P: Pipeline>(
                             if !h.timer_pending && !cancelling {
                                 h.timer_pending = true;
                                 window.push(
-                                    ctx.timer(PROBE_INTERVAL)
-                                        .map(|fired| Event::Probe(fired))
-                                        .boxed_local(),
+                                    ctx.timer(PROBE_INTERVAL).map(Event::Probe).boxed_local(),
                                 );
                             }
                             let shown = h.shown(held.len() as u64);

@@ -538,7 +538,8 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                 (shard, Vec::new())
             }
             Ended::Failed(e) => match e.failure().map(child_end::<P>) {
-                Some(ChildEnd::Cancelled(Some(mut report))) => {
+                Some(ChildEnd::Cancelled(Some(report))) => {
+                    let mut report = *report;
                     let samples = std::mem::take(&mut report.error_samples);
                     report.status = JobStatus::Cancelled;
                     (
@@ -662,7 +663,7 @@ fn forward_to<'a, P: Pipeline>(
 /// How a child that did not return a report ended.
 enum ChildEnd<P: Pipeline> {
     /// Cancelled, with the report it was cancelled with (if readable).
-    Cancelled(Option<ReportOf<Grouped<P>>>),
+    Cancelled(Option<Box<ReportOf<Grouped<P>>>>),
     /// Failed, with its original cause.
     Failed(String),
 }
@@ -676,7 +677,7 @@ fn child_end<P: Pipeline>(failure: &Failure) -> ChildEnd<P> {
                 .as_ref()
                 .and_then(|d| d.payloads.first())
                 .and_then(|p| serde_json::from_slice::<ReportOf<Grouped<P>>>(&p.data).ok());
-            return ChildEnd::Cancelled(report);
+            return ChildEnd::Cancelled(report.map(Box::new));
         }
         current = f.cause.as_deref();
     }
