@@ -126,6 +126,22 @@ impl Rig {
             )
     }
 
+    /// A job whose groups give up after `attempts` quick retries, with writes abandoned after
+    /// 2 s: an outage outlasts them within seconds.
+    fn outage_request(&self, job: &str, attempts: u32) -> RequestOf<CsvToFaultyMongo> {
+        self.request(job, 100)
+            .retry(
+                "process",
+                RetrySettings {
+                    initial_interval: Duration::from_millis(500),
+                    maximum_interval: Duration::from_secs(1),
+                    maximum_attempts: attempts,
+                    ..RetrySettings::default()
+                },
+            )
+            .call_timeout(Duration::from_secs(2))
+    }
+
     async fn start_job(&self, request: RequestOf<CsvToFaultyMongo>) -> JobHandle<CsvToFaultyMongo> {
         self.jobs
             .start::<CsvToFaultyMongo>(request)
@@ -299,17 +315,7 @@ async fn a_sink_outage_longer_than_the_retries_is_held_not_counted_as_failed_bat
     // Each group gives up after about 3 s of retries, and one failed batch fails the job:
     // only holding through the outage lets this job finish.
     let request = rig
-        .request(job, 100)
-        .retry(
-            "process",
-            RetrySettings {
-                initial_interval: Duration::from_millis(500),
-                maximum_interval: Duration::from_secs(1),
-                maximum_attempts: 3,
-                ..RetrySettings::default()
-            },
-        )
-        .call_timeout(Duration::from_secs(2))
+        .outage_request(job, 3)
         .max_failed_batches(1)
         .outage_budget(Duration::from_secs(120));
     let handle = rig.start_job(request).await;
@@ -344,17 +350,7 @@ async fn an_outage_past_its_budget_fails_the_job_resumable_from_its_end_offset()
     rig.add_worker();
     let job = "outage-budget";
     let request = rig
-        .request(job, 100)
-        .retry(
-            "process",
-            RetrySettings {
-                initial_interval: Duration::from_millis(500),
-                maximum_interval: Duration::from_secs(1),
-                maximum_attempts: 2,
-                ..RetrySettings::default()
-            },
-        )
-        .call_timeout(Duration::from_secs(2))
+        .outage_request(job, 2)
         .outage_budget(Duration::from_secs(8));
     let handle = rig.start_job(request).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;

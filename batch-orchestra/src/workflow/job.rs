@@ -84,6 +84,14 @@ impl<'a, P: Pipeline> Job<'a, P> {
         )
     }
 
+    /// Moves the run's cursor past `range`, the latest planned batch handed to an activity.
+    pub fn dispatched_up_to(&mut self, segment: u32, range: &BatchRange<OffsetOf<P>>) {
+        self.segment = segment;
+        self.cursor = Some(range.end.clone());
+        self.next_record = range.first_record + range.records;
+        self.next_batch = range.index + 1;
+    }
+
     pub fn now_ms(&self) -> u64 {
         workflow_ms(self.ctx)
     }

@@ -139,10 +139,7 @@ pub(super) async fn drive<P: Pipeline>(
                     // Every batch put aside failed a probe: try one not tried yet.
                     None if !planned.is_empty() && !rolling_over => {
                         let (seq, segment, range) = planned.pop_front().expect("not empty");
-                        job.segment = segment;
-                        job.cursor = Some(range.end.clone());
-                        job.next_record = range.first_record + range.records;
-                        job.next_batch = range.index + 1;
+                        job.dispatched_up_to(segment, &range);
                         this_run += 1;
                         Some((seq, range, false))
                     }
@@ -206,10 +203,7 @@ pub(super) async fn drive<P: Pipeline>(
                     .min((max_per_run - this_run) as usize);
                 let (mut seqs, mut group) = (Vec::with_capacity(take), Vec::with_capacity(take));
                 for (seq, segment, range) in planned.drain(..take) {
-                    job.segment = segment;
-                    job.cursor = Some(range.end.clone());
-                    job.next_record = range.first_record + range.records;
-                    job.next_batch = range.index + 1;
+                    job.dispatched_up_to(segment, &range);
                     seqs.push(seq);
                     group.push(range);
                 }
