@@ -287,6 +287,85 @@ async fn a_poison_batch_fails_alone_and_a_redrive_recovers_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_reports_its_counts_and_a_redrive_finishes_it() {
+    let mut h = Harness::start().await;
+    let job = "failed-then-redriven";
+    let sink = CountingSink {
+        poison_batch: Some(5),
+        ..CountingSink::new(job)
+    };
+    // No failed batch allowed: the poison batch fails the job. One activity at a time, so
+    // the job stops in the middle of its input.
+    let req = request(job, 1_000, sink)
+        .batch_size(50)
+        .max_in_flight(1)
+        .max_failed_batches(0)
+        .retry("process", quick_retries(2));
+    let (err, redriven) = h
+        .worker
+        .run_until(async {
+            let handle = h.jobs.start::<RangeToCounting>(req).await.unwrap();
+            let err = handle.report().await.unwrap_err();
+            CountingSink::heal(job);
+            let redrive = handle.redrive(&h.jobs).await.unwrap();
+            (err, redrive.report().await)
+        })
+        .await
+        .unwrap();
+    let JobError::Failed { kind, report, .. } = &err else {
+        panic!("expected a failed job, got {err}")
+    };
+    assert_eq!(kind, "FailedBatchLimit");
+    let report: batch_orchestra::JobReport<u64> =
+        serde_json::from_value(*report.clone().expect("the failure carries the report")).unwrap();
+    assert_eq!(report.status, JobStatus::Failed);
+    assert!(report.failure.is_some());
+    // The poison batch's whole group failed with it: every batch of it is listed.
+    assert_eq!(report.failed.len(), 1, "one range: {:?}", report.failed);
+    let failed = &report.failed[0];
+    assert_eq!(report.failed_batches, failed.batches);
+    assert!(
+        failed.first_record <= 250 && failed.first_record + failed.records >= 300,
+        "the failed range holds the poison batch: {failed:?}"
+    );
+    let stopped = report.stopped_at.clone().expect("a failed report says where it stopped");
+    assert!(
+        stopped.record >= failed.first_record + failed.records,
+        "a failed range counts as done: {stopped:?}"
+    );
+    assert_eq!(report.end_offset, stopped.offset);
+    assert!(stopped.record < 1_000, "stopped mid-input: {stopped:?}");
+    assert_eq!(
+        report.records_written + report.already_present,
+        failed.first_record,
+        "every batch before the failed range was written and counted: {report:?}"
+    );
+
+    // The redrive reruns the failed range and the rest, and the job is whole.
+    let redriven = redriven.unwrap();
+    assert_eq!(redriven.job_id, "failed-then-redriven-redrive-1");
+    assert_eq!(redriven.status, JobStatus::Completed, "{redriven:?}");
+    assert_eq!(redriven.end_offset, Some(1_000), "the redrive read to the end");
+    let log = CountingSink::log(job);
+    assert_eq!(log.ids.len(), 1_000, "every record written once the job is redriven");
+    let failed_before: u64 = report
+        .failed
+        .iter()
+        .filter(|f| f.first_record < stopped.record)
+        .map(|f| f.records)
+        .sum();
+    assert_eq!(
+        redriven.records_read,
+        failed_before + (1_000 - stopped.record),
+        "the redrive read the failed ranges and the rest, nothing else: {report:?} {redriven:?}"
+    );
+    assert_eq!(
+        redriven.records_written + redriven.already_present,
+        redriven.records_read
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_call_is_abandoned_retried_and_shown_as_stuck() {
     let mut h = Harness::start().await;
     let job = "hung";
@@ -369,6 +448,7 @@ async fn configuration_errors_fail_fast_with_the_original_message() {
             message,
             kind,
             job_id,
+            ..
         } => {
             assert_eq!(job_id, sink_job);
             assert_eq!(kind, "ConfigError");

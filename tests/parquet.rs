@@ -143,8 +143,15 @@ async fn round_trip(s3: &S3Server) {
                 "no value in the message: {}",
                 report.error_samples[0]
             );
-            let file = out.join("to-parquet-00000000.parquet");
-            assert!(file.is_file());
+            // One file, named by the job id, the input's fingerprint and the batch.
+            let files = files_in(&out);
+            assert_eq!(files.len(), 1, "{files:?}");
+            let file = files[0].clone();
+            let name = file.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.starts_with("to-parquet_") && name.ends_with("-00000000.parquet"),
+                "{name}"
+            );
 
             // Read back in batches of 64 over row groups of 100: every value and null.
             let back = dir.join("back");
@@ -281,12 +288,15 @@ async fn round_trip(s3: &S3Server) {
                 .await
                 .unwrap();
             assert_eq!((report.records_written, report.batches), (1_000, 3));
+            let fingerprint = report.input_fingerprint.clone().unwrap();
             let mut back = Vec::new();
             for batch in 0..3 {
                 let out = dir.join(format!("s3-back-{batch}"));
                 let request = ParquetObjectToJsonLines::request(
                     format!("s3-back-{batch}"),
-                    object(&format!("s3://lake/out/to-s3-{batch:08}.parquet")),
+                    object(&format!(
+                        "s3://lake/out/to-s3_{fingerprint}-{batch:08}.parquet"
+                    )),
                     JsonLinesDir::new(out.to_str().unwrap()),
                 );
                 run::<ParquetObjectToJsonLines>(&jobs, request)
@@ -341,4 +351,14 @@ async fn round_trip(s3: &S3Server) {
         })
         .await
         .unwrap();
+}
+
+/// The files of a directory, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
 }

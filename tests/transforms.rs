@@ -171,8 +171,11 @@ async fn filters_fan_out_and_async_transforms_with_state() {
             assert_eq!((again.records_written, again.already_present), (0, 1_500));
             let keys = KEYS.lock().unwrap()["fan"].clone();
             assert_eq!(keys.len(), 1_500);
-            assert!(keys.contains(&"fan:3".to_owned()) && keys.contains(&"fan:3.1".to_owned()) && keys.contains(&"fan:3.2".to_owned()));
-            assert!(!keys.contains(&"fan:4".to_owned()), "a record that made none writes none");
+            // Keys are scoped by the job id and the input's fingerprint.
+            let scope = format!("fan@{}", report.input_fingerprint.clone().unwrap());
+            let key = |position: &str| format!("{scope}:{position}");
+            assert!(keys.contains(&key("3")) && keys.contains(&key("3.1")) && keys.contains(&key("3.2")), "{:?}", &keys[..3]);
+            assert!(!keys.contains(&key("4")), "a record that made none writes none");
 
             // Async with state: built once for the worker, though four batches start at once.
             let request = Enriching::request("enrich", RangeSource::new(2_000), CountingSink::new("enrich"))

@@ -16,7 +16,7 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 use temporalio_common::{HasWorkflowDefinition, MemoValues};
 
 use crate::error::{ACTIVITY_FAILED_TYPE, JobError};
-use crate::model::{JobStatus, Progress, Redrive, redrive_workflow_id};
+use crate::model::{JobStatus, Progress, Redrive, Stretch, redrive_workflow_id};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 use crate::workflow::{
     JobRun, PauseSignal, ProgressQuery, ResumeSignal, SetMaxInFlightSignal, SetRateSignal,
@@ -353,8 +353,12 @@ impl<P: Pipeline> JobHandle<P> {
     /// redrive's report counts what was recovered; what failed again is in its
     /// [`failed`](crate::JobReport::failed) list and can be redriven in turn.
     ///
-    /// Refused with [`JobError::NotRedrivable`] while the job runs, and when it has no failed
-    /// batch.
+    /// A job that failed (a limit reached, an outage past its budget) is redriven too: its
+    /// failed ranges, then the rest of its input from where it stopped
+    /// ([`stopped_at`](crate::JobReport::stopped_at)), with the same record ids.
+    ///
+    /// Refused with [`JobError::NotRedrivable`] while the job runs, and when it has nothing
+    /// to rerun.
     pub async fn redrive(&self, jobs: &JobClient) -> Result<JobHandle<P>, JobError> {
         if is_running(&self.handle, &self.job_id).await? {
             return Err(JobError::NotRedrivable {
@@ -362,14 +366,34 @@ impl<P: Pipeline> JobHandle<P> {
                 reason: "it is still running; wait for its report first".into(),
             });
         }
-        let report = self.report().await?;
-        if report.failed.is_empty() {
+        let report = match self.report().await {
+            Ok(report) => report,
+            Err(JobError::Failed {
+                report: Some(report),
+                ..
+            }) => serde_json::from_value::<ReportOf<P>>(*report).map_err(|e| {
+                JobError::Temporal(format!(
+                    "job `{}`: its failed report does not read: {e}",
+                    self.job_id
+                ))
+            })?,
+            Err(e) => return Err(e),
+        };
+        let mut request = self.request().await?;
+        // A failed job reruns its failed ranges, then what it had not reached.
+        let mut ranges = report.failed;
+        let mut then = Vec::new();
+        if let Some(stop) = &report.stopped_at {
+            let stretches = Stretch::of_job(request.start_at.clone(), request.redrive.as_ref());
+            ranges.retain(|f| f.first_record < stop.record);
+            then = Stretch::after(&stretches, stop);
+        }
+        if ranges.is_empty() && then.is_empty() {
             return Err(JobError::NotRedrivable {
                 job_id: self.job_id.clone(),
                 reason: format!("it {} with no failed batch", report.status),
             });
         }
-        let mut request = self.request().await?;
         let mut number = request.redrive.as_ref().map_or(1, |r| r.number + 1);
         // A job redriven before takes the next free number: an earlier redrive's history is
         // its record and is kept.
@@ -381,8 +405,9 @@ impl<P: Pipeline> JobHandle<P> {
         request.done = false;
         request.redrive = Some(Redrive {
             number,
-            ranges: report.failed,
+            ranges,
             input_fingerprint: report.input_fingerprint,
+            then,
         });
         debug_assert_eq!(
             request.workflow_id(),
@@ -497,6 +522,7 @@ where
                     job_id,
                     message,
                     kind,
+                    report: failure_report(&failure).map(Box::new),
                 });
             }
             Err(WorkflowGetResultError::Cancelled { details }) => {
@@ -627,6 +653,18 @@ pub(crate) fn failure_cause(error: &IncomingError) -> (String, String) {
         cause = f.cause.as_deref();
     }
     (kind, message)
+}
+
+/// The report a failed job attached to its failure, as JSON.
+fn failure_report(error: &IncomingError) -> Option<serde_json::Value> {
+    use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+    match &error.failure().failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) => {
+            let payload = info.details.as_ref()?.payloads.first()?;
+            serde_json::from_slice(&payload.data).ok()
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -401,6 +401,107 @@ pub struct Redrive<O: Offset> {
     /// The earlier job's input fingerprint, so the rerun writes the ids it would have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_fingerprint: Option<String>,
+    /// After the failed ranges: the stretches a failed job had not reached, run in order
+    /// (the last one usually to the end of the source).
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<Stretch<O>>,
+}
+
+/// A stretch of a job's source: from `start` to `end`, its records numbered from
+/// `first_record` and its batches from `first_batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Stretch<O: Offset> {
+    /// Offset of the first record (`None`: the source's start).
+    pub start: Option<O>,
+    /// Offset just past the last record (`None`: the end of the source).
+    pub end: Option<O>,
+    /// Records it holds, when known.
+    pub records: Option<u64>,
+    /// Ordinal of its first record.
+    pub first_record: u64,
+    /// Number of its first batch.
+    pub first_batch: u64,
+}
+
+impl<O: Offset> Stretch<O> {
+    /// The stretches a job covers, in order: the source from `start_at`, or, for a
+    /// redrive, its failed ranges and then what its job had not reached.
+    pub(crate) fn of_job(start_at: Option<O>, redrive: Option<&Redrive<O>>) -> Vec<Self> {
+        match redrive {
+            Some(redrive) => redrive
+                .ranges
+                .iter()
+                .map(|f| Stretch {
+                    start: Some(f.start.clone()),
+                    end: Some(f.end.clone()),
+                    records: Some(f.records),
+                    first_record: f.first_record,
+                    first_batch: f.first_batch,
+                })
+                .chain(redrive.then.iter().cloned())
+                .collect(),
+            None => vec![Stretch {
+                start: start_at,
+                end: None,
+                records: None,
+                first_record: 0,
+                first_batch: 0,
+            }],
+        }
+    }
+
+    /// What of `stretches` lies at or after `stop`: the rest of its stretch, then the
+    /// stretches after it.
+    pub(crate) fn after(stretches: &[Self], stop: &StoppedAt<O>) -> Vec<Self> {
+        let mut rest = Vec::new();
+        for (i, s) in stretches.iter().enumerate().skip(stop.stretch as usize) {
+            if i > stop.stretch as usize {
+                rest.push(s.clone());
+                continue;
+            }
+            let done = stop.record.saturating_sub(s.first_record);
+            let records = s.records.map(|r| r.saturating_sub(done));
+            let finished = records == Some(0) || (s.end.is_some() && s.end == stop.offset);
+            if !finished {
+                rest.push(Stretch {
+                    start: stop.offset.clone().or_else(|| s.start.clone()),
+                    end: s.end.clone(),
+                    records,
+                    first_record: stop.record,
+                    first_batch: stop.batch,
+                });
+            }
+        }
+        rest
+    }
+}
+
+/// How far a job that stopped early had got: every record before `record` was processed
+/// or recorded as failed; batches after it may have been written too (a rerun finds them
+/// already present).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct StoppedAt<O: Offset> {
+    /// Which of the job's stretches it was in (0 but for a redrive).
+    pub stretch: u32,
+    /// Offset of the first record not done (`None`: the stretch's start).
+    pub offset: Option<O>,
+    /// Ordinal of the first record not done.
+    pub record: u64,
+    /// Number of the first batch not done.
+    pub batch: u64,
+}
+
+impl<O: Offset> Default for StoppedAt<O> {
+    fn default() -> Self {
+        Self {
+            stretch: 0,
+            offset: None,
+            record: 0,
+            batch: 0,
+        }
+    }
 }
 
 /// Batches that failed for good (after their retries, or at once for a deterministic batch
@@ -573,6 +674,10 @@ pub struct JobReport<O: Offset> {
     /// `None` for jobs started before fingerprints existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_fingerprint: Option<String>,
+    /// For a failed job: how far it had got. `redrive` reruns its failed ranges, then the
+    /// rest from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<StoppedAt<O>>,
 }
 
 impl<O: Offset> JobReport<O> {
@@ -598,6 +703,7 @@ impl<O: Offset> JobReport<O> {
             elapsed_ms: 0,
             failure: None,
             input_fingerprint: None,
+            stopped_at: None,
         }
     }
 
@@ -636,6 +742,7 @@ impl<O: Offset> JobReport<O> {
                     .clone()
                     .unwrap_or_else(|| format!("the job is {}", self.status)),
                 kind: crate::error::ACTIVITY_FAILED_TYPE.to_owned(),
+                report: serde_json::to_value(&self).ok().map(Box::new),
             }),
         }
     }

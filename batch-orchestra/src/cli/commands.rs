@@ -411,27 +411,34 @@ async fn print_report(
     Ok(outcome(view.status))
 }
 
-/// A job that failed has no report, only its cause: printed like a report (JSON for
-/// scripts), with the failed job's exit code. Other errors are errors.
+/// A job that failed: its report (counts, failed ranges, where it stopped) with its cause,
+/// printed like a report (JSON for scripts), with the failed job's exit code. Other errors
+/// are errors.
 fn print_failure(e: crate::JobError, json: bool) -> Result<Exit, CliError> {
     match e {
         crate::JobError::Failed {
             job_id,
             message,
             kind,
+            report,
         } => {
+            let attached = report.is_some();
+            let mut report = report.map_or_else(
+                || serde_json::json!({ "job_id": job_id, "status": "Failed" }),
+                |r| *r,
+            );
+            report["kind"] = kind.clone().into();
+            report["failure"] = message.clone().into();
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "job_id": job_id,
-                        "status": "Failed",
-                        "kind": kind,
-                        "failure": message,
-                    })
-                );
+                println!("{report}");
             } else {
-                println!("job       {job_id}\nstatus    failed ({kind})\nfailure   {message}");
+                let view: ReportView = serde_json::from_value(report).unwrap_or_default();
+                if attached {
+                    print!("{}", describe_report(&view));
+                    println!("kind      {kind}\nnext      `redrive {job_id}` reruns its failed batches and the rest of its input");
+                } else {
+                    println!("job       {job_id}\nstatus    failed ({kind})\nfailure   {message}");
+                }
             }
             Ok(Exit::JobFailed)
         }

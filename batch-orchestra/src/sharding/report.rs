@@ -353,6 +353,7 @@ impl<S: SourceConfig> ShardedReport<S> {
                     .clone()
                     .unwrap_or_else(|| format!("the job is {}", self.status)),
                 kind: crate::error::ACTIVITY_FAILED_TYPE.to_owned(),
+                report: serde_json::to_value(&self).ok().map(Box::new),
             }),
         }
     }

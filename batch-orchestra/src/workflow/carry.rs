@@ -6,44 +6,16 @@ use temporalio_sdk::{ContinueAsNewOptions, WorkflowContext, WorkflowTermination}
 
 use super::PipelineWorkflow;
 use super::job::{Job, workflow_ms};
-use crate::connector::Offset;
-use crate::model::{CarriedState, JobReport};
+use crate::model::{CarriedState, JobReport, StoppedAt, Stretch};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 
-/// A stretch of the source a job covers: the whole source from `start_at`, or, for a redrive,
-/// one failed range.
-pub(super) struct Segment<O: Offset> {
-    pub start: Option<O>,
-    /// Where it ends; `None`: at the end of the source.
-    pub end: Option<O>,
-    /// Records it holds, when known.
-    pub records: Option<u64>,
-    pub first_record: u64,
-    pub first_batch: u64,
-}
+/// A stretch of the source a job covers: the whole source from `start_at`, or, for a
+/// redrive, one failed range or a stretch its job had not reached.
+pub(super) type Segment<O> = Stretch<O>;
 
 /// The stretches a request covers, in order.
 pub(super) fn segments<P: Pipeline>(req: &RequestOf<P>) -> Vec<Segment<OffsetOf<P>>> {
-    match &req.redrive {
-        Some(redrive) => redrive
-            .ranges
-            .iter()
-            .map(|f| Segment {
-                start: Some(f.start.clone()),
-                end: Some(f.end.clone()),
-                records: Some(f.records),
-                first_record: f.first_record,
-                first_batch: f.first_batch,
-            })
-            .collect(),
-        None => vec![Segment {
-            start: req.start_at.clone(),
-            end: None,
-            records: None,
-            first_record: 0,
-            first_batch: 0,
-        }],
-    }
+    Stretch::of_job(req.start_at.clone(), req.redrive.as_ref())
 }
 
 /// The job at the start of a run: new, or resumed from the carried state.
@@ -71,6 +43,7 @@ pub(super) fn start<'a, P: Pipeline>(
                 segment: c.segment,
                 scheduled: 0,
                 takes_fingerprint: false,
+                stopped_at: StoppedAt::default(),
                 req,
             }
         }
@@ -96,6 +69,7 @@ pub(super) fn start<'a, P: Pipeline>(
                 segment: 0,
                 scheduled: 0,
                 takes_fingerprint,
+                stopped_at: StoppedAt::default(),
                 req,
             }
         }
@@ -115,6 +89,13 @@ pub(super) fn start<'a, P: Pipeline>(
             job.next_batch = next.first_batch;
         }
     }
+    // Each run starts drained: everything before its cursor is done.
+    job.stopped_at = StoppedAt {
+        stretch: job.segment,
+        offset: job.cursor.clone(),
+        record: job.next_record,
+        batch: job.next_batch,
+    };
     job
 }
 

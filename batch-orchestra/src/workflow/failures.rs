@@ -34,6 +34,7 @@ impl Stop {
 }
 
 /// The original cause of an activity failure, unwrapped from Temporal's nesting.
+#[derive(Clone)]
 pub(super) struct Cause {
     /// The failure type: configuration, batch, transient, or a timeout.
     pub kind: &'static str,

@@ -18,7 +18,7 @@ use crate::activities::{
 };
 use crate::connector::BatchRange;
 use crate::error::{CONFIG_ERROR_TYPE, RECORD_ERROR_LIMIT_TYPE};
-use crate::model::{BatchReport, InFlight, RetrySettings};
+use crate::model::{BatchReport, InFlight, RetrySettings, StoppedAt};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 
 /// Marks runs whose `process` activities carry ids naming their first batch.
@@ -70,6 +70,8 @@ pub(super) struct Job<'a, P: Pipeline> {
     /// A new job before its first plan: that plan's input fingerprint becomes the job's
     /// record-id scope. Resumed runs and redrives keep the fingerprint they carry.
     pub takes_fingerprint: bool,
+    /// How far the job got: the first batch not done (processed or recorded failed).
+    pub stopped_at: StoppedAt<OffsetOf<P>>,
 }
 
 impl<'a, P: Pipeline> Job<'a, P> {

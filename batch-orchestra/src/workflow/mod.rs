@@ -321,11 +321,14 @@ async fn run_job<P: Pipeline>(
     }
 }
 
-/// Fails the job with its original cause, saving a failed report first when asked to.
+/// Fails the job with its original cause, saving a failed report first when asked to. The
+/// failure carries the report (its counts, failed ranges and how far the job got) as its
+/// details, so a client can show it and redrive the job.
 async fn fail<P: Pipeline>(mut job: Job<'_, P>, stop: Stop) -> WorkflowTermination {
     job.touch();
     job.report.status = JobStatus::Failed;
     job.report.failure = Some(stop.message.clone());
+    job.report.stopped_at = Some(job.stopped_at.clone());
     job.publish(&[]);
     // The job fails with its own cause even if saving the report fails too.
     let _ = job.snapshot().await;
@@ -333,6 +336,7 @@ async fn fail<P: Pipeline>(mut job: Job<'_, P>, stop: Stop) -> WorkflowTerminati
         ApplicationFailure::builder(stop.message)
             .type_name(stop.kind.to_owned())
             .non_retryable(true)
+            .details(job.report)
             .build(),
     )
 }

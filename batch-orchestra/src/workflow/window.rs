@@ -26,7 +26,7 @@ use crate::connector::{BatchRange, SourceConfig};
 use crate::error::{
     ACTIVITY_FAILED_TYPE, BATCH_ERROR_TYPE, CONFIG_ERROR_TYPE, TRANSIENT_ERROR_TYPE,
 };
-use crate::model::{InFlight, Outage};
+use crate::model::{InFlight, Outage, StoppedAt};
 use crate::pipeline::{OffsetOf, Pipeline};
 
 /// How a run of the window ended.
@@ -70,7 +70,7 @@ pub(super) async fn drive<P: Pipeline>(
     let mut isolate: Reruns<OffsetOf<P>> = VecDeque::new();
     // Ends of batches done (processed or failed) not yet contiguous with the frontier, by
     // sequence number within this run.
-    let mut done: BTreeMap<u64, OffsetOf<P>> = BTreeMap::new();
+    let mut done: BTreeMap<u64, BatchRange<OffsetOf<P>>> = BTreeMap::new();
     let mut next_seq = 0u64;
     let mut frontier = 0u64;
     let mut exhausted = plan_segment as usize >= segments.len();
@@ -224,7 +224,7 @@ pub(super) async fn drive<P: Pipeline>(
             aside.sort_by_key(|(seq, ..)| *seq);
             let now = job.now_ms();
             for (seq, range, _) in aside {
-                done.insert(seq, range.end.clone());
+                done.insert(seq, range.clone());
                 let cause = Cause {
                     kind: TRANSIENT_ERROR_TYPE,
                     message: h.cause.clone(),
@@ -233,7 +233,7 @@ pub(super) async fn drive<P: Pipeline>(
                 let max = job.req.max_failed_batches;
                 record_failed(&mut job.report, &range, cause, 1, now, max)?;
             }
-            advance(job, &mut done, &mut frontier);
+            advance(job, segments, &mut done, &mut frontier);
             job.touch();
             job.publish(&running);
             continue;
@@ -384,14 +384,14 @@ pub(super) async fn drive<P: Pipeline>(
                         for (seq, range) in
                             dispatched.seqs.iter().zip(&dispatched.group).take(count)
                         {
-                            done.insert(*seq, range.end.clone());
+                            done.insert(*seq, range.clone());
                         }
                         // Stopped early while the job goes on (its worker shut down): the
                         // rest of the group runs again, elsewhere, with the full retry policy.
                         if count < dispatched.group.len() && !cancelling {
                             rerun_alone(&mut isolate, &dispatched, count, false);
                         }
-                        advance(job, &mut done, &mut frontier);
+                        advance(job, segments, &mut done, &mut frontier);
                         job.touch();
                         let added = job.add(count as u64, batch);
                         job.publish(&running);
@@ -481,17 +481,24 @@ pub(super) async fn drive<P: Pipeline>(
                             let now = job.now_ms();
                             let max = job.req.max_failed_batches;
                             for (seq, range) in dispatched.seqs.iter().zip(&dispatched.group) {
-                                done.insert(*seq, range.end.clone());
+                                done.insert(*seq, range.clone());
                             }
-                            let recorded = record_failed(
-                                &mut job.report,
-                                &dispatched.group[0],
-                                cause,
-                                attempts,
-                                now,
-                                max,
-                            );
-                            advance(job, &mut done, &mut frontier);
+                            // Every batch of the group is unwritten (a group fails as a
+                            // whole only when no failed batch is allowed): each is recorded, so
+                            // a redrive reruns them all.
+                            let mut recorded = Ok(());
+                            for range in &dispatched.group {
+                                let r = record_failed(
+                                    &mut job.report,
+                                    range,
+                                    cause.clone(),
+                                    attempts,
+                                    now,
+                                    max,
+                                );
+                                recorded = recorded.and(r);
+                            }
+                            advance(job, segments, &mut done, &mut frontier);
                             job.touch();
                             recorded?;
                         }
@@ -641,11 +648,23 @@ fn rerun_alone<O: crate::connector::Offset>(
 /// Moves the report's end offset over every batch done contiguously from the frontier.
 fn advance<P: Pipeline>(
     job: &mut Job<'_, P>,
-    done: &mut BTreeMap<u64, OffsetOf<P>>,
+    segments: &[Segment<OffsetOf<P>>],
+    done: &mut BTreeMap<u64, BatchRange<OffsetOf<P>>>,
     frontier: &mut u64,
 ) {
-    while let Some(end) = done.remove(frontier) {
-        job.report.end_offset = Some(end);
+    while let Some(range) = done.remove(frontier) {
+        // The stretch of a batch: the last whose first batch is at or before it.
+        let stretch = segments
+            .iter()
+            .rposition(|s| s.first_batch <= range.index)
+            .unwrap_or(0);
+        job.stopped_at = StoppedAt {
+            stretch: stretch as u32,
+            offset: Some(range.end.clone()),
+            record: range.first_record + range.records,
+            batch: range.index + 1,
+        };
+        job.report.end_offset = Some(range.end);
         *frontier += 1;
     }
 }

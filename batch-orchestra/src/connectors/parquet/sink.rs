@@ -25,7 +25,8 @@ pub enum Compression {
     None,
 }
 
-/// A directory of Parquet files, `<dir>/<job id>-<batch>.parquet`, one file per batch; with
+/// A directory of Parquet files, `<dir>/<scope>-<batch>.parquet` (the scope as for
+/// [`JsonLinesDir`](crate::connectors::jsonl::JsonLinesDir): job id and input fingerprint), one file per batch; with
 /// the `object-store` feature, `dir` may be a prefix in a store (`s3://bucket/exports`,
 /// `gs://...`, `az://...`), with credentials from the worker's environment.
 ///

@@ -248,6 +248,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                     number: redrive.number,
                     ranges,
                     input_fingerprint: None,
+                    then: Vec::new(),
                 });
                 redrive_workflow_id(&shard_id, redrive.number)
             }
