@@ -104,6 +104,8 @@ struct Args {
     sharded_only: bool,
     /// Only the streaming figures, printed (report.json is left as it was).
     stream_only: bool,
+    /// Only the worker-kill recovery, five kills, printed (report.json is left as it was).
+    workers_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
@@ -113,6 +115,7 @@ fn args() -> Result<Args, Error> {
         big_mb: 1_024,
         sharded_only: false,
         stream_only: false,
+        workers_only: false,
     };
     // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
     let mut it = std::env::args().skip(1).filter(|a| a != "--");
@@ -125,6 +128,10 @@ fn args() -> Result<Args, Error> {
             a.stream_only = true;
             continue;
         }
+        if flag == "--workers-only" {
+            a.workers_only = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--rows" => a.rows = value.parse()?,
@@ -135,7 +142,7 @@ fn args() -> Result<Args, Error> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only or --stream-only"
+                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only or --workers-only"
                 )
                 .into());
             }
@@ -306,6 +313,11 @@ fn main() -> Result<(), Error> {
         stream::run(&runtime, &tuned, a.reps, STREAM_MESSAGES)?;
         return Ok(());
     }
+    if a.workers_only {
+        let took = runtime.block_on(workers::kill_recovery(&default, "kill-recovery-only", 5))?;
+        println!("worker kill recovery: {took:.2?} s");
+        return Ok(());
+    }
     let csv_path = csv.to_string_lossy().into_owned();
     let shard_dir = dir.join("shards");
     let shard_glob = sharded::write_files(&shard_dir, a.rows)?;
@@ -472,6 +484,11 @@ fn main() -> Result<(), Error> {
         );
     }
     let (w1, w2, fw) = (stat(one_worker), stat(two_workers), stat(first));
+    let recovery = stat(runtime.block_on(workers::kill_recovery(&default, "kill-recovery", 3))?);
+    println!(
+        "worker kill recovery: {:.2} s (min {:.2}, max {:.2})",
+        recovery.median, recovery.min, recovery.max
+    );
 
     // Peak RSS of a worker on a large file, in a child process of its own.
     let big = dir.join("big.csv");
@@ -553,6 +570,7 @@ fn main() -> Result<(), Error> {
         "workers_2_rows_per_s": w2.median, "workers_2_min": w2.min, "workers_2_max": w2.max,
         "workers_2_vs_1": w2.median / w1.median,
         "first_write_s": fw.median, "first_write_min": fw.min, "first_write_max": fw.max,
+        "worker_kill_recovery_s": recovery.median, "worker_kill_recovery_min": recovery.min, "worker_kill_recovery_max": recovery.max,
         "can_dip": can.dip,
         "can_cost": 1.0 - can.rate / p.median,
         "can_cost_per_continue_as_new": (1.0 - can.rate / p.median) / f64::from(can.runs.saturating_sub(1).max(1)),

@@ -47,7 +47,7 @@
 //!   skipped. `max_record_errors` fails the job past a limit.
 //! - An infrastructure error ([`ErrorKind::Transient`]: a sink down, a call past the job's
 //!   `call_timeout`) is retried with back-off. A dead worker's activities move to another
-//!   worker after the `heartbeat_timeout` (10 s by default).
+//!   worker after the `heartbeat_timeout` (5 s by default).
 //! - A batch that still fails after its retries, or with a deterministic
 //!   [`ErrorKind::Batch`] error, is a *failed batch*: recorded with its offset range, cause and
 //!   attempts in [`JobReport::failed`], and the job goes on. The job ends

@@ -60,7 +60,7 @@ pub struct StreamRequest<S: SourceConfig, K: SinkConfig> {
     pub retry_for: Duration,
     /// Longest time one read or write call may take (60 s).
     pub call_timeout: Duration,
-    /// A dead worker's slice moves on within this time (10 s).
+    /// A dead worker's slice moves on within this time (5 s).
     pub heartbeat_timeout: Duration,
     /// Retries of a failed slice (unlimited by default, 1 s doubling to 30 s): a stream job
     /// outlives outages. Configuration errors are never retried.
@@ -90,7 +90,7 @@ impl<S: SourceConfig, K: SinkConfig> StreamRequest<S, K> {
             max_error_samples: 20,
             retry_for: Duration::from_secs(300),
             call_timeout: Duration::from_secs(60),
-            heartbeat_timeout: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(5),
             retry: RetrySettings {
                 maximum_attempts: 0,
                 ..RetrySettings::default()
