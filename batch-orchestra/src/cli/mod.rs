@@ -153,6 +153,8 @@ Example:
 job.toml:
   [source]
   path = \"data/people.csv\"
+  [source.options]        # optional; each key too
+  delimiter = \";\"
   [sink]
   uri_env = \"MONGODB_URI\"
   database = \"demo\"

@@ -93,6 +93,10 @@ struct Operator<P>(PhantomData<fn() -> P>);
 /// [source]
 /// path = "data/people.csv"
 ///
+/// # Optional, and so is each key.
+/// [source.options]
+/// delimiter = ";"
+///
 /// [sink]
 /// uri_env = "MONGODB_URI"
 /// database = "demo"

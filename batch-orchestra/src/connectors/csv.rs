@@ -32,8 +32,10 @@ pub enum RaggedRows {
     Accept,
 }
 
-/// Parsing options shared by the CSV sources.
+/// Parsing options shared by the CSV sources. Each key is optional in a config or job file
+/// (`[source.options]` with only `delimiter = ";"` keeps the other defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CsvOptions {
     /// The field delimiter (an ASCII character), `,` by default.
     pub delimiter: char,
