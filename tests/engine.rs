@@ -864,6 +864,61 @@ async fn a_long_lived_worker_sees_a_changed_file() {
     );
 }
 
+/// A file rewritten while its job runs: the batches planned over the old file fail alone,
+/// each naming the change, instead of reading other records at the planned offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_mid_job_fails_its_remaining_batches_by_name() {
+    use batch_orchestra::connectors::csv::CsvFile;
+    use batch_orchestra::connectors::noop::NoopSink;
+    let mut h = Harness::with(batch_orchestra::pipelines![CsvToNoop]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.csv");
+    let rows = |tag: &str| {
+        let mut text = String::from("a,b\n");
+        for i in 0..1_000 {
+            text.push_str(&format!("{i},{tag}\n"));
+        }
+        text
+    };
+    std::fs::write(&path, rows("old")).unwrap();
+    let path_text = path.to_string_lossy().into_owned();
+    // 100 rows a batch at 200 rows/s: the file changes while most batches are to come.
+    let request = CsvToNoop::request("changed-mid-job", CsvFile::new(&path_text), NoopSink::new())
+        .batch_size(100)
+        .max_in_flight(1)
+        .max_batches_per_activity(1)
+        .max_records_per_s(200)
+        .max_failed_batches(100);
+    let report = h
+        .worker
+        .run_until(async {
+            let handle = h.jobs.start::<CsvToNoop>(request).await.unwrap();
+            while handle.progress().await.unwrap().report.records_read == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            std::fs::write(&path, rows("new")).unwrap();
+            handle.report().await
+        })
+        .await
+        .unwrap();
+    let report = report.unwrap();
+    assert_eq!(report.status, JobStatus::CompletedWithFailures, "{report:?}");
+    assert!(report.records_written >= 100, "batches before the change were written");
+    let failed: u64 = report.failed.iter().map(|f| f.records).sum();
+    assert_eq!(
+        report.records_written + failed,
+        1_000,
+        "every planned row written before the change or in a failed batch: {report:?}"
+    );
+    for f in &report.failed {
+        assert_eq!(f.kind, "BatchError");
+        assert!(
+            f.message.contains("the input of source `csv-file` changed since the job planned it"),
+            "{f:?}"
+        );
+    }
+}
+
 batch_orchestra::pipeline! {
     /// JSON Lines in, JSON Lines out: a lossless round trip.
     pub JsonLinesCopy {

@@ -57,6 +57,28 @@ pub(crate) fn input_fingerprint<S: serde::Serialize>(
     format!("{:012x}", hash >> 16)
 }
 
+/// A batch error when the input is not the one the job planned: its fingerprint (config and
+/// [`Source::identity`]) differs from the job's, so the planned offsets would read other
+/// records (a file rewritten or appended to, an object replaced). Each batch then fails
+/// alone, naming the input, and nothing is read from the changed input.
+fn unchanged_since_plan<S: SourceConfig>(
+    config: &S,
+    source: &S::Source,
+    input: &ProcessInput<S, impl SinkConfig>,
+) -> Result<(), ConnectorError> {
+    let (Some(planned), Some(identity)) = (&input.input_fingerprint, source.identity()) else {
+        return Ok(());
+    };
+    let now = input_fingerprint(config, Some(identity));
+    if &now == planned {
+        return Ok(());
+    }
+    Err(ConnectorError::batch(format!(
+        "the input of source `{}` changed since the job planned it (fingerprint {planned}, now {now}): its planned batches would read other records; start a new job over the new input",
+        S::NAME
+    )))
+}
+
 /// Heartbeats per heartbeat timeout.
 const HEARTBEATS_PER_TIMEOUT: u32 = 4;
 
@@ -288,6 +310,7 @@ impl<P: Pipeline> PipelineActivities<P> {
         input: &ProcessInput<P::Source, P::Sink>,
     ) -> Result<BatchReport, ConnectorError> {
         let source = self.source(&input.source, input.call_timeout).await?;
+        unchanged_since_plan::<P::Source>(&input.source, &*source, input)?;
         let sink = self.sink(&input.sink, input.call_timeout).await?;
         let state = self.state(input.call_timeout).await?;
         let processed = self

@@ -97,6 +97,33 @@ pub(crate) fn classify(url: &str, e: object_store::Error) -> ConnectorError {
     }
 }
 
+/// Bytes `range` of the object at `path`, only from the version tagged `etag` when the
+/// store gave one (`if-match`): an object replaced since it was opened is a batch error
+/// naming it, never other bytes read at the planned offsets.
+pub(crate) async fn read_pinned(
+    store: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+    url: &str,
+    range: std::ops::Range<u64>,
+    etag: Option<&str>,
+) -> Result<bytes::Bytes, ConnectorError> {
+    let options = object_store::GetOptions::new()
+        .with_range(Some(range))
+        .with_if_match(etag.map(str::to_owned));
+    let read = async { store.get_opts(path, options).await?.bytes().await };
+    read.await.map_err(|e| match e {
+        object_store::Error::Precondition { .. } => replaced(url),
+        e => classify(url, e),
+    })
+}
+
+/// The batch error of an object replaced while a job reads it.
+pub(crate) fn replaced(url: &str) -> ConnectorError {
+    ConnectorError::batch(format!(
+        "{url}: the object was replaced since the job opened it (its etag changed), so the planned offsets would read other records; start a new job over the new object"
+    ))
+}
+
 /// An object found by [`list_objects`].
 pub(crate) struct ListedObject {
     /// Its name after the pattern's literal prefix.

@@ -19,7 +19,7 @@ use super::csv::{CsvOptions, CsvReader};
 use super::input::ByteInput;
 use super::jsonl::JsonLinesReader;
 use crate::error::ConnectorError;
-use crate::store::{ListedObject, bad_url, classify, list_objects, store_for};
+use crate::store::{ListedObject, bad_url, classify, list_objects, read_pinned, store_for};
 
 /// A page of listed objects, each read by the config `source` makes of its URL.
 fn shard_page<S>(
@@ -230,11 +230,8 @@ impl ByteInput for ObjectInput {
         if start >= end {
             return Ok(Vec::new());
         }
-        let bytes = self
-            .store
-            .get_range(&self.path, start..end)
-            .await
-            .map_err(|e| classify(&self.url, e))?;
+        let etag = self.meta.e_tag.as_deref();
+        let bytes = read_pinned(&*self.store, &self.path, &self.url, start..end, etag).await?;
         Ok(bytes.to_vec())
     }
 
@@ -287,6 +284,27 @@ mod tests {
         assert!(source.is_current().await);
         std::fs::remove_file(&path).unwrap();
         assert!(!source.is_current().await, "a removed object");
+    }
+
+    #[tokio::test]
+    async fn a_range_of_a_replaced_object_is_a_batch_error_naming_it() {
+        let path = temp_path("replaced.csv");
+        std::fs::write(&path, "id,name\n1,a\n2,b\n").unwrap();
+        let url = format!("file://{}", path.display());
+        let input = ObjectInput::open(&url, &BTreeMap::new()).await.unwrap();
+        assert_eq!(input.read(8, 12).await.unwrap(), b"1,a\n");
+
+        // Replaced with as many bytes and another modification time: another version.
+        std::fs::write(&path, "id,name\n9,z\n8,y\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        let err = input.read(8, 12).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Batch, "{err}");
+        assert!(err.to_string().contains("replaced.csv: the object was replaced"), "{err}");
     }
 
     #[tokio::test]

@@ -62,7 +62,12 @@ impl ParquetObject {
             .head(&path)
             .await
             .map_err(|e| crate::store::classify(&self.url, e))?;
-        let object = StoreObject { store, path, meta };
+        let object = StoreObject {
+            store,
+            path,
+            url: self.url.clone(),
+            meta,
+        };
         let metadata = ArrowReaderMetadata::load_async(&mut object.reader(), reader_options())
             .await
             .map_err(|e| {
@@ -83,6 +88,7 @@ impl ParquetObject {
 pub(super) struct StoreObject {
     store: Arc<dyn ObjectStore>,
     path: object_store::path::Path,
+    url: String,
     meta: object_store::ObjectMeta,
 }
 
@@ -92,7 +98,9 @@ impl StoreObject {
         StoreReader {
             store: self.store.clone(),
             path: self.path.clone(),
+            url: self.url.clone(),
             size: self.meta.size,
+            etag: self.meta.e_tag.clone(),
         }
     }
 
@@ -126,7 +134,10 @@ pub(super) fn store_error(
 pub(super) struct StoreReader {
     store: Arc<dyn ObjectStore>,
     path: object_store::path::Path,
+    url: String,
     size: u64,
+    /// The version read: a replaced object is an error, not other bytes.
+    etag: Option<String>,
 }
 
 impl parquet::arrow::async_reader::AsyncFileReader for StoreReader {
@@ -135,10 +146,14 @@ impl parquet::arrow::async_reader::AsyncFileReader for StoreReader {
         range: std::ops::Range<u64>,
     ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
         Box::pin(async move {
-            self.store
-                .get_range(&self.path, range)
+            let etag = self.etag.as_deref();
+            crate::store::read_pinned(&*self.store, &self.path, &self.url, range, etag)
                 .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
+                .map_err(|e| match e.kind() {
+                    // Deterministic (the object was replaced): the batch fails as such.
+                    crate::error::ErrorKind::Batch => ParquetError::General(e.to_string()),
+                    _ => ParquetError::External(Box::new(e)),
+                })
         })
     }
 
