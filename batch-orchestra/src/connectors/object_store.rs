@@ -304,7 +304,11 @@ mod tests {
             .unwrap();
         let err = input.read(8, 12).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Batch, "{err}");
-        assert!(err.to_string().contains("replaced.csv: the object was replaced"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("replaced.csv: the object was replaced"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -44,6 +44,7 @@ pub(super) fn start<'a, P: Pipeline>(
                 scheduled: 0,
                 takes_fingerprint: false,
                 stopped_at: StoppedAt::default(),
+                activity_token: None,
                 req,
             }
         }
@@ -70,6 +71,7 @@ pub(super) fn start<'a, P: Pipeline>(
                 scheduled: 0,
                 takes_fingerprint,
                 stopped_at: StoppedAt::default(),
+                activity_token: None,
                 req,
             }
         }

@@ -72,6 +72,9 @@ pub(super) struct Job<'a, P: Pipeline> {
     pub takes_fingerprint: bool,
     /// How far the job got: the first batch not done (processed or recorded failed).
     pub stopped_at: StoppedAt<OffsetOf<P>>,
+    /// Cancels the `process` activities when the job fails (a child of the workflow's
+    /// token, so a cancelled job cancels them too); `None` in runs recorded before.
+    pub activity_token: Option<WorkflowCancellationToken>,
 }
 
 impl<'a, P: Pipeline> Job<'a, P> {
@@ -170,6 +173,7 @@ impl<'a, P: Pipeline> Job<'a, P> {
             activity_id.clone(),
         );
         opts.cancellation_type = ActivityCancellationType::WaitCancellationCompleted;
+        opts.cancellation_token = self.activity_token.clone();
         let dispatched = Dispatched {
             seqs,
             group,

@@ -94,8 +94,31 @@ pub(super) async fn drive<P: Pipeline>(
     let mut held: Reruns<OffsetOf<P>> = VecDeque::new();
     // Batches put aside in an outage that ended: failing alone again, they are poison.
     let mut suspects: BTreeSet<u64> = BTreeSet::new();
+    // A job that fails cancels its running activities and waits for them, as a cancelled
+    // job does, so its report counts their last writes (runs recorded before this failed at
+    // once). The cause waits in `failing` until the window is empty.
+    let drain = ctx
+        .patched(DRAIN_ON_FAILURE_PATCH)
+        .then(|| ctx.cancellation_token().child_token());
+    job.activity_token = drain.clone();
+    let mut failing: Option<Stop> = None;
+    // Fails the job: at once, or once its running activities have stopped.
+    macro_rules! stop {
+        ($window:lifetime, $stop:expr) => {{
+            let stop: Stop = $stop;
+            match &drain {
+                Some(token) => {
+                    failing.get_or_insert(stop);
+                    token.cancel();
+                    cancelling = true;
+                    continue $window;
+                }
+                None => return Err(stop),
+            }
+        }};
+    }
 
-    loop {
+    'window: loop {
         if !cancelling && ctx.cancellation_token().is_cancelled() {
             cancelling = true;
         }
@@ -223,6 +246,7 @@ pub(super) async fn drive<P: Pipeline>(
             let mut aside: Vec<_> = held.drain(..).collect();
             aside.sort_by_key(|(seq, ..)| *seq);
             let now = job.now_ms();
+            let mut recorded = Ok(());
             for (seq, range, _) in aside {
                 done.insert(seq, range.clone());
                 let cause = Cause {
@@ -231,14 +255,20 @@ pub(super) async fn drive<P: Pipeline>(
                     attempt: None,
                 };
                 let max = job.req.max_failed_batches;
-                record_failed(&mut job.report, &range, cause, 1, now, max)?;
+                recorded = recorded.and(record_failed(&mut job.report, &range, cause, 1, now, max));
             }
             advance(job, segments, &mut done, &mut frontier);
             job.touch();
             job.publish(&running);
+            if let Err(e) = recorded {
+                stop!('window, e);
+            }
             continue;
         }
         if window.is_empty() {
+            if let Some(stop) = failing.take() {
+                return Err(stop);
+            }
             if cancelling {
                 return Ok(Next::Cancelled);
             }
@@ -265,10 +295,13 @@ pub(super) async fn drive<P: Pipeline>(
                 }
                 continue;
             }
-            return Err(Stop::new(
-                ACTIVITY_FAILED_TYPE,
-                "the workflow has nothing to wait for (internal error)",
-            ));
+            stop!(
+                'window,
+                Stop::new(
+                    ACTIVITY_FAILED_TYPE,
+                    "the workflow has nothing to wait for (internal error)",
+                )
+            );
         }
         let (event, _, rest) = futures::future::select_all(window).await;
         window = rest;
@@ -297,22 +330,30 @@ pub(super) async fn drive<P: Pipeline>(
                 if cancelling {
                     continue;
                 }
-                let output = result.map_err(|e| {
-                    Cause::of(&e).stop(format_args!("planning batches from record {plan_record}"))
-                })?;
+                let output = match result {
+                    Ok(output) => output,
+                    Err(e) => stop!(
+                        'window,
+                        Cause::of(&e)
+                            .stop(format_args!("planning batches from record {plan_record}"))
+                    ),
+                };
                 if job.takes_fingerprint {
                     job.takes_fingerprint = false;
                     job.report.input_fingerprint = output.input_fingerprint;
                 }
                 let plan = output.plan;
                 if plan.batches.is_empty() && !plan.end_of_source {
-                    return Err(Stop::new(
-                        ACTIVITY_FAILED_TYPE,
-                        format!(
-                            "source `{}` planned no batch from record {plan_record} but did not report the end of the source",
-                            <P::Source as SourceConfig>::NAME
-                        ),
-                    ));
+                    stop!(
+                        'window,
+                        Stop::new(
+                            ACTIVITY_FAILED_TYPE,
+                            format!(
+                                "source `{}` planned no batch from record {plan_record} but did not report the end of the source",
+                                <P::Source as SourceConfig>::NAME
+                            ),
+                        )
+                    );
                 }
                 let segment = &segments[plan_segment as usize];
                 let mut segment_done = plan.end_of_source;
@@ -395,7 +436,9 @@ pub(super) async fn drive<P: Pipeline>(
                         job.touch();
                         let added = job.add(count as u64, batch);
                         job.publish(&running);
-                        added?;
+                        if let Err(e) = added {
+                            stop!('window, e);
+                        }
                     }
                     // Cancelled (or lost) while the job was being cancelled: it wrote nothing
                     // that is not already counted.
@@ -403,7 +446,7 @@ pub(super) async fn drive<P: Pipeline>(
                     Err(e) => {
                         let cause = Cause::of(&e);
                         if cause.kind == CONFIG_ERROR_TYPE {
-                            return Err(cause.stop(describe(&dispatched.group)));
+                            stop!('window, cause.stop(describe(&dispatched.group)));
                         }
                         // Nothing succeeded since the group started, after something did
                         // (so the configs are right): an outage, not a poison batch.
@@ -422,7 +465,9 @@ pub(super) async fn drive<P: Pipeline>(
                             let budget = job.req.outage_budget.as_millis() as u64;
                             let h = hold.get_or_insert_with(|| Hold::new(now, budget));
                             if now >= h.until_ms {
-                                return Err(Stop::new(
+                                stop!(
+                                    'window,
+                                    Stop::new(
                                     ACTIVITY_FAILED_TYPE,
                                     format!(
                                         "every batch failed for {} s, longer than the outage budget of {} s (the sink or source is unreachable); the last failure, {}: {}",
@@ -431,7 +476,8 @@ pub(super) async fn drive<P: Pipeline>(
                                         describe(&dispatched.group),
                                         cause.message
                                     ),
-                                ));
+                                    )
+                                );
                             }
                             if h.probing == Some(dispatched.slot) {
                                 h.probing = None;
@@ -468,10 +514,13 @@ pub(super) async fn drive<P: Pipeline>(
                             // Nothing has been written yet: the sink or the source is most
                             // likely wrong (an unreachable host), not one batch. Fail now
                             // rather than retrying every batch of the job.
-                            return Err(cause.stop(format_args!(
+                            stop!(
+                                'window,
+                                cause.stop(format_args!(
                                 "{} failed before any batch of the job was processed, so the job stops (check the source and sink)",
                                 describe(&dispatched.group)
-                            )));
+                            ))
+                            );
                         } else {
                             let attempts = if dispatched.isolated {
                                 ISOLATED_ATTEMPTS
@@ -500,7 +549,9 @@ pub(super) async fn drive<P: Pipeline>(
                             }
                             advance(job, segments, &mut done, &mut frontier);
                             job.touch();
-                            recorded?;
+                            if let Err(e) = recorded {
+                                stop!('window, e);
+                            }
                         }
                         job.publish(&running);
                     }
@@ -510,6 +561,8 @@ pub(super) async fn drive<P: Pipeline>(
     }
 }
 
+/// Marks runs whose failure cancels and awaits their running activities first.
+const DRAIN_ON_FAILURE_PATCH: &str = "drain-on-failure";
 /// Marks runs that hold through outages instead of counting every failed group.
 const OUTAGE_HOLD_PATCH: &str = "hold-through-outages";
 /// The wait between probes during an outage (each probe also takes its activity's retries).

@@ -28,7 +28,7 @@ use crate::workflow::job::{activity_options, checked_request, workflow_ms};
 
 /// What the parent waits for.
 enum Event<P: Pipeline> {
-    Listed(Result<ShardPage<P::Source>, ActivityExecutionError>),
+    Listed(Box<Result<ShardPage<P::Source>, ActivityExecutionError>>),
     Finished(Started<P>, Ended<P>),
     /// A signal changed the controls, or the job was cancelled.
     Control,
@@ -38,7 +38,7 @@ enum Event<P: Pipeline> {
 
 /// How a child ended.
 enum Ended<P: Pipeline> {
-    Report(ReportOf<Grouped<P>>),
+    Report(Box<ReportOf<Grouped<P>>>),
     NotStarted(ChildWorkflowStartError),
     Failed(ChildWorkflowExecutionError),
 }
@@ -195,7 +195,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         );
         self.ctx
             .execute_activity(ListActivity::<P>::new(), input, opts)
-            .map(Event::Listed)
+            .map(|listed| Event::Listed(Box::new(listed)))
             .boxed_local()
     }
 
@@ -295,7 +295,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                         futures::future::join_all(sends).await;
                     }
                     match child.result().await {
-                        Ok(report) => Ended::Report(report),
+                        Ok(report) => Ended::Report(Box::new(report)),
                         Err(e) => Ended::Failed(e),
                     }
                 }
@@ -462,7 +462,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
                     if cancelling {
                         continue;
                     }
-                    let page = result.map_err(|e| {
+                    let page = (*result).map_err(|e| {
                         let cause = Cause::of(&e);
                         let kind = if cause.kind == CONFIG_ERROR_TYPE {
                             CONFIG_ERROR_TYPE
@@ -511,7 +511,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             Ended::Report(mut report) => {
                 let samples = std::mem::take(&mut report.error_samples);
                 (
-                    ShardReport::from_job(index, key, workflow_id, report),
+                    ShardReport::from_job(index, key, workflow_id, *report),
                     samples,
                 )
             }
