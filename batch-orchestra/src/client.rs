@@ -41,11 +41,48 @@ pub async fn connect(address: &str, namespace: &str) -> Result<Client, JobError>
                 root_message(&e)
             ))
         })?;
-    Client::new(connection, ClientOptions::new(namespace.to_owned()).build()).map_err(|e| {
+    let encryption = Encryption::from_env(None)?;
+    Client::new(connection, encryption.client_options(namespace)).map_err(|e| {
         JobError::Temporal(format!(
             "cannot create a Temporal client for `{address}`: {e}"
         ))
     })
+}
+
+/// The payload encryption of a connection: the keys from the environment
+/// ([`encryption`](crate::encryption)), if any.
+#[derive(Clone, Debug, Default)]
+struct Encryption {
+    #[cfg(feature = "encryption")]
+    keys: Option<crate::encryption::Keyring>,
+}
+
+impl Encryption {
+    /// The keys from `env` (else the process's environment); none without the feature.
+    #[allow(unused_variables)]
+    fn from_env(env: Option<&std::collections::HashMap<String, String>>) -> Result<Self, JobError> {
+        #[cfg(feature = "encryption")]
+        {
+            let keys = crate::encryption::Keyring::from_vars(|name| match env {
+                Some(env) => env.get(name).cloned(),
+                None => std::env::var(name).ok(),
+            })
+            .map_err(|e| JobError::Settings(e.to_string()))?;
+            Ok(Self { keys })
+        }
+        #[cfg(not(feature = "encryption"))]
+        Ok(Self {})
+    }
+
+    fn client_options(&self, namespace: &str) -> ClientOptions {
+        #[cfg(feature = "encryption")]
+        if let Some(keys) = &self.keys {
+            return ClientOptions::new(namespace.to_owned())
+                .data_converter(keys.data_converter())
+                .build();
+        }
+        ClientOptions::new(namespace.to_owned()).build()
+    }
 }
 
 /// Connects the way the `temporal` CLI and Temporal's SDKs do: the profile named by
@@ -84,6 +121,7 @@ pub struct TemporalSettings {
     pub tls: bool,
     /// Whether an API key is sent.
     pub api_key: bool,
+    encryption: Encryption,
 }
 
 impl TemporalSettings {
@@ -122,13 +160,28 @@ impl TemporalSettings {
             Some(t) => t.disabled != Some(true),
             None => api_key,
         };
+        let encryption = Encryption::from_env(env)?;
         Ok(Self {
             profile: loaded,
             address,
             namespace,
             tls,
             api_key,
+            encryption,
         })
+    }
+
+    /// Encrypts payloads with `keys` instead of the keys of the environment.
+    #[cfg(feature = "encryption")]
+    pub fn with_encryption(mut self, keys: crate::encryption::Keyring) -> Self {
+        self.encryption.keys = Some(keys);
+        self
+    }
+
+    /// The id of the key payloads are encrypted with, when they are.
+    #[cfg(feature = "encryption")]
+    pub fn encryption_key_id(&self) -> Option<&str> {
+        self.encryption.keys.as_ref().map(|k| k.current_id())
     }
 
     /// Connects with these settings.
@@ -142,10 +195,7 @@ impl TemporalSettings {
                 root_message(&e)
             ))
         })?;
-        Client::new(
-            connection,
-            ClientOptions::new(self.namespace.clone()).build(),
-        )
+        Client::new(connection, self.encryption.client_options(&self.namespace))
         .map_err(|e| {
             JobError::Temporal(format!(
                 "cannot create a Temporal client for `{address}`: {e}"
@@ -595,6 +645,21 @@ pub(crate) async fn first_input<W: HasWorkflowDefinition, T: serde::de::Deserial
             _ => None,
         })
         .and_then(|p| p.payloads.into_iter().next())
+        .ok_or_else(|| JobError::Temporal(format!("job `{job_id}`: no input in its history")))?;
+    // History holds payloads as the codec left them (encrypted, say): decode them first.
+    use temporalio_client::NamespacedClient;
+    let input = handle
+        .client()
+        .data_converter()
+        .codec()
+        .decode(
+            &temporalio_common::data_converters::SerializationContextData::None,
+            vec![input],
+        )
+        .await
+        .map_err(|e| JobError::Temporal(format!("job `{job_id}`: its request: {e}")))?
+        .into_iter()
+        .next()
         .ok_or_else(|| JobError::Temporal(format!("job `{job_id}`: no input in its history")))?;
     serde_json::from_slice(&input.data).map_err(|e| {
         JobError::Temporal(format!(

@@ -95,6 +95,8 @@ pub mod cli;
 pub mod client;
 pub mod connector;
 pub mod connectors;
+#[cfg(feature = "encryption")]
+pub mod encryption;
 pub mod error;
 mod macro_support;
 pub mod metrics;

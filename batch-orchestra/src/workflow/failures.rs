@@ -76,11 +76,12 @@ impl Cause {
 /// The deepest message in a failure chain, and the failure type that matters most.
 pub(super) fn root_cause(failure: &Failure) -> (&'static str, String) {
     let mut kind = ACTIVITY_FAILED_TYPE;
-    let mut message = failure.message.clone();
+    let mut message = message_of(failure);
     let mut current = Some(failure);
     while let Some(f) = current {
-        if !f.message.is_empty() {
-            message = f.message.clone();
+        let text = message_of(f);
+        if !text.is_empty() {
+            message = text;
         }
         match &f.failure_info {
             Some(FailureInfo::ApplicationFailureInfo(info)) => {
@@ -102,6 +103,18 @@ pub(super) fn root_cause(failure: &Failure) -> (&'static str, String) {
         current = f.cause.as_deref();
     }
     (kind, message)
+}
+
+/// A failure's message. With payload encryption the worker moves it into the failure's
+/// encoded attributes (`{"message": ...}`, decrypted by the time the workflow sees it) and
+/// leaves "Encoded failure" in its place.
+fn message_of(failure: &Failure) -> String {
+    let encoded = failure
+        .encoded_attributes
+        .as_ref()
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p.data).ok())
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned));
+    encoded.unwrap_or_else(|| failure.message.clone())
 }
 
 /// Splits ` (attempt 3)` off the end of a message.
