@@ -45,9 +45,17 @@ async fn client(server: &TemporalDevServer, keys: Option<&str>) -> temporalio_cl
 }
 
 /// A POST (or OPTIONS) to the codec server: the status and the body.
-fn call(addr: std::net::SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> (u16, String, String) {
+fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
@@ -57,7 +65,12 @@ fn call(addr: std::net::SocketAddr, method: &str, path: &str, headers: &str, bod
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
 }
 
@@ -79,15 +92,28 @@ async fn encrypted_jobs_keep_history_unreadable_without_the_key() {
 
     let (report, failed) = worker
         .run_until(async {
-            let request =
-                SecretCsv::request("encrypted-1", CsvFile::new(path.to_str().unwrap()), NoopSink::new());
-            let report = jobs.start::<SecretCsv>(request).await.unwrap().report().await;
+            let request = SecretCsv::request(
+                "encrypted-1",
+                CsvFile::new(path.to_str().unwrap()),
+                NoopSink::new(),
+            );
+            let report = jobs
+                .start::<SecretCsv>(request)
+                .await
+                .unwrap()
+                .report()
+                .await;
             let request = SecretCsv::request(
                 "encrypted-fails",
                 CsvFile::new(missing.to_str().unwrap()),
                 NoopSink::new(),
             );
-            let failed = jobs.start::<SecretCsv>(request).await.unwrap().report().await;
+            let failed = jobs
+                .start::<SecretCsv>(request)
+                .await
+                .unwrap()
+                .report()
+                .await;
             (report, failed)
         })
         .await
@@ -98,30 +124,51 @@ async fn encrypted_jobs_keep_history_unreadable_without_the_key() {
     let Err(JobError::Failed { message, .. }) = &failed else {
         panic!("expected a failed job, got {failed:?}")
     };
-    assert!(message.contains("missing-secret-file"), "the decrypted cause: {message}");
+    assert!(
+        message.contains("missing-secret-file"),
+        "the decrypted cause: {message}"
+    );
 
     // The raw history holds none of the config or the error message.
     let plain = JobClient::new(client(&server, None).await, QUEUE);
     for job in ["encrypted-1", "encrypted-fails"] {
         let raw = String::from_utf8_lossy(&history_json(&plain, job).await).into_owned();
-        assert!(!raw.contains(SECRET_NAME), "{job}: the path in clear in history");
-        assert!(!raw.contains("missing-secret-file"), "{job}: the message in clear in history");
+        assert!(
+            !raw.contains(SECRET_NAME),
+            "{job}: the path in clear in history"
+        );
+        assert!(
+            !raw.contains("missing-secret-file"),
+            "{job}: the message in clear in history"
+        );
         let encrypted = base64::engine::general_purpose::STANDARD.encode("binary/encrypted");
         assert!(raw.contains(&encrypted), "{job}: payloads marked encrypted");
     }
 
     // Without the key: an error naming the key, not a silent default.
-    let stranger = JobClient::new(client(&server, Some(&format!("k9={}", key(9)))).await, QUEUE);
-    let err = stranger.job::<SecretCsv>("encrypted-1").report().await.unwrap_err();
+    let stranger = JobClient::new(
+        client(&server, Some(&format!("k9={}", key(9)))).await,
+        QUEUE,
+    );
+    let err = stranger
+        .job::<SecretCsv>("encrypted-1")
+        .report()
+        .await
+        .unwrap_err();
     assert!(
-        err.to_string().contains("encrypted with key `k1`, which this process does not have"),
+        err.to_string()
+            .contains("encrypted with key `k1`, which this process does not have"),
         "{err}"
     );
 
     // After a rotation (a new key first, the old one kept) old jobs stay readable.
     let rotated = format!("k2={},k1={}", key(2), key(1));
     let rotated = JobClient::new(client(&server, Some(&rotated)).await, QUEUE);
-    let again = rotated.job::<SecretCsv>("encrypted-1").report().await.unwrap();
+    let again = rotated
+        .job::<SecretCsv>("encrypted-1")
+        .report()
+        .await
+        .unwrap();
     assert_eq!(again.records_read, 3);
 
     // The codec server decodes the history's payloads for the UI and the CLI.
@@ -149,15 +196,28 @@ async fn encrypted_jobs_keep_history_unreadable_without_the_key() {
     let addr = codec.addr();
     let (status, _, text) = tokio::task::spawn_blocking({
         let body = body.clone();
-        move || call(addr, "POST", "/decode", "Authorization: Bearer t0ken\r\n", &body)
+        move || {
+            call(
+                addr,
+                "POST",
+                "/decode",
+                "Authorization: Bearer t0ken\r\n",
+                &body,
+            )
+        }
     })
     .await
     .unwrap();
     assert_eq!(status, 200, "{text}");
     let decoded: serde_json::Value = serde_json::from_str(&text).unwrap();
     let data = decoded["payloads"][0]["data"].as_str().unwrap();
-    let data = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
-    assert!(String::from_utf8_lossy(&data).contains(SECRET_NAME), "the request in clear");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&data).contains(SECRET_NAME),
+        "the request in clear"
+    );
 
     let (status, _, _) = tokio::task::spawn_blocking({
         let body = body.clone();
@@ -167,7 +227,13 @@ async fn encrypted_jobs_keep_history_unreadable_without_the_key() {
     .unwrap();
     assert_eq!(status, 401, "no token, no decoding");
     let (status, head, _) = tokio::task::spawn_blocking(move || {
-        call(addr, "OPTIONS", "/decode", "Origin: http://127.0.0.1:8233\r\n", "")
+        call(
+            addr,
+            "OPTIONS",
+            "/decode",
+            "Origin: http://127.0.0.1:8233\r\n",
+            "",
+        )
     })
     .await
     .unwrap();
@@ -182,7 +248,11 @@ async fn encrypted_jobs_keep_history_unreadable_without_the_key() {
     let temporal = batch_orchestra::testing::tools_dir()
         .map(|d| {
             let venv = d.join("venv/bin/temporal");
-            if venv.exists() { venv } else { d.join("bin/temporal") }
+            if venv.exists() {
+                venv
+            } else {
+                d.join("bin/temporal")
+            }
         })
         .unwrap_or_else(|| "temporal".into());
     let out = tokio::process::Command::new(temporal)
@@ -204,7 +274,11 @@ async fn encrypted_jobs_keep_history_unreadable_without_the_key() {
         .await
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Payload data is shown in base64 or, for JSON payloads, as JSON.
     let shown_json: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert!(

@@ -195,8 +195,7 @@ impl TemporalSettings {
                 root_message(&e)
             ))
         })?;
-        Client::new(connection, self.encryption.client_options(&self.namespace))
-        .map_err(|e| {
+        Client::new(connection, self.encryption.client_options(&self.namespace)).map_err(|e| {
             JobError::Temporal(format!(
                 "cannot create a Temporal client for `{address}`: {e}"
             ))

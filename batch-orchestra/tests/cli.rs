@@ -902,3 +902,81 @@ async fn a_streaming_job_from_the_shell() {
         stderr(&out)
     );
 }
+
+/// `codec-server` refuses to start without keys, and with keys encrypts and decrypts a
+/// payload for a caller with the token.
+#[test]
+fn codec_server_needs_keys_and_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![],
+    };
+    let out = cli.run(&["codec-server", "--port", "0"]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("no encryption keys"),
+        "{}",
+        stderr(&out)
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![
+            (
+                "BATCH_ORCHESTRA_ENCRYPTION_KEYS".into(),
+                "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+            ),
+            ("CODEC_TOKEN".into(), "s3cret".into()),
+        ],
+    };
+    let mut child = Worker(
+        cli.command(&[
+            "codec-server",
+            "--port",
+            &port.to_string(),
+            "--token-env",
+            "CODEC_TOKEN",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let post = |path: &str, token: &str, body: &str| -> (String, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        (
+            head.lines().next().unwrap_or("").to_owned(),
+            body.to_owned(),
+        )
+    };
+    wait_until("the codec server listens", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // "hello" as a payload, encrypted then decrypted.
+    let plain =
+        r#"{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"ImhlbGxvIg=="}]}"#;
+    let (status, sealed) = post("/encode", "s3cret", plain);
+    assert!(status.contains("200"), "{status} {sealed}");
+    assert!(!sealed.contains("ImhlbGxvIg=="), "encrypted: {sealed}");
+    let (status, opened) = post("/decode", "s3cret", &sealed);
+    assert!(status.contains("200"), "{status} {opened}");
+    assert!(opened.contains("ImhlbGxvIg=="), "{opened}");
+    let (status, _) = post("/decode", "wrong", &sealed);
+    assert!(status.contains("401"), "{status}");
+    let _ = child.0.kill();
+}

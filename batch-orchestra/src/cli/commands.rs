@@ -53,6 +53,11 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
         }
         Command::Setup => super::dev::setup(),
         Command::Dev { postgres, nats } => super::dev::dev(postgres, nats).await,
+        Command::CodecServer {
+            port,
+            origins,
+            token_env,
+        } => super::codec::serve(port, origins, token_env).await,
         Command::Start {
             pipeline,
             job,

@@ -72,7 +72,7 @@ pub(super) async fn dev(postgres: bool, nats: bool) -> Result<Exit, CliError> {
     Ok(Exit::Success)
 }
 
-async fn wait_for_stop() {
+pub(super) async fn wait_for_stop() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

@@ -37,6 +37,7 @@
 //!
 //! Exit codes: see [`Exit`].
 
+mod codec;
 mod commands;
 mod dev;
 mod operator;
@@ -292,6 +293,27 @@ folders and removed at exit.")]
         /// Also start a NATS server with JetStream.
         #[arg(long)]
         nats: bool,
+    },
+    /// Serve Temporal's codec protocol so its web UI and CLI show encrypted payloads in clear.
+    #[command(after_help = "\
+Example:
+  BATCH_ORCHESTRA_ENCRYPTION_KEYS=2026-12=... batch-orchestra codec-server --port 8089 \\
+    --origin http://127.0.0.1:8233 --token-env CODEC_TOKEN
+  temporal workflow show -w people-1 --codec-endpoint http://127.0.0.1:8089 \\
+    --codec-auth \"Bearer $CODEC_TOKEN\"
+
+The keys come from BATCH_ORCHESTRA_ENCRYPTION_KEYS or BATCH_ORCHESTRA_ENCRYPTION_KEY_FILE, as
+for the workers. It listens on 127.0.0.1 only.")]
+    CodecServer {
+        /// The port on 127.0.0.1.
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+        /// A browser origin allowed to call it (the web UI's); repeat for more.
+        #[arg(long = "origin", value_name = "URL")]
+        origins: Vec<String>,
+        /// The variable holding the bearer token every call must send.
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
     },
 }
 

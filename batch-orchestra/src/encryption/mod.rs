@@ -35,8 +35,8 @@ use prost::Message;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use temporalio_common::data_converters::{
-    DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConversionError,
-    PayloadConverter, SerializationContextData,
+    DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConversionError, PayloadConverter,
+    SerializationContextData,
 };
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 
@@ -106,7 +106,10 @@ impl Keyring {
             };
             let id = id.trim();
             if id.is_empty() {
-                return Err(KeyError(format!("encryption key entry {} has no id", n + 1)));
+                return Err(KeyError(format!(
+                    "encryption key entry {} has no id",
+                    n + 1
+                )));
             }
             let key = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
@@ -165,7 +168,10 @@ impl Keyring {
         data.extend_from_slice(&nonce);
         data.extend_from_slice(&sealed);
         let mut metadata = std::collections::HashMap::new();
-        metadata.insert("encoding".to_owned(), ENCRYPTED_ENCODING.as_bytes().to_vec());
+        metadata.insert(
+            "encoding".to_owned(),
+            ENCRYPTED_ENCODING.as_bytes().to_vec(),
+        );
         metadata.insert(KEY_ID_METADATA.to_owned(), self.current.as_bytes().to_vec());
         Ok(Payload {
             metadata,
@@ -177,7 +183,8 @@ impl Keyring {
     /// Decrypts a payload this or an older key encrypted; a payload that is not encrypted
     /// is returned as it is.
     pub fn decrypt(&self, payload: Payload) -> Result<Payload, KeyError> {
-        if payload.metadata.get("encoding").map(Vec::as_slice) != Some(ENCRYPTED_ENCODING.as_bytes())
+        if payload.metadata.get("encoding").map(Vec::as_slice)
+            != Some(ENCRYPTED_ENCODING.as_bytes())
         {
             return Ok(payload);
         }
@@ -193,7 +200,9 @@ impl Keyring {
             ))
         })?;
         if payload.data.len() < NONCE_LEN {
-            return Err(KeyError(format!("an encrypted payload (key `{id}`) is truncated")));
+            return Err(KeyError(format!(
+                "an encrypted payload (key `{id}`) is truncated"
+            )));
         }
         let (nonce, sealed) = payload.data.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce)
@@ -206,8 +215,11 @@ impl Keyring {
                     "a payload encrypted with key `{id}` does not decrypt with the key of that id here: the key differs, or the payload was altered"
                 ))
             })?;
-        Payload::decode(&*plain)
-            .map_err(|e| KeyError(format!("a decrypted payload (key `{id}`) does not parse: {e}")))
+        Payload::decode(&*plain).map_err(|e| {
+            KeyError(format!(
+                "a decrypted payload (key `{id}`) does not parse: {e}"
+            ))
+        })
     }
 
     fn ids(&self) -> String {
@@ -309,7 +321,10 @@ mod tests {
         let rotated = Keyring::parse(&format!("k2={},k1={}", key(2), key(1))).unwrap();
         assert_eq!(rotated.current_id(), "k2");
         assert_eq!(rotated.decrypt(sealed).unwrap(), json("1"));
-        assert_eq!(rotated.encrypt(&json("2")).unwrap().metadata[KEY_ID_METADATA], b"k2");
+        assert_eq!(
+            rotated.encrypt(&json("2")).unwrap().metadata[KEY_ID_METADATA],
+            b"k2"
+        );
     }
 
     #[test]
@@ -320,22 +335,36 @@ mod tests {
             .unwrap();
         let other = Keyring::parse(&format!("k2={}", key(2))).unwrap();
         let err = other.decrypt(sealed.clone()).unwrap_err().to_string();
-        assert!(err.contains("encrypted with key `k1`, which this process does not have (it has `k2`)"), "{err}");
+        assert!(
+            err.contains("encrypted with key `k1`, which this process does not have (it has `k2`)"),
+            "{err}"
+        );
         let impostor = Keyring::parse(&format!("k1={}", key(3))).unwrap();
         let err = impostor.decrypt(sealed).unwrap_err().to_string();
-        assert!(err.contains("does not decrypt with the key of that id here"), "{err}");
+        assert!(
+            err.contains("does not decrypt with the key of that id here"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_keys_are_refused_without_showing_them() {
         let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
-        let err = Keyring::parse(&format!("k={short}")).unwrap_err().to_string();
+        let err = Keyring::parse(&format!("k={short}"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("has 16 bytes; AES-256 takes 32"), "{err}");
         assert!(!err.contains(&short));
         assert!(Keyring::parse("k=not base64!").is_err());
         assert!(Keyring::parse("nokey").is_err());
-        assert!(Keyring::parse(&format!("k={},k={}", key(1), key(2))).is_err(), "an id twice");
-        assert_eq!(Keyring::from_vars(|_| None).unwrap().map(|k| k.current), None);
+        assert!(
+            Keyring::parse(&format!("k={},k={}", key(1), key(2))).is_err(),
+            "an id twice"
+        );
+        assert_eq!(
+            Keyring::from_vars(|_| None).unwrap().map(|k| k.current),
+            None
+        );
         let debug = format!("{:?}", Keyring::parse(&format!("k={}", key(1))).unwrap());
         assert!(!debug.contains(&key(1)), "{debug}");
     }

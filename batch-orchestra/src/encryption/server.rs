@@ -82,7 +82,9 @@ pub async fn serve(listener: TcpListener, keys: Keyring, options: CodecServerOpt
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(request, &state.0, &state.1).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(request, &state.0, &state.1).await)
+                }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
