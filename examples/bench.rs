@@ -4,7 +4,8 @@
 //! 1. the direct loop: the same CSV parser and MongoDB writer, no Temporal, with as many
 //!    concurrent writers as the pipeline keeps in flight;
 //! 2. the CSV -> MongoDB pipeline through Temporal with its default settings;
-//! 3. the CSV -> no-op pipeline, on a tuned dev server and on one with default settings;
+//! 3. the CSV -> no-op pipeline, on a tuned dev server and on one with default settings, and
+//!    with every payload encrypted (`encrypted_vs_plain`);
 //! 4. workflow history per batch, from the fetched history;
 //! 5. the worker's peak RSS on a large CSV into the no-op sink (in a child process);
 //! 6. the CSV source's own plan-and-read loop (`parse_rows_per_s`, the ceiling for CSV into the
@@ -106,6 +107,9 @@ struct Args {
     stream_only: bool,
     /// Only the worker-kill recovery, five kills, printed (report.json is left as it was).
     workers_only: bool,
+    /// Only the no-op job plain and with encrypted payloads, printed (report.json is left
+    /// as it was).
+    encryption_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
@@ -116,6 +120,7 @@ fn args() -> Result<Args, Error> {
         sharded_only: false,
         stream_only: false,
         workers_only: false,
+        encryption_only: false,
     };
     // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
     let mut it = std::env::args().skip(1).filter(|a| a != "--");
@@ -132,6 +137,10 @@ fn args() -> Result<Args, Error> {
             a.workers_only = true;
             continue;
         }
+        if flag == "--encryption-only" {
+            a.encryption_only = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--rows" => a.rows = value.parse()?,
@@ -142,7 +151,7 @@ fn args() -> Result<Args, Error> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only or --workers-only"
+                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only, --workers-only or --encryption-only"
                 )
                 .into());
             }
@@ -319,6 +328,37 @@ fn main() -> Result<(), Error> {
         return Ok(());
     }
     let csv_path = csv.to_string_lossy().into_owned();
+    if a.encryption_only {
+        let keys = batch_orchestra::encryption::Keyring::new("bench", &[7u8; 32])?;
+        let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
+        for rep in 0..a.reps {
+            let source = || CsvFile::new(&csv_path);
+            let p = runtime.block_on(pipeline_run::<BenchToNoop>(
+                &tuned,
+                &format!("plain-only-{rep}"),
+                source(),
+                NoopSink::new(),
+            ))?;
+            let e = runtime.block_on(pipeline_run_keyed::<BenchToNoop>(
+                &tuned,
+                &format!("encrypted-only-{rep}"),
+                source(),
+                NoopSink::new(),
+                Some(&keys),
+            ))?;
+            println!("rep {rep}: plain {:.0} rows/s, encrypted {:.0} rows/s", p.0, e.0);
+            plain.push(p.0);
+            encrypted.push(e.0);
+        }
+        let (p, e) = (stat(plain), stat(encrypted));
+        println!(
+            "encrypted_vs_plain {:.3} (medians {:.0} and {:.0} rows/s)",
+            e.median / p.median,
+            e.median,
+            p.median
+        );
+        return Ok(());
+    }
     let shard_dir = dir.join("shards");
     let shard_glob = sharded::write_files(&shard_dir, a.rows)?;
     if a.sharded_only {
@@ -350,6 +390,9 @@ fn main() -> Result<(), Error> {
     let mut piped = Vec::new();
     let mut noop = Vec::new();
     let mut noop_default = Vec::new();
+    // The no-op job again with every payload encrypted (a fixed key: only the cost counts).
+    let mut encrypted = Vec::new();
+    let bench_keys = batch_orchestra::encryption::Keyring::new("bench", &[7u8; 32])?;
     let mut parsed = Vec::new();
     let mut two = Vec::new();
     let mut history = (0.0, 0.0);
@@ -376,6 +419,17 @@ fn main() -> Result<(), Error> {
                     &format!("noop-{rep}"),
                     CsvFile::new(&csv_path),
                     NoopSink::new(),
+                ))?
+                .0,
+        );
+        encrypted.push(
+            runtime
+                .block_on(pipeline_run_keyed::<BenchToNoop>(
+                    &tuned,
+                    &format!("noop-encrypted-{rep}"),
+                    CsvFile::new(&csv_path),
+                    NoopSink::new(),
+                    Some(&bench_keys),
                 ))?
                 .0,
         );
@@ -522,6 +576,12 @@ fn main() -> Result<(), Error> {
     let _ = std::fs::remove_file(&big);
 
     let (d, p, n, nd) = (stat(direct), stat(piped), stat(noop), stat(noop_default));
+    let enc = stat(encrypted);
+    println!(
+        "encrypted payloads: {:.0} rows/s, {:.3} of plain",
+        enc.median,
+        enc.median / n.median
+    );
     let (parse, two, sh) = (stat(parsed), stat(two), stat(sharded_rates));
     let report = serde_json::json!({
         "rows": a.rows,
@@ -531,6 +591,8 @@ fn main() -> Result<(), Error> {
         "pipeline_rows_per_s": p.median, "pipeline_min": p.min, "pipeline_max": p.max,
         "ratio": p.median / d.median,
         "noop_rows_per_s": n.median, "noop_min": n.min, "noop_max": n.max,
+        "encrypted_rows_per_s": enc.median, "encrypted_min": enc.min, "encrypted_max": enc.max,
+        "encrypted_vs_plain": enc.median / n.median,
         "noop_rows_per_s_default_server": nd.median, "noop_default_min": nd.min, "noop_default_max": nd.max,
         "history_events_per_batch": history.0,
         "history_bytes_per_batch": history.1,
@@ -779,7 +841,30 @@ async fn pipeline_run<P: Pipeline>(
     source: P::Source,
     sink: P::Sink,
 ) -> Result<(f64, (f64, f64)), Error> {
-    let client = server.client().await?;
+    pipeline_run_keyed::<P>(server, job, source, sink, None).await
+}
+
+/// [`pipeline_run`] with payloads encrypted with `keys` when given.
+async fn pipeline_run_keyed<P: Pipeline>(
+    server: &TemporalDevServer,
+    job: &str,
+    source: P::Source,
+    sink: P::Sink,
+    keys: Option<&batch_orchestra::encryption::Keyring>,
+) -> Result<(f64, (f64, f64)), Error> {
+    let client = match keys {
+        None => server.client().await?,
+        Some(keys) => {
+            let env = std::collections::HashMap::from([(
+                "TEMPORAL_ADDRESS".to_owned(),
+                server.address(),
+            )]);
+            batch_orchestra::client::TemporalSettings::resolve(None, Some(&env))?
+                .with_encryption(keys.clone())
+                .connect()
+                .await?
+        }
+    };
     let mut worker = Worker::builder(client.clone(), QUEUE)
         .pipeline::<P>()?
         .build()?;
