@@ -76,6 +76,8 @@
 //! - [`streaming`]: unbounded sources through the queue executor, with checkpoints and
 //!   acknowledgements after the write;
 //! - [`snapshot`]: saving job reports;
+//! - `encryption` (feature `encryption`): payloads encrypted before they reach Temporal, and
+//!   the codec server for its UI and CLI;
 //! - [`connectors`]: CSV (`csv`), MongoDB (`mongodb`), object stores (`object-store`), JSON
 //!   Lines and no-op;
 //! - `testing` (feature `testing`): real dev servers on loopback, fakes with fault injection,
