@@ -3,7 +3,8 @@
 //! Measures, each on a fresh MongoDB-wire server:
 //! 1. the direct loop: the same CSV parser and MongoDB writer, no Temporal, with as many
 //!    concurrent writers as the pipeline keeps in flight;
-//! 2. the CSV -> MongoDB pipeline through Temporal with its default settings;
+//! 2. the CSV -> MongoDB pipeline through Temporal with its default settings (journaled
+//!    writes), and with writes acknowledged from memory (`journaled_vs_acknowledged`);
 //! 3. the CSV -> no-op pipeline, on a tuned dev server and on one with default settings, and
 //!    with every payload encrypted (`encrypted_vs_plain`);
 //! 4. workflow history per batch, from the fetched history;
@@ -309,7 +310,7 @@ fn main() -> Result<(), Error> {
 
     // Fresh MongoDB-wire servers, started before the runtime so the sink's variable is set
     // before other threads exist; one per repetition of each MongoDB measurement.
-    let mongos: Vec<MongoServer> = (0..2 * a.reps + 1)
+    let mongos: Vec<MongoServer> = (0..3 * a.reps + 1)
         .map(|_| MongoServer::start())
         .collect::<Result<_, _>>()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -346,7 +347,10 @@ fn main() -> Result<(), Error> {
                 NoopSink::new(),
                 Some(&keys),
             ))?;
-            println!("rep {rep}: plain {:.0} rows/s, encrypted {:.0} rows/s", p.0, e.0);
+            println!(
+                "rep {rep}: plain {:.0} rows/s, encrypted {:.0} rows/s",
+                p.0, e.0
+            );
             plain.push(p.0);
             encrypted.push(e.0);
         }
@@ -398,8 +402,9 @@ fn main() -> Result<(), Error> {
     let mut history = (0.0, 0.0);
     let mut sharded_rates = Vec::new();
     let mut shard_history = (0.0, 0.0, 0);
+    let mut acknowledged = Vec::new();
     for rep in 0..a.reps {
-        let (m1, m2) = (&mongos[2 * rep], &mongos[2 * rep + 1]);
+        let (m1, m2, m3) = (&mongos[3 * rep], &mongos[3 * rep + 1], &mongos[3 * rep + 2]);
         direct.push(runtime.block_on(direct_loop(&csv_path, &m1.uri(), 1_000, 8))?);
         // SAFETY: the only other threads are the runtime's idle workers, which read no
         // environment; the sink reads the variable when it is built, after this.
@@ -412,6 +417,22 @@ fn main() -> Result<(), Error> {
         ))?;
         piped.push(rate);
         history = h;
+        // The same job with writes acknowledged from memory (no journal): what the journaled
+        // default costs.
+        // SAFETY: as above.
+        unsafe { std::env::set_var(URI_ENV, m3.uri()) };
+        acknowledged.push(
+            runtime
+                .block_on(pipeline_run::<BenchToMongo>(
+                    &tuned,
+                    &format!("mongo-acknowledged-{rep}"),
+                    CsvFile::new(&csv_path),
+                    MongoSink::new("bench", "rows")
+                        .uri_env(URI_ENV)
+                        .acknowledged(),
+                ))?
+                .0,
+        );
         noop.push(
             runtime
                 .block_on(pipeline_run::<BenchToNoop>(
@@ -497,7 +518,7 @@ fn main() -> Result<(), Error> {
 
     // Continue-as-new every 100 batches on a fresh server.
     // SAFETY: as above; the earlier sinks were built already and read no environment now.
-    unsafe { std::env::set_var(URI_ENV, mongos[2 * a.reps].uri()) };
+    unsafe { std::env::set_var(URI_ENV, mongos[3 * a.reps].uri()) };
     let can = runtime.block_on(can_run(
         &tuned,
         &csv_path,
@@ -577,6 +598,12 @@ fn main() -> Result<(), Error> {
 
     let (d, p, n, nd) = (stat(direct), stat(piped), stat(noop), stat(noop_default));
     let enc = stat(encrypted);
+    let ack = stat(acknowledged);
+    println!(
+        "MongoDB writes acknowledged from memory: {:.0} rows/s; journaled (the default) {:.3} of that",
+        ack.median,
+        p.median / ack.median
+    );
     println!(
         "encrypted payloads: {:.0} rows/s, {:.3} of plain",
         enc.median,
@@ -593,6 +620,8 @@ fn main() -> Result<(), Error> {
         "noop_rows_per_s": n.median, "noop_min": n.min, "noop_max": n.max,
         "encrypted_rows_per_s": enc.median, "encrypted_min": enc.min, "encrypted_max": enc.max,
         "encrypted_vs_plain": enc.median / n.median,
+        "mongo_acknowledged_rows_per_s": ack.median, "mongo_acknowledged_min": ack.min, "mongo_acknowledged_max": ack.max,
+        "journaled_vs_acknowledged": p.median / ack.median,
         "noop_rows_per_s_default_server": nd.median, "noop_default_min": nd.min, "noop_default_max": nd.max,
         "history_events_per_batch": history.0,
         "history_bytes_per_batch": history.1,

@@ -518,37 +518,26 @@ fn bad_job_files_and_unknown_pipelines_get_the_documented_exit_codes() {
 
     // `[source.options]` with one key keeps the other options' defaults; a misspelt option
     // is named.
-    let partial = dir.path().join("partial.toml");
-    std::fs::write(
-        &partial,
-        "[source]\npath = \"in.csv\"\n\n[source.options]\ndelimiter = \";\"\n\n[sink]\nuri_env = \"M\"\ndatabase = \"d\"\ncollection = \"c\"\n",
-    )
-    .unwrap();
-    let out = cli.run(&[
-        "start",
-        "csv-to-mongo",
-        "--job",
-        "j",
-        "--config",
-        partial.to_str().unwrap(),
-        "--check",
-    ]);
+    let check = |name: &str, options: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(
+            &file,
+            format!("[source]\npath = \"in.csv\"\n\n[source.options]\n{options}\n\n[sink]\nuri_env = \"M\"\ndatabase = \"d\"\ncollection = \"c\"\n"),
+        )
+        .unwrap();
+        cli.run(&[
+            "start",
+            "csv-to-mongo",
+            "--job",
+            "j",
+            "--config",
+            file.to_str().unwrap(),
+            "--check",
+        ])
+    };
+    let out = check("partial.toml", "delimiter = \";\"");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let misspelt = dir.path().join("misspelt.toml");
-    std::fs::write(
-        &misspelt,
-        "[source]\npath = \"in.csv\"\n\n[source.options]\ndelimeter = \";\"\n\n[sink]\nuri_env = \"M\"\ndatabase = \"d\"\ncollection = \"c\"\n",
-    )
-    .unwrap();
-    let out = cli.run(&[
-        "start",
-        "csv-to-mongo",
-        "--job",
-        "j",
-        "--config",
-        misspelt.to_str().unwrap(),
-        "--check",
-    ]);
+    let out = check("misspelt.toml", "delimeter = \";\"");
     assert_eq!(code(&out), 3);
     assert!(
         stderr(&out).contains("line 5: unknown key `source.options.delimeter`"),

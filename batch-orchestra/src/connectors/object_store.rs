@@ -261,6 +261,18 @@ mod tests {
         dir.join(name)
     }
 
+    /// Writes `text` over the file and moves its modification time on, so its etag changes
+    /// even within the file system's time resolution.
+    fn rewrite(path: &std::path::Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn an_object_is_not_current_once_replaced_or_removed() {
         let path = temp_path("people.csv");
@@ -271,13 +283,7 @@ mod tests {
         assert!(source.is_current().await, "an untouched object is current");
 
         // Rewritten with as many bytes: a new etag.
-        std::fs::write(&path, "id,name\n2,b\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(SystemTime::now() + Duration::from_secs(5))
-            .unwrap();
+        rewrite(&path, "id,name\n2,b\n");
         assert!(!source.is_current().await, "an object with a new etag");
 
         let source = config.build().await.unwrap();
@@ -294,14 +300,8 @@ mod tests {
         let input = ObjectInput::open(&url, &BTreeMap::new()).await.unwrap();
         assert_eq!(input.read(8, 12).await.unwrap(), b"1,a\n");
 
-        // Replaced with as many bytes and another modification time: another version.
-        std::fs::write(&path, "id,name\n9,z\n8,y\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(SystemTime::now() + Duration::from_secs(5))
-            .unwrap();
+        // Replaced with as many bytes: another version.
+        rewrite(&path, "id,name\n9,z\n8,y\n");
         let err = input.read(8, 12).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Batch, "{err}");
         assert!(
