@@ -969,3 +969,40 @@ fn codec_server_needs_keys_and_its_token() {
     assert!(status.contains("401"), "{status}");
     let _ = child.0.kill();
 }
+
+/// Every subcommand's bad arguments exit 2 with what is wrong, before anything is contacted
+/// (the address points nowhere).
+#[test]
+fn every_subcommand_refuses_bad_arguments_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![("TEMPORAL_ADDRESS".into(), "127.0.0.1:1".into())],
+    };
+    let cases: &[(&[&str], &str)] = &[
+        (&["start"], "required arguments were not provided"),
+        (&["watch"], "<JOB>"),
+        (
+            &["watch", "j", "--interval-s", "0"],
+            "--interval-s must be at least 0.1",
+        ),
+        (&["status"], "<JOB>"),
+        (&["list", "--bogus"], "unexpected argument '--bogus'"),
+        (&["pause"], "<JOB>"),
+        (&["resume"], "<JOB>"),
+        (&["set-parallelism", "j"], "<N>"),
+        (&["set-parallelism", "j", "0"], "0 is not in 1..=1000"),
+        (&["set-rate", "j", "x"], "invalid value 'x'"),
+        (&["cancel"], "<JOB>"),
+        (&["report"], "<JOB>"),
+        (&["redrive"], "<JOB>"),
+        (&["worker", "--metrics", "nope"], "invalid socket address"),
+        (&["codec-server", "--port", "x"], "invalid value 'x'"),
+        (&["bogus"], "unrecognized subcommand 'bogus'"),
+    ];
+    for (args, says) in cases {
+        let out = cli.run(args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -204,6 +204,12 @@ fn describe_counts(r: &ReportView) -> String {
         let _ = writeln!(out, "error     {e}");
     }
     for f in &r.failed {
+        // A sharded job's shard that failed as a whole (its file vanished, say) has no
+        // batch range: its message names it.
+        if f.batches == 0 {
+            let _ = writeln!(out, "failed    {}: {}", f.kind, f.message);
+            continue;
+        }
         let _ = writeln!(
             out,
             "failed    batches {}-{} ({} records): {}: {}",
@@ -271,5 +277,21 @@ mod tests {
         let status = describe_progress(&view);
         assert!(status.contains("of 4,000 (50%)"), "{status}");
         assert!(status.contains("batches 3-3 (500 records)"), "{status}");
+    }
+
+    #[test]
+    fn a_shard_that_failed_whole_is_named_not_given_a_batch_range() {
+        let view: ReportView = serde_json::from_value(serde_json::json!({
+            "job_id": "j", "pipeline": "p", "status": "CompletedWithFailures",
+            "failed": [{"first_batch": 0, "batches": 0, "records": 0, "kind": "Failed",
+                        "message": "shard `a.csv` (1 input): a.csv: no such file"}]
+        }))
+        .unwrap();
+        let text = describe_report(&view);
+        assert!(
+            text.contains("failed    Failed: shard `a.csv` (1 input): a.csv: no such file"),
+            "{text}"
+        );
+        assert!(!text.contains("batches 0-0"), "{text}");
     }
 }
