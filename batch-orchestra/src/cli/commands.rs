@@ -440,9 +440,12 @@ fn print_failure(e: crate::JobError, json: bool) -> Result<Exit, CliError> {
                 let view: ReportView = serde_json::from_value(report).unwrap_or_default();
                 if attached {
                     print!("{}", describe_report(&view));
-                    println!(
-                        "kind      {kind}\nnext      `redrive {job_id}` reruns its failed batches and the rest of its input"
-                    );
+                    // A configuration error fails again until the configuration changes.
+                    if kind != crate::error::CONFIG_ERROR_TYPE {
+                        println!(
+                            "next      `redrive {job_id}` reruns its failed batches and the rest of its input"
+                        );
+                    }
                 } else {
                     println!("job       {job_id}\nstatus    failed ({kind})\nfailure   {message}");
                 }

@@ -26,6 +26,8 @@ pub(crate) struct ReportView {
     pub redrive_of: Option<String>,
     pub elapsed_ms: u64,
     pub failure: Option<String>,
+    /// A failed job's failure type, shown beside its status.
+    pub kind: Option<String>,
 }
 
 /// A failed range of a report.
@@ -165,8 +167,13 @@ pub(crate) fn describe_progress(p: &ProgressView) -> String {
 
 /// A finished job's report for people.
 pub(crate) fn describe_report(r: &ReportView) -> String {
+    let kind = r
+        .kind
+        .as_ref()
+        .map(|k| format!(" ({k})"))
+        .unwrap_or_default();
     let mut out = format!(
-        "job       {}\npipeline  {}\nstatus    {}\n",
+        "job       {}\npipeline  {}\nstatus    {}{kind}\n",
         r.job_id, r.pipeline, r.status
     );
     if let Some(of) = &r.redrive_of {
