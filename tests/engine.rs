@@ -405,6 +405,11 @@ async fn a_failing_job_drains_its_running_batches_before_it_reports() {
     assert_eq!(kind, "FailedBatchLimit");
     let report: batch_orchestra::JobReport<u64> =
         serde_json::from_value(*report.clone().unwrap()).unwrap();
+    let failure = report.failure.clone().unwrap();
+    assert!(
+        failure.starts_with(&format!("{} batches failed", report.failed_batches)),
+        "the cause counts the whole failed group: {failure}"
+    );
     // Give a write that outlived the job time to land, had it not been awaited.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     // A failed group may have written part of its batches (uncounted: a redrive finds them

@@ -210,10 +210,10 @@ pub enum JobError {
         message: String,
         /// The failure type, such as `ConfigError`, `RecordErrorLimit` or `ActivityFailed`.
         kind: String,
-        /// The failed job's report as JSON (a [`JobReport`](crate::JobReport) with status
-        /// `Failed`): its counts, failed ranges, `end_offset` and `stopped_at`. `None` for
-        /// jobs whose workflow failed without one (runs recorded before reports were
-        /// attached, sharded jobs).
+        /// The failed job's report as JSON, with status `Failed`: a
+        /// [`JobReport`](crate::JobReport) (its counts, failed ranges, `end_offset` and
+        /// `stopped_at`), or a sharded or streaming job's report. `None` for jobs whose
+        /// workflow failed without one (runs recorded before reports were attached).
         report: Option<Box<serde_json::Value>>,
     },
     /// The job reached the end of its source but some batches failed for good.

@@ -545,7 +545,10 @@ pub(super) async fn drive<P: Pipeline>(
                                     now,
                                     max,
                                 );
-                                recorded = recorded.and(r);
+                                // The last refusal counts the whole group.
+                                if r.is_err() {
+                                    recorded = r;
+                                }
                             }
                             advance(job, segments, &mut done, &mut frontier);
                             job.touch();

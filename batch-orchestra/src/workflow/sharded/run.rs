@@ -128,6 +128,7 @@ pub(super) async fn run_sharded<P: Pipeline>(
                 ApplicationFailure::builder(stop.message)
                     .type_name(stop.kind.to_owned())
                     .non_retryable(true)
+                    .details(parent.state.report.clone())
                     .build(),
             ))
         }

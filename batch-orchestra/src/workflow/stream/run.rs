@@ -281,6 +281,7 @@ fn fail<P: Pipeline>(
         ApplicationFailure::builder(stop.message)
             .type_name(stop.kind.to_owned())
             .non_retryable(true)
+            .details(report)
             .build(),
     )
 }
