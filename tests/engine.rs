@@ -4,14 +4,12 @@ use std::time::{Duration, Instant};
 
 use batch_orchestra::testing::{CountingSink, PAYLOAD_MARKER, RangeSource, RangeToCounting};
 use batch_orchestra::{
-    BatchProcessingRequest, JobClient, JobError, JobStatus, PipelineWorkflow, RequestOf,
-    RetrySettings, SnapshotTarget,
+    BatchProcessingRequest, JobClient, JobError, JobStatus, RequestOf, RetrySettings,
+    SnapshotTarget,
 };
-use batch_orchestra_tests::{Harness, history, history_json};
+use batch_orchestra_tests::{Harness, history};
 use prost::Message;
-use temporalio_client::WorkflowHistory;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
 fn request(job: &str, count: u64, sink: CountingSink) -> RequestOf<RangeToCounting> {
     BatchProcessingRequest::new(job, RangeSource::new(count), sink)
@@ -805,68 +803,6 @@ async fn history_is_small_and_holds_no_record_content() {
         (big_bytes - small_bytes).abs() < 200.0,
         "history does not grow with record size: {small_bytes} vs {big_bytes}"
     );
-}
-
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/fixtures/range-to-counting.history.json"
-);
-
-fn replayer() -> WorkflowReplayer {
-    let options = WorkflowReplayerOptions::new()
-        .register_workflow::<PipelineWorkflow<RangeToCounting>>()
-        .unwrap()
-        .build();
-    WorkflowReplayer::new(options).unwrap()
-}
-
-/// Replays a history recorded from the real workflow with the current code: a change to the
-/// workflow's command sequence fails here. Set `BATCH_ORCHESTRA_RECORD_HISTORY=1` to record
-/// the fixture anew after an intended change.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replays_a_recorded_history_deterministically() {
-    let mut h = Harness::start().await;
-    let job = "replayed";
-    let sink = CountingSink {
-        fail_attempts: 1,
-        ..CountingSink::new(job)
-    };
-    let source = RangeSource {
-        bad_every: Some(7),
-        ..RangeSource::new(400)
-    };
-    let req = BatchProcessingRequest::new(job, source, sink)
-        .batch_size(25)
-        .max_in_flight(3)
-        .plan_ahead(4)
-        .retry("process", quick_retries(3));
-    let json = h
-        .worker
-        .run_until(async {
-            h.jobs
-                .start::<RangeToCounting>(req)
-                .await
-                .unwrap()
-                .report()
-                .await
-                .unwrap();
-            history_json(&h.jobs, job).await
-        })
-        .await
-        .unwrap();
-    replayer()
-        .replay_workflow(WorkflowHistory::from_json(&json).unwrap())
-        .await
-        .expect("replay of a fresh history");
-
-    if std::env::var_os("BATCH_ORCHESTRA_RECORD_HISTORY").is_some() {
-        std::fs::write(FIXTURE, &json).unwrap();
-    }
-    let recorded = std::fs::read(FIXTURE).expect("the recorded history fixture");
-    replayer()
-        .replay_workflow(WorkflowHistory::from_json(&recorded).unwrap())
-        .await
-        .expect("replay of the recorded history");
 }
 
 batch_orchestra::pipeline! {

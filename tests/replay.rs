@@ -3,7 +3,8 @@
 //! and carried state), so running jobs and stored histories keep replaying.
 //!
 //! Each case runs a real job on a dev server, replays its fresh history, then replays the
-//! histories recorded before (`tests/fixtures/replay/<case>.history.json`). After an intended
+//! histories recorded before (`tests/fixtures/replay/<case>.<run>.history.json`;
+//! `batch.legacy.history.json` is a batch job recorded by an early version of the workflow). After an intended
 //! change that old runs must still replay, keep the fixtures; after one they need not (a
 //! patch guards it), add the new ones with `BATCH_ORCHESTRA_RECORD_HISTORY=1`, which writes
 //! the fixtures of this run (existing ones are kept under a numbered name).
