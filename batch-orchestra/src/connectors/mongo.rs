@@ -46,7 +46,8 @@ pub enum WriteMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Durability {
     /// The server acknowledges a write once it is in its journal (`j: true`): a server that
-    /// crashes after acknowledging loses nothing.
+    /// crashes after acknowledging loses nothing, if it honours `j: true` (`mongod` does;
+    /// SecantusDB only when started with `--sync-on-commit`).
     #[default]
     Journaled,
     /// The server's own default: acknowledged from memory, faster, and a crash can lose

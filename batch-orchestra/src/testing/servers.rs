@@ -393,12 +393,20 @@ pub struct MongoServer {
 }
 
 impl MongoServer {
-    /// Starts the server.
+    /// Starts the server. Like SecantusDB's default, it acknowledges `j: true` writes before
+    /// its log reaches the disk, so a SIGKILL can lose acknowledged writes; use
+    /// [`start_durable`](Self::start_durable) where that matters.
     pub fn start() -> Result<Self, TestingError> {
-        retry_on_taken_port(Self::start_once)
+        retry_on_taken_port(|| Self::start_once(false))
     }
 
-    fn start_once() -> Result<Self, TestingError> {
+    /// Starts the server with its log fsynced at every commit (`--sync-on-commit`), so it
+    /// honours `j: true` across a crash as `mongod` does; slower.
+    pub fn start_durable() -> Result<Self, TestingError> {
+        retry_on_taken_port(|| Self::start_once(true))
+    }
+
+    fn start_once(durable: bool) -> Result<Self, TestingError> {
         let binary = find_binary("SECANTUSD", &["bin/secantusd-rs"], "secantusd-rs");
         let port = free_port()?;
         let dir = temp_dir()?;
@@ -409,6 +417,9 @@ impl MongoServer {
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
         cmd.arg("--storage-path").arg(&storage);
         cmd.args(["--log-level", "WARNING", "--cache-size", "512M"]);
+        if durable {
+            cmd.arg("--sync-on-commit");
+        }
         let mut process = OwnedProcess::spawn("secantusd-rs", dir, cmd)?;
         process.wait_for_port(port, Duration::from_secs(60))?;
         Ok(Self { process, port })
