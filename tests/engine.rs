@@ -4,25 +4,14 @@ use std::time::{Duration, Instant};
 
 use batch_orchestra::testing::{CountingSink, PAYLOAD_MARKER, RangeSource, RangeToCounting};
 use batch_orchestra::{
-    BatchProcessingRequest, JobClient, JobError, JobStatus, RequestOf, RetrySettings,
-    SnapshotTarget,
+    BatchProcessingRequest, JobClient, JobError, JobStatus, RequestOf, SnapshotTarget,
 };
-use batch_orchestra_tests::{Harness, history};
+use batch_orchestra_tests::{Harness, history, quick_retries};
 use prost::Message;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 fn request(job: &str, count: u64, sink: CountingSink) -> RequestOf<RangeToCounting> {
     BatchProcessingRequest::new(job, RangeSource::new(count), sink)
-}
-
-/// Fast retries, so failure tests finish quickly.
-fn quick_retries(attempts: u32) -> RetrySettings {
-    RetrySettings {
-        initial_interval: Duration::from_millis(100),
-        maximum_interval: Duration::from_millis(200),
-        maximum_attempts: attempts,
-        ..RetrySettings::default()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

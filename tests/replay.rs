@@ -20,10 +20,10 @@ use batch_orchestra::testing::{
 };
 use batch_orchestra::workflow::{ShardedWorkflow, StreamWorkflow};
 use batch_orchestra::{
-    BatchProcessingRequest, JobClient, PipelineWorkflow, RetrySettings, ShardedRequest,
-    StreamRequest, pipeline, pipelines,
+    BatchProcessingRequest, JobClient, PipelineWorkflow, ShardedRequest, StreamRequest, pipeline,
+    pipelines,
 };
-use batch_orchestra_tests::{Harness, history};
+use batch_orchestra_tests::{Harness, history, quick_retries};
 use temporalio_client::{
     UntypedWorkflow, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
     WorkflowHistory,
@@ -34,15 +34,6 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOption
 pipeline! {
     /// CSV files, counted and dropped: the sharded case.
     pub FilesToNoop { source: CsvFile, sink: NoopSink<CsvRow> }
-}
-
-fn quick_retries(attempts: u32) -> RetrySettings {
-    RetrySettings {
-        initial_interval: Duration::from_millis(100),
-        maximum_interval: Duration::from_millis(200),
-        maximum_attempts: attempts,
-        ..RetrySettings::default()
-    }
 }
 
 fn replayer() -> WorkflowReplayer {

@@ -42,6 +42,16 @@ impl Harness {
     }
 }
 
+/// Retries 100 to 200 ms apart, `attempts` in all, so failure tests finish quickly.
+pub fn quick_retries(attempts: u32) -> batch_orchestra::RetrySettings {
+    batch_orchestra::RetrySettings {
+        initial_interval: std::time::Duration::from_millis(100),
+        maximum_interval: std::time::Duration::from_millis(200),
+        maximum_attempts: attempts,
+        ..batch_orchestra::RetrySettings::default()
+    }
+}
+
 /// The events of the latest run of workflow `id`.
 pub async fn history(jobs: &JobClient, id: &str) -> Vec<HistoryEvent> {
     jobs.temporal()
