@@ -105,6 +105,33 @@ pub(super) fn root_cause(failure: &Failure) -> (&'static str, String) {
     (kind, message)
 }
 
+/// Records each of `ranges` as failed with `cause`; past the limit, the stop of the last
+/// (whose message counts them all).
+pub(super) fn record_all_failed<O: Offset>(
+    report: &mut JobReport<O>,
+    ranges: &[BatchRange<O>],
+    cause: &Cause,
+    attempts: u32,
+    now_ms: u64,
+    max_failed_batches: u64,
+) -> Result<(), Stop> {
+    let mut recorded = Ok(());
+    for range in ranges {
+        let r = record_failed(
+            report,
+            range,
+            cause.clone(),
+            attempts,
+            now_ms,
+            max_failed_batches,
+        );
+        if r.is_err() {
+            recorded = r;
+        }
+    }
+    recorded
+}
+
 /// A failure's message. With payload encryption the worker moves it into the failure's
 /// encoded attributes (`{"message": ...}`, decrypted by the time the workflow sees it) and
 /// leaves "Encoded failure" in its place.

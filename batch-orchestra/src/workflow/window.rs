@@ -20,7 +20,7 @@ use futures::future::LocalBoxFuture;
 use temporalio_sdk::TimerResult;
 
 use super::carry::Segment;
-use super::failures::{Cause, Stop, describe, record_failed};
+use super::failures::{Cause, Stop, describe, record_all_failed};
 use super::job::{Dispatched, Event, ISOLATED_ATTEMPTS, Job};
 use crate::connector::{BatchRange, SourceConfig};
 use crate::error::{
@@ -246,17 +246,15 @@ pub(super) async fn drive<P: Pipeline>(
             let mut aside: Vec<_> = held.drain(..).collect();
             aside.sort_by_key(|(seq, ..)| *seq);
             let now = job.now_ms();
-            let mut recorded = Ok(());
-            for (seq, range, _) in aside {
-                done.insert(seq, range.clone());
-                let cause = Cause {
-                    kind: TRANSIENT_ERROR_TYPE,
-                    message: h.cause.clone(),
-                    attempt: None,
-                };
-                let max = job.req.max_failed_batches;
-                recorded = recorded.and(record_failed(&mut job.report, &range, cause, 1, now, max));
-            }
+            let cause = Cause {
+                kind: TRANSIENT_ERROR_TYPE,
+                message: h.cause.clone(),
+                attempt: None,
+            };
+            let ranges: Vec<_> = aside.iter().map(|(_, range, _)| range.clone()).collect();
+            let max = job.req.max_failed_batches;
+            let recorded = record_all_failed(&mut job.report, &ranges, &cause, 1, now, max);
+            done.extend(aside.into_iter().map(|(seq, range, _)| (seq, range)));
             advance(job, segments, &mut done, &mut frontier);
             job.touch();
             job.publish(&running);
@@ -535,21 +533,14 @@ pub(super) async fn drive<P: Pipeline>(
                             // Every batch of the group is unwritten (a group fails as a
                             // whole only when no failed batch is allowed): each is recorded, so
                             // a redrive reruns them all.
-                            let mut recorded = Ok(());
-                            for range in &dispatched.group {
-                                let r = record_failed(
-                                    &mut job.report,
-                                    range,
-                                    cause.clone(),
-                                    attempts,
-                                    now,
-                                    max,
-                                );
-                                // The last refusal counts the whole group.
-                                if r.is_err() {
-                                    recorded = r;
-                                }
-                            }
+                            let recorded = record_all_failed(
+                                &mut job.report,
+                                &dispatched.group,
+                                &cause,
+                                attempts,
+                                now,
+                                max,
+                            );
                             advance(job, segments, &mut done, &mut frontier);
                             job.touch();
                             if let Err(e) = recorded {
