@@ -25,12 +25,7 @@ use crate::workflow::{
 /// Connects to the Temporal server at `address` (`127.0.0.1:7233` or
 /// `http://127.0.0.1:7233`), in `namespace`.
 pub async fn connect(address: &str, namespace: &str) -> Result<Client, JobError> {
-    let url = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
-    let url = url
+    let url = address_url(address)
         .parse::<Url>()
         .map_err(|e| JobError::Settings(format!("bad Temporal address `{address}`: {e}")))?;
     let connection = Connection::connect(ConnectionOptions::new(url).build())
@@ -47,6 +42,15 @@ pub async fn connect(address: &str, namespace: &str) -> Result<Client, JobError>
             "cannot create a Temporal client for `{address}`: {e}"
         ))
     })
+}
+
+/// `address` as a URL: `host:port` is taken as `http://host:port`.
+fn address_url(address: &str) -> String {
+    if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    }
 }
 
 /// The payload encryption of a connection: the keys from the environment
@@ -141,12 +145,7 @@ impl TemporalSettings {
             .address
             .get_or_insert_with(|| DEFAULT_ADDRESS.to_owned())
             .clone();
-        let url = if address.contains("://") {
-            address.clone()
-        } else {
-            format!("http://{address}")
-        };
-        if let Err(e) = url.parse::<Url>() {
+        if let Err(e) = address_url(&address).parse::<Url>() {
             return Err(JobError::Settings(format!(
                 "the address `{address}` (TEMPORAL_ADDRESS or the profile's `address`) is not a host:port or URL: {e}"
             )));
