@@ -100,9 +100,11 @@ pub mod connectors;
 #[cfg(feature = "encryption")]
 pub mod encryption;
 pub mod error;
+pub mod job;
 mod macro_support;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod pipeline;
 pub mod sharding;
 pub mod snapshot;
@@ -114,18 +116,18 @@ pub mod testing;
 pub mod worker;
 pub mod workflow;
 
-pub use client::{
-    JobClient, JobHandle, TemporalSettings, connect, connect_from_env, connect_profile,
-};
+pub use client::{TemporalSettings, connect, connect_from_env, connect_profile};
 pub use connector::{
     BatchRange, Offset, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, SinkConfig,
     Source, SourceConfig, WriteContext, WriteOutcome,
 };
 pub use error::{ConnectorError, ErrorKind, JobError, RecordError, TransformError};
+pub use job::{JobClient, JobHandle};
 pub use model::{
     BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, InFlight, JobReport, JobStatus,
     Progress, Redrive, RetrySettings, Throttle,
 };
+pub use ops::PipelineList;
 pub use pipeline::{
     OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf,
     StreamReportOf, StreamRequestOf, TransformOutput, TransformState, Transformed,
@@ -133,7 +135,7 @@ pub use pipeline::{
 pub use sharding::{Shard, ShardPage, ShardedJobHandle, ShardedReport, ShardedRequest};
 pub use snapshot::{SnapshotTarget, Snapshotter};
 pub use streaming::{StreamJobHandle, StreamReport, StreamRequest};
-pub use worker::{PipelineList, Worker, WorkerBuilder, WorkerError};
+pub use worker::{Worker, WorkerBuilder, WorkerError};
 
 /// Turns a config struct into a batch source.
 ///

@@ -148,14 +148,6 @@ impl WorkerBuilder {
         Ok(self)
     }
 
-    /// Registers every pipeline of a [`pipelines!`](crate::pipelines) list.
-    pub fn pipelines(mut self, list: PipelineList) -> Result<Self, WorkerError> {
-        for register in list.register {
-            self = register(self)?;
-        }
-        Ok(self)
-    }
-
     /// Builds the worker. Call it inside a Tokio runtime.
     pub fn build(self) -> Result<Worker, WorkerError> {
         let mut telemetry = TelemetryOptions::builder().build();
@@ -315,52 +307,5 @@ async fn stop_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-type Register = Box<dyn FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError>>;
-
-/// Pipelines to register on one worker, made by [`pipelines!`](crate::pipelines), which
-/// checks at compile time that their names are distinct.
-pub struct PipelineList {
-    register: Vec<Register>,
-    names: Vec<&'static str>,
-    #[cfg(feature = "cli")]
-    pub(crate) operators: Vec<Box<dyn crate::cli::Operate>>,
-}
-
-impl PipelineList {
-    /// An empty list.
-    #[doc(hidden)]
-    pub fn empty() -> Self {
-        Self {
-            register: Vec::new(),
-            names: Vec::new(),
-            #[cfg(feature = "cli")]
-            operators: Vec::new(),
-        }
-    }
-
-    /// Adds pipeline `P`. Use [`pipelines!`](crate::pipelines), which also checks the names.
-    #[doc(hidden)]
-    pub fn with<P: Pipeline>(mut self) -> Self {
-        self.register
-            .push(Box::new(|w: WorkerBuilder| w.pipeline::<P>()));
-        self.names.push(P::NAMES.workflow);
-        #[cfg(feature = "cli")]
-        {
-            if <P::Source as crate::SourceConfig>::STREAMING {
-                self.operators.push(crate::cli::stream_operator::<P>());
-            } else {
-                self.operators.push(crate::cli::operator::<P>());
-                self.operators.push(crate::cli::sharded_operator::<P>());
-            }
-        }
-        self
-    }
-
-    /// The workflow names of the pipelines, in order.
-    pub fn names(&self) -> &[&'static str] {
-        &self.names
     }
 }

@@ -11,12 +11,13 @@ use temporalio_client::{
 use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
 
-use super::operator::Control;
-use super::view::{ProgressView, ReportView, describe_progress, describe_report};
-use super::{Cli, CliError, Command, Exit, Operate};
-use crate::client::{JobClient, TemporalSettings};
+use super::{Cli, CliError, Command, Exit};
+use crate::client::TemporalSettings;
+use crate::job::JobClient;
 use crate::model::JobStatus;
-use crate::{PipelineList, Worker};
+use crate::ops::view::{describe_progress, describe_report};
+use crate::ops::{Control, Operate, PipelineList};
+use crate::worker::Worker;
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus as RawStatus;
 
 /// How long `pause`, `resume`, `set-parallelism` and `set-rate` wait for the job to confirm.
@@ -76,7 +77,7 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             let request = op
                 .parse(&job, &config, &text, rate)
                 .map_err(|e| CliError::new(Exit::Config, e.0))?;
-            let sharded = if request.get("sharded").is_some() {
+            let sharded = if request.kind() == "sharded" {
                 ", sharded"
             } else {
                 ""
@@ -90,7 +91,7 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
                 return Ok(Exit::Success);
             }
             let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
-            op.start(&jobs, request).await?;
+            request.start(&jobs).await?;
             println!(
                 "started job `{job}` of `{}`{sharded} on task queue `{}`",
                 op.name(),
@@ -156,10 +157,9 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
                     )
                 })?;
                 if json {
-                    println!("{progress}");
+                    println!("{}", progress.json);
                 } else {
-                    let view: ProgressView = serde_json::from_value(progress).unwrap_or_default();
-                    print!("{}", describe_progress(&view));
+                    print!("{}", describe_progress(&progress.summary));
                 }
                 Ok(Exit::Success)
             } else {
@@ -192,8 +192,7 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             op.control(&jobs, &job, Control::Cancel).await?;
             eprintln!("cancelling job `{job}`: waiting for its activities to stop");
             let report = op.report(&jobs, &job).await?;
-            let view: ReportView = serde_json::from_value(report).unwrap_or_default();
-            print!("{}", describe_report(&view));
+            print!("{}", describe_report(&report.summary));
             Ok(Exit::Success)
         }
         Command::Redrive { job, watch } => {
@@ -342,7 +341,7 @@ async fn steer(
     loop {
         let confirmed = match op.progress(&jobs, job_id).await {
             Ok(p) => {
-                let p: ProgressView = serde_json::from_value(p).unwrap_or_default();
+                let p = p.summary;
                 let applied = match control {
                     Control::Pause => p.paused,
                     Control::Resume => !p.paused,
@@ -405,21 +404,20 @@ async fn print_report(
 ) -> Result<Exit, CliError> {
     let report = match op.report(jobs, job_id).await {
         Ok(report) => report,
-        Err(e) => return print_failure(e, json),
+        Err(e) => return print_failure(op, e, json),
     };
-    let view: ReportView = serde_json::from_value(report.clone()).unwrap_or_default();
     if json {
-        println!("{report}");
+        println!("{}", report.json);
     } else {
-        print!("{}", describe_report(&view));
+        print!("{}", describe_report(&report.summary));
     }
-    Ok(outcome(view.status))
+    Ok(outcome(report.summary.status))
 }
 
 /// A job that failed: its report (counts, failed ranges, where it stopped) with its cause,
 /// printed like a report (JSON for scripts), with the failed job's exit code. Other errors
 /// are errors.
-fn print_failure(e: crate::JobError, json: bool) -> Result<Exit, CliError> {
+fn print_failure(op: &dyn Operate, e: crate::JobError, json: bool) -> Result<Exit, CliError> {
     match e {
         crate::JobError::Failed {
             job_id,
@@ -427,7 +425,7 @@ fn print_failure(e: crate::JobError, json: bool) -> Result<Exit, CliError> {
             kind,
             report,
         } => {
-            let attached = report.is_some();
+            let attached = report.as_deref().and_then(|r| op.failed_report(r));
             let mut report = report.map_or_else(
                 || serde_json::json!({ "job_id": job_id, "status": "Failed" }),
                 |r| *r,
@@ -437,9 +435,10 @@ fn print_failure(e: crate::JobError, json: bool) -> Result<Exit, CliError> {
             if json {
                 println!("{report}");
             } else {
-                let view: ReportView = serde_json::from_value(report).unwrap_or_default();
-                if attached {
-                    print!("{}", describe_report(&view));
+                if let Some(mut summary) = attached {
+                    summary.kind = Some(kind.clone());
+                    summary.failure = Some(message.clone());
+                    print!("{}", describe_report(&summary));
                     // A configuration error fails again until the configuration changes.
                     if kind != crate::error::CONFIG_ERROR_TYPE {
                         println!(
@@ -489,7 +488,7 @@ async fn watch_job(
         }
         match op.progress(jobs, job_id).await {
             Ok(p) => {
-                let p: ProgressView = serde_json::from_value(p).unwrap_or_default();
+                let p = p.summary;
                 if let (Some(total), false) = (p.total(), sized) {
                     bar.set_length(total);
                     bar.set_style(counted.clone());

@@ -40,11 +40,7 @@
 mod codec;
 mod commands;
 mod dev;
-mod operator;
 pub mod recipes;
-mod sharded;
-mod stream;
-mod view;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,10 +48,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub(crate) use operator::{Operate, operator};
 pub use recipes::recipes;
-pub(crate) use sharded::sharded_operator;
-pub(crate) use stream::stream_operator;
 
 use crate::PipelineList;
 

@@ -14,13 +14,13 @@
 //! changes to the running children, and adds their reports up into one [`ShardedReport`].
 
 mod group;
-mod handle;
+mod kind;
 mod listing;
 mod report;
 mod request;
 
 pub use group::{GroupOffset, Grouped, Inputs, InputsReader};
-pub use handle::ShardedJobHandle;
+pub use kind::ShardedJobHandle;
 pub use listing::{ListedFile, is_pattern, list_files, list_local};
 #[cfg(feature = "object-store")]
 pub(crate) use listing::{MATCH, literal_base, nothing_matches, pattern};

@@ -34,11 +34,11 @@ use crate::connector::{BatchRange, Offset, Plan, Positioned, ReadBatch, Source};
 use crate::error::{ConnectorError, RecordError};
 
 mod executor;
-mod handle;
+mod kind;
 mod request;
 
 pub use executor::{SliceInput, SliceReport, StreamActivity};
-pub use handle::StreamJobHandle;
+pub use kind::StreamJobHandle;
 pub use request::{EndReason, StreamCarried, StreamProgress, StreamReport, StreamRequest};
 
 /// A reader of an unbounded source, opened by a streaming source config for one slice of a

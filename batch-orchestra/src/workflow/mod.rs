@@ -15,50 +15,24 @@
 //! Signals and the progress query are in `handlers.rs`. History holds configs, offsets and
 //! counts, never records.
 
-use futures::FutureExt;
-use futures::future::LocalBoxFuture;
-use std::any::Any;
-use std::marker::PhantomData;
-
-use temporalio_common::data_converters::PayloadConverter;
-use temporalio_common::protos::temporal::api::common::v1::Payloads;
-use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
-use temporalio_sdk::workflow_interceptors::WorkflowOutputValue;
-use temporalio_sdk::workflows::{
-    ExecutableQuery, ExecutableSyncSignal, WorkflowDefinitionDescriptor, WorkflowError,
-    WorkflowImplementation,
-};
-use temporalio_sdk::{
-    ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowTermination,
-};
+use temporalio_sdk::{ApplicationFailure, WorkflowContext, WorkflowTermination};
 
 mod carry;
 mod failures;
-mod handlers;
 mod job;
+mod kind;
 mod sharded;
 mod stream;
 mod window;
 
-pub use handlers::{
-    PAUSE_SIGNAL, PROGRESS_QUERY, PauseSignal, ProgressQuery, RESUME_SIGNAL, ResumeSignal,
-    SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, SetMaxInFlightSignal, SetRateSignal,
-};
+pub use sharded::ShardedWorkflow;
+pub use stream::StreamWorkflow;
 
-pub use sharded::{
-    SET_MAX_CONCURRENT_SHARDS_SIGNAL, SetMaxConcurrentShardsSignal, ShardedPauseSignal,
-    ShardedProgressQuery, ShardedResumeSignal, ShardedRun, ShardedSetMaxInFlightSignal,
-    ShardedSetRateSignal, ShardedWorkflow,
-};
-
-pub use stream::{
-    StreamPauseSignal, StreamProgressQuery, StreamResumeSignal, StreamRun, StreamWorkflow,
-};
-
+use crate::job::{Batch, Control, SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, Steer, workflow_glue};
+use crate::job::{PAUSE_SIGNAL, RESUME_SIGNAL};
 use crate::model::{InFlight, JobReport, JobStatus, Outage, Progress};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf};
 use failures::Stop;
-use handlers::{decode, unknown_handler};
 use job::Job;
 use window::Next;
 
@@ -78,77 +52,9 @@ pub struct PipelineWorkflow<P: Pipeline> {
 }
 
 impl<P: Pipeline> PipelineWorkflow<P> {
-    fn progress(&self) -> Progress<OffsetOf<P>> {
-        Progress {
-            report: self.report.clone(),
-            in_flight: self.in_flight,
-            max_in_flight: self.max_in_flight,
-            paused: self.paused,
-            running: self.running.clone(),
-            stuck_after_ms: self.stuck_after_ms,
-            max_records_per_s: self.max_records_per_s,
-            records_planned: self.records_planned,
-            planning_done: self.planning_done,
-            outage: self.outage.clone(),
-        }
-    }
-}
-
-/// The run marker of pipeline `P`'s workflow, for typed client calls.
-pub struct JobRun<P>(PhantomData<fn() -> P>);
-
-impl<P: Pipeline> WorkflowDefinition for JobRun<P> {
-    type Input = RequestOf<P>;
-    type Output = ReportOf<P>;
-    fn name(&self) -> &str {
-        P::NAMES.workflow
-    }
-}
-
-impl<P: Pipeline> HasWorkflowDefinition for JobRun<P> {
-    type Run = Self;
-}
-
-impl<P> JobRun<P> {
-    /// The marker.
-    pub fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<P> Default for JobRun<P> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
-    type Run = JobRun<P>;
-    const HAS_INIT: bool = true;
-    const INIT_TAKES_INPUT: bool = true;
-
-    fn name() -> &'static str {
-        P::NAMES.workflow
-    }
-
-    fn definition() -> WorkflowDefinitionDescriptor {
-        WorkflowDefinitionDescriptor {
-            workflow_type: P::NAMES.workflow.to_owned(),
-            has_init: true,
-            init_takes_input: true,
-            signals: vec![
-                PAUSE_SIGNAL.into(),
-                RESUME_SIGNAL.into(),
-                SET_MAX_IN_FLIGHT_SIGNAL.into(),
-                SET_RATE_SIGNAL.into(),
-            ],
-            queries: vec![PROGRESS_QUERY.into()],
-            updates: vec![],
-        }
-    }
-
-    fn init(_ctx: WorkflowContextView, input: Option<RequestOf<P>>) -> Self {
-        // Signals may arrive in the first activation: set the carried state before they apply.
+    /// The state before the first activation: signals may arrive in it, so the carried
+    /// state is set before they apply.
+    fn new(input: Option<RequestOf<P>>) -> Self {
         let (report, paused, max_in_flight, max_records_per_s) = match &input {
             Some(req) => match &req.state {
                 Some(carried) => (
@@ -183,92 +89,44 @@ impl<P: Pipeline> WorkflowImplementation for PipelineWorkflow<P> {
             outage: None,
         }
     }
+}
 
-    fn run(
-        ctx: WorkflowContext<Self>,
-        _input: Option<RequestOf<P>>,
-    ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowTermination>> {
-        async move {
-            let report = run_job::<P>(&ctx).await?;
-            Ok(Box::new(report) as Box<dyn WorkflowOutputValue>)
-        }
-        .boxed_local()
-    }
+impl<P: Pipeline> Steer for PipelineWorkflow<P> {
+    const SIGNALS: &'static [&'static str] = &[
+        PAUSE_SIGNAL,
+        RESUME_SIGNAL,
+        SET_MAX_IN_FLIGHT_SIGNAL,
+        SET_RATE_SIGNAL,
+    ];
+    type Progress = Progress<OffsetOf<P>>;
 
-    fn decode_signal_input(
-        name: &str,
-        payloads: Payloads,
-        converter: &PayloadConverter,
-    ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
-        match name {
-            PAUSE_SIGNAL | RESUME_SIGNAL => decode::<()>(payloads.payloads, converter),
-            SET_MAX_IN_FLIGHT_SIGNAL | SET_RATE_SIGNAL => {
-                decode::<u32>(payloads.payloads, converter)
-            }
-            _ => Ok(None),
+    fn steer(&mut self, control: Control) {
+        match control {
+            Control::Pause => self.paused = true,
+            Control::Resume => self.paused = false,
+            Control::SetMaxInFlight(n) => self.max_in_flight = n.max(1),
+            Control::SetRate(n) => self.max_records_per_s = (n > 0).then_some(n),
+            Control::SetMaxConcurrentShards(_) => {}
         }
     }
 
-    fn dispatch_signal(
-        ctx: WorkflowContext<Self>,
-        name: &str,
-        input: Box<dyn Any>,
-    ) -> LocalBoxFuture<'static, Result<(), WorkflowError>> {
-        match name {
-            PAUSE_SIGNAL => <Self as ExecutableSyncSignal<PauseSignal<P>>>::dispatch(ctx, input),
-            RESUME_SIGNAL => <Self as ExecutableSyncSignal<ResumeSignal<P>>>::dispatch(ctx, input),
-            SET_MAX_IN_FLIGHT_SIGNAL => {
-                <Self as ExecutableSyncSignal<SetMaxInFlightSignal<P>>>::dispatch(ctx, input)
-            }
-            SET_RATE_SIGNAL => {
-                <Self as ExecutableSyncSignal<SetRateSignal<P>>>::dispatch(ctx, input)
-            }
-            other => futures::future::ready(Err(unknown_handler("signal", other))).boxed_local(),
+    fn progress(&self) -> Progress<OffsetOf<P>> {
+        Progress {
+            report: self.report.clone(),
+            in_flight: self.in_flight,
+            max_in_flight: self.max_in_flight,
+            paused: self.paused,
+            running: self.running.clone(),
+            stuck_after_ms: self.stuck_after_ms,
+            max_records_per_s: self.max_records_per_s,
+            records_planned: self.records_planned,
+            planning_done: self.planning_done,
+            outage: self.outage.clone(),
         }
-    }
-
-    fn decode_query_input(
-        name: &str,
-        payloads: &Payloads,
-        converter: &PayloadConverter,
-    ) -> Result<Option<Box<dyn Any>>, WorkflowError> {
-        match name {
-            PROGRESS_QUERY => decode::<()>(payloads.payloads.clone(), converter),
-            _ => Ok(None),
-        }
-    }
-
-    fn dispatch_query(
-        &self,
-        ctx: WorkflowContextView,
-        name: &str,
-        input: Box<dyn Any>,
-    ) -> Result<Box<dyn WorkflowOutputValue>, WorkflowError> {
-        match name {
-            PROGRESS_QUERY => {
-                <Self as ExecutableQuery<ProgressQuery<P>>>::dispatch(self, &ctx, input)
-            }
-            other => Err(unknown_handler("query", other)),
-        }
-    }
-
-    fn dispatch_update(
-        _ctx: WorkflowContext<Self>,
-        name: &str,
-        _input: Box<dyn Any>,
-    ) -> LocalBoxFuture<'static, Result<Box<dyn WorkflowOutputValue>, WorkflowError>> {
-        futures::future::ready(Err(unknown_handler("update", name))).boxed_local()
-    }
-
-    fn validate_update(
-        &self,
-        _ctx: WorkflowContextView,
-        name: &str,
-        _input: Box<dyn Any>,
-    ) -> Result<(), WorkflowError> {
-        Err(unknown_handler("update", name))
     }
 }
+
+workflow_glue!(PipelineWorkflow, Batch, run_job);
 
 /// Runs one workflow run of a job to completion, failure, cancellation or continue-as-new.
 async fn run_job<P: Pipeline>(

@@ -16,14 +16,15 @@ use temporalio_sdk::{
 use super::{Controls, ShardedWorkflow};
 use crate::activities::{ListActivity, ListInput};
 use crate::error::{ACTIVITY_FAILED_TYPE, CONFIG_ERROR_TYPE, FAILED_BATCH_LIMIT_TYPE};
+use crate::job::{
+    Batch, PAUSE_SIGNAL, RESUME_SIGNAL, Run, SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, Signal,
+};
 use crate::model::{FailedBatch, JobStatus, Redrive, redrive_workflow_id};
 use crate::pipeline::{OffsetOf, Pipeline, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf};
 use crate::sharding::{
     Grouped, Inputs, RunningShard, Shard, ShardPage, ShardReport, ShardStatus, ShardedState,
 };
-use crate::workflow::JobRun;
 use crate::workflow::failures::{Cause, Stop, root_cause};
-use crate::workflow::handlers::{PauseSignal, ResumeSignal, SetMaxInFlightSignal, SetRateSignal};
 use crate::workflow::job::{activity_options, checked_request, workflow_ms};
 
 /// What the parent waits for.
@@ -282,7 +283,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
         };
         let start = self
             .ctx
-            .start_child_workflow(JobRun::<Grouped<P>>::new(), child, options);
+            .start_child_workflow(Run::<Grouped<P>, Batch>::new(), child, options);
         let ctx = self.ctx;
         let fut = async move {
             let ended = match start.await {
@@ -621,44 +622,42 @@ fn forward_to<'a, P: Pipeline>(
     to: Controls,
     sends: &mut Vec<LocalBoxFuture<'a, Event<P>>>,
 ) {
+    type Shard<P> = Run<Grouped<P>, Batch>;
     let child = ctx.external_workflow(workflow_id.to_owned(), None);
-    let options = SignalWorkflowOptions::default;
+    let mut send = |name: &'static str, n: Option<u32>| {
+        let sent = match n {
+            None => child
+                .signal(
+                    Signal::<Shard<P>, ()>::named(name),
+                    (),
+                    SignalWorkflowOptions::default(),
+                )
+                .boxed_local(),
+            Some(n) => child
+                .signal(
+                    Signal::<Shard<P>, u32>::named(name),
+                    n,
+                    SignalWorkflowOptions::default(),
+                )
+                .boxed_local(),
+        };
+        sends.push(sent.map(|_| Event::Forwarded).boxed_local());
+    };
     if from.paused != to.paused {
-        sends.push(if to.paused {
-            child
-                .signal(PauseSignal::<Grouped<P>>::new(), (), options())
-                .map(|_| Event::Forwarded)
-                .boxed_local()
-        } else {
-            child
-                .signal(ResumeSignal::<Grouped<P>>::new(), (), options())
-                .map(|_| Event::Forwarded)
-                .boxed_local()
-        });
+        send(
+            if to.paused {
+                PAUSE_SIGNAL
+            } else {
+                RESUME_SIGNAL
+            },
+            None,
+        );
     }
     if from.max_in_flight != to.max_in_flight {
-        sends.push(
-            child
-                .signal(
-                    SetMaxInFlightSignal::<Grouped<P>>::new(),
-                    to.max_in_flight,
-                    options(),
-                )
-                .map(|_| Event::Forwarded)
-                .boxed_local(),
-        );
+        send(SET_MAX_IN_FLIGHT_SIGNAL, Some(to.max_in_flight));
     }
     if from.max_records_per_s != to.max_records_per_s {
-        sends.push(
-            child
-                .signal(
-                    SetRateSignal::<Grouped<P>>::new(),
-                    to.max_records_per_s.unwrap_or(0),
-                    options(),
-                )
-                .map(|_| Event::Forwarded)
-                .boxed_local(),
-        );
+        send(SET_RATE_SIGNAL, Some(to.max_records_per_s.unwrap_or(0)));
     }
 }
 

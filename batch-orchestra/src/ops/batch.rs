@@ -1,91 +1,17 @@
-//! What the command does with one pipeline's jobs, without knowing its types: each pipeline
-//! of a [`PipelineList`](crate::PipelineList) brings an [`Operate`] made for it.
+//! Batch jobs from the command line: the job file (a sharded job's too, with `[shards]`),
+//! and the controls and redrive batch jobs take.
 
-use std::marker::PhantomData;
 use std::path::Path;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::client::JobClient;
+use super::operate::{ConfigError, Control, Operated, Ready, Request};
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
+use crate::job::{Batch, JobClient, JobHandle, Throttled};
 use crate::model::BatchProcessingRequest;
 use crate::pipeline::{Pipeline, RequestOf};
-
-/// A change an operator asks of a running job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Control {
-    Pause,
-    Resume,
-    SetParallelism(u32),
-    SetRate(u32),
-    Cancel,
-}
-
-/// A job config file that cannot be used, with the file and what is wrong.
-#[derive(Debug)]
-pub(crate) struct ConfigError(pub String);
-
-/// One pipeline's operations, with configs, progress and reports as JSON.
-pub(crate) trait Operate: Send + Sync {
-    /// The pipeline's workflow name (`<workflow>.sharded` for its sharded jobs).
-    fn name(&self) -> &'static str;
-    /// Whether it operates a pipeline's sharded jobs: found by workflow type, not listed or
-    /// started by name.
-    fn sharded(&self) -> bool {
-        false
-    }
-    /// The source's and the sink's connector names.
-    fn connectors(&self) -> (&'static str, &'static str);
-    /// Reads a job file into a request, checked, as JSON (ready for [`Operate::start`]).
-    fn parse(
-        &self,
-        job_id: &str,
-        path: &Path,
-        text: &str,
-        rate: Option<u32>,
-    ) -> Result<serde_json::Value, ConfigError>;
-    /// Starts a job from a request made by [`Operate::parse`].
-    fn start<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        request: serde_json::Value,
-    ) -> BoxFuture<'a, Result<(), JobError>>;
-    /// The live progress of a running job.
-    fn progress<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-    ) -> BoxFuture<'a, Result<serde_json::Value, JobError>>;
-    /// The final report (waits for the job to end).
-    fn report<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-    ) -> BoxFuture<'a, Result<serde_json::Value, JobError>>;
-    /// Sends a control signal.
-    fn control<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-        control: Control,
-    ) -> BoxFuture<'a, Result<(), JobError>>;
-    /// Starts a redrive of a finished job's failed batches; returns its id.
-    fn redrive<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-    ) -> BoxFuture<'a, Result<String, JobError>>;
-}
-
-/// The operations of pipeline `P`.
-pub(crate) fn operator<P: Pipeline>() -> Box<dyn Operate> {
-    Box::new(Operator::<P>(PhantomData))
-}
-
-struct Operator<P>(PhantomData<fn() -> P>);
 
 /// A job file: the source's and the sink's configs, and the job's options.
 ///
@@ -232,25 +158,13 @@ pub(crate) fn seconds_in(
         })
 }
 
-impl<P: Pipeline> Operate for Operator<P> {
-    fn name(&self) -> &'static str {
-        P::NAMES.workflow
-    }
-
-    fn connectors(&self) -> (&'static str, &'static str) {
-        (
-            <P::Source as SourceConfig>::NAME,
-            <P::Sink as SinkConfig>::NAME,
-        )
-    }
-
+impl<P: Pipeline> Operated<P> for Batch {
     fn parse(
-        &self,
         job_id: &str,
         path: &Path,
         text: &str,
         rate: Option<u32>,
-    ) -> Result<serde_json::Value, ConfigError> {
+    ) -> Result<Box<dyn Ready>, ConfigError> {
         let file = parse_job_file::<P>(path, text)?;
         let o = file.job;
         let mut r: RequestOf<P> = BatchProcessingRequest::new(job_id, file.source, file.sink);
@@ -291,88 +205,32 @@ impl<P: Pipeline> Operate for Operator<P> {
                     path.display()
                 )));
             }
-            return super::sharded::sharded_request(path, r, shards);
+            return super::sharded::sharded_request::<P>(path, r, shards);
         }
         r.validate()
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        serde_json::to_value(&r).map_err(|e| {
-            ConfigError(format!(
-                "{}: the request does not serialize: {e}",
-                path.display()
-            ))
-        })
+        Ok(Request::<P, Batch>::ready(r))
     }
 
-    fn start<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        request: serde_json::Value,
-    ) -> BoxFuture<'a, Result<(), JobError>> {
-        Box::pin(async move {
-            if let Some(sharded) = request.get("sharded") {
-                let request: crate::pipeline::ShardedRequestOf<P> =
-                    serde_json::from_value(sharded.clone())
-                        .map_err(|e| JobError::Temporal(format!("bad request: {e}")))?;
-                return jobs.start_sharded::<P>(request).await.map(drop);
-            }
-            let request: RequestOf<P> = serde_json::from_value(request)
-                .map_err(|e| JobError::Temporal(format!("bad request: {e}")))?;
-            jobs.start::<P>(request).await.map(drop)
-        })
+    async fn control(job: &JobHandle<P, Batch>, control: Control) -> Result<(), JobError> {
+        throttle(job, control).await
     }
 
-    fn progress<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-    ) -> BoxFuture<'a, Result<serde_json::Value, JobError>> {
-        Box::pin(async move {
-            let progress = jobs.job::<P>(job_id).progress().await?;
-            Ok(to_json(&progress))
-        })
-    }
-
-    fn report<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-    ) -> BoxFuture<'a, Result<serde_json::Value, JobError>> {
-        Box::pin(async move {
-            let report = jobs.job::<P>(job_id).report().await?;
-            Ok(to_json(&report))
-        })
-    }
-
-    fn control<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-        control: Control,
-    ) -> BoxFuture<'a, Result<(), JobError>> {
-        Box::pin(async move {
-            let job = jobs.job::<P>(job_id);
-            match control {
-                Control::Pause => job.pause().await,
-                Control::Resume => job.resume().await,
-                Control::SetParallelism(n) => job.set_max_in_flight(n).await,
-                Control::SetRate(n) => job.set_rate(n).await,
-                Control::Cancel => job.cancel().await,
-            }
-        })
-    }
-
-    fn redrive<'a>(
-        &'a self,
-        jobs: &'a JobClient,
-        job_id: &'a str,
-    ) -> BoxFuture<'a, Result<String, JobError>> {
-        Box::pin(async move {
-            let redrive = jobs.job::<P>(job_id).redrive(jobs).await?;
-            Ok(redrive.job_id().to_owned())
-        })
+    async fn redrive(job: &JobHandle<P, Batch>, jobs: &JobClient) -> Result<String, JobError> {
+        Ok(job.redrive(jobs).await?.job_id().to_owned())
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+/// Sends a change of parallelism or rate to a kind that takes one.
+pub(crate) async fn throttle<P: Pipeline, K: Throttled<P>>(
+    job: &JobHandle<P, K>,
+    control: Control,
+) -> Result<(), JobError> {
+    match control {
+        Control::Pause => job.pause().await,
+        Control::Resume => job.resume().await,
+        Control::SetParallelism(n) => job.set_max_in_flight(n).await,
+        Control::SetRate(n) => job.set_rate(n).await,
+        Control::Cancel => job.cancel().await,
+    }
 }

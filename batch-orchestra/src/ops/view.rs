@@ -1,62 +1,10 @@
-//! Reading progress and reports back from JSON, and showing them to people.
+//! Showing progress and reports to people.
 
 use std::fmt::Write as _;
 
-use serde::Deserialize;
+use crate::job::{ProgressSummary, ReportSummary};
 
-use crate::error::RecordError;
-use crate::model::{InFlight, JobStatus, Outage};
-
-/// The fields of a [`JobReport`](crate::JobReport) the command shows, whatever the pipeline.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct ReportView {
-    pub job_id: String,
-    pub pipeline: String,
-    pub status: JobStatus,
-    pub records_read: u64,
-    pub records_written: u64,
-    pub already_present: u64,
-    pub records_filtered: u64,
-    pub record_errors: u64,
-    pub error_samples: Vec<RecordError>,
-    pub batches: u64,
-    pub failed_batches: u64,
-    pub failed: Vec<FailedView>,
-    pub redrive_of: Option<String>,
-    pub elapsed_ms: u64,
-    pub failure: Option<String>,
-    /// A failed job's failure type, shown beside its status.
-    pub kind: Option<String>,
-}
-
-/// A failed range of a report.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct FailedView {
-    pub first_batch: u64,
-    pub batches: u64,
-    pub records: u64,
-    pub kind: String,
-    pub message: String,
-}
-
-/// The fields of a [`Progress`](crate::Progress) the command shows.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct ProgressView {
-    pub report: ReportView,
-    pub in_flight: u32,
-    pub max_in_flight: u32,
-    pub paused: bool,
-    pub running: Vec<InFlight>,
-    pub max_records_per_s: Option<u32>,
-    pub records_planned: u64,
-    pub planning_done: bool,
-    pub outage: Option<Outage>,
-}
-
-impl ProgressView {
+impl ProgressSummary {
     /// The job's total records, once the whole input is planned (not for redrives, which
     /// plan only their failed ranges).
     pub fn total(&self) -> Option<u64> {
@@ -104,7 +52,7 @@ impl ProgressView {
 }
 
 /// A status for people: several lines.
-pub(crate) fn describe_progress(p: &ProgressView) -> String {
+pub(crate) fn describe_progress(p: &ProgressSummary) -> String {
     let r = &p.report;
     let state = match (&p.outage, p.paused) {
         (Some(o), _) => {
@@ -166,7 +114,7 @@ pub(crate) fn describe_progress(p: &ProgressView) -> String {
 }
 
 /// A finished job's report for people.
-pub(crate) fn describe_report(r: &ReportView) -> String {
+pub(crate) fn describe_report(r: &ReportSummary) -> String {
     let kind = r
         .kind
         .as_ref()
@@ -199,7 +147,7 @@ pub(crate) fn describe_report(r: &ReportView) -> String {
     out
 }
 
-fn describe_counts(r: &ReportView) -> String {
+fn describe_counts(r: &ReportSummary) -> String {
     let mut out = format!(
         "          written {}, already present {}, filtered {}, record errors {}\n",
         thousands(r.records_written),
@@ -230,7 +178,7 @@ fn describe_counts(r: &ReportView) -> String {
     out
 }
 
-fn rate(r: &ReportView) -> u64 {
+fn rate(r: &ReportSummary) -> u64 {
     (r.records_read * 1000)
         .checked_div(r.elapsed_ms)
         .unwrap_or(0)
@@ -263,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_progress_line_says_what_a_person_checks() {
-        let view: ProgressView = serde_json::from_value(serde_json::json!({
+        let view: ProgressSummary = serde_json::from_value(serde_json::json!({
             "report": {"job_id": "j", "pipeline": "p", "status": "Running",
                        "records_read": 1500, "records_written": 1490, "record_errors": 10,
                        "failed": [{"first_batch": 3, "batches": 1, "records": 500,
@@ -288,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_shard_that_failed_whole_is_named_not_given_a_batch_range() {
-        let view: ReportView = serde_json::from_value(serde_json::json!({
+        let view: ReportSummary = serde_json::from_value(serde_json::json!({
             "job_id": "j", "pipeline": "p", "status": "CompletedWithFailures",
             "failed": [{"first_batch": 0, "batches": 0, "records": 0, "kind": "Failed",
                         "message": "shard `a.csv` (1 input): a.csv: no such file"}]
