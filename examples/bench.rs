@@ -49,14 +49,15 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
+use batch_orchestra::batch::RequestOf;
+use batch_orchestra::connector::{BatchRange, WriteContext};
 use batch_orchestra::connectors::csv::{CsvFile, CsvRow};
 use batch_orchestra::connectors::jsonl::{JsonLinesFile, JsonLinesReader};
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::testing::{MongoServer, TemporalDevServer};
 use batch_orchestra::{
-    BatchRange, JobClient, Pipeline, RequestOf, Sink, SinkConfig, Source, SourceConfig, Worker,
-    WriteContext, pipeline,
+    JobClient, Pipeline, Sink, SinkConfig, Source, SourceConfig, Worker, pipeline,
 };
 use temporalio_client::WorkflowFetchHistoryOptions;
 
@@ -898,7 +899,8 @@ async fn pipeline_run_keyed<P: Pipeline>(
         .pipeline::<P>()?
         .build()?;
     let jobs = JobClient::new(client, QUEUE);
-    let mut request: RequestOf<P> = batch_orchestra::BatchProcessingRequest::new(job, source, sink);
+    let mut request: RequestOf<P> =
+        batch_orchestra::batch::BatchProcessingRequest::new(job, source, sink);
     // For exploring settings without a rebuild: the figures in report.json use the defaults.
     if let Some(n) = env_u32("BATCH_ORCHESTRA_BENCH_BATCHES_PER_ACTIVITY") {
         request = request.batches_per_activity(n);
@@ -966,7 +968,7 @@ async fn can_run(server: &TemporalDevServer, csv: &str, sink: MongoSink) -> Resu
         .build()?;
     let jobs = JobClient::new(client, QUEUE);
     let request: RequestOf<BenchToMongo> =
-        batch_orchestra::BatchProcessingRequest::new("can-dip", CsvFile::new(csv), sink)
+        batch_orchestra::batch::BatchProcessingRequest::new("can-dip", CsvFile::new(csv), sink)
             .max_batches_per_run(100);
     let started = Instant::now();
     let (report, samples) = worker
@@ -1024,7 +1026,7 @@ fn rss_child(csv: &str, address: &str) -> Result<(), Error> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = batch_orchestra::connect(address, "default").await?;
+        let client = batch_orchestra::client::connect(address, "default").await?;
         let mut worker = Worker::builder(client.clone(), "bench-rss")
             .pipeline::<BenchToNoop>()?
             .build()?;

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::noop::NoopSink;
+use batch_orchestra::sharded::ShardedRequest;
 use batch_orchestra::testing::TemporalDevServer;
-use batch_orchestra::{JobClient, ShardedRequest, Worker};
+use batch_orchestra::{JobClient, Worker};
 use temporalio_client::{WorkflowExecutionInfo, WorkflowFetchHistoryOptions};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 

@@ -15,14 +15,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
+use batch_orchestra::connector::{Receipt, StreamReader};
+use batch_orchestra::connector::{WriteContext, WriteOutcome};
 use batch_orchestra::connectors::mongo::{MongoSink, value_to_document};
 use batch_orchestra::connectors::nats::NatsStream;
 use batch_orchestra::connectors::noop::NoopSink;
-use batch_orchestra::streaming::{Receipt, StreamReader};
+use batch_orchestra::stream::StreamRequest;
 use batch_orchestra::testing::{MongoServer, NatsServer, TemporalDevServer};
 use batch_orchestra::{
-    ConnectorError, JobClient, Positioned, Sink, SourceConfig, StreamRequest, Worker, WriteContext,
-    WriteOutcome, batch_sink, pipeline,
+    ConnectorError, JobClient, Positioned, Sink, SourceConfig, Worker, batch_sink, pipeline,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -344,7 +345,7 @@ pub fn rss_child(address: &str) -> Result<(), Error> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = batch_orchestra::connect(address, "default").await?;
+        let client = batch_orchestra::client::connect(address, "default").await?;
         let mut worker = Worker::builder(client.clone(), "bench-stream-rss")
             .pipeline::<BenchNatsToMongo>()?
             .build()?;

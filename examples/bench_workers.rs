@@ -27,7 +27,7 @@ pub fn worker_child(address: &str) -> Result<(), Error> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = batch_orchestra::connect(address, "default").await?;
+        let client = batch_orchestra::client::connect(address, "default").await?;
         let mut worker = Worker::builder(client, QUEUE)
             .pipeline::<BenchToNoop>()?
             .pipeline::<RangeToCounting>()?

@@ -3,6 +3,7 @@
 //! `cargo run -p batch-orchestra-examples --example custom_connector` (uses `TEMPORAL_ADDRESS`,
 //! or starts a local Temporal dev server).
 
+use batch_orchestra::connector::*;
 use batch_orchestra::testing::TemporalDevServer;
 use batch_orchestra::*;
 use serde::{Deserialize, Serialize};

@@ -4,8 +4,9 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use batch_orchestra::batch::{JobReport, RequestOf};
 use batch_orchestra::connectors::csv::CsvOffset;
-use batch_orchestra::{JobClient, JobError, JobReport, Pipeline, RequestOf, Worker};
+use batch_orchestra::{JobClient, JobError, Pipeline, Worker};
 use mongodb::bson::{Document, doc};
 
 pub type Error = Box<dyn std::error::Error>;

@@ -12,12 +12,12 @@ use batch_orchestra::connectors::csv::CsvRow;
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::object_store::CsvObject;
+use batch_orchestra::sharded::ShardedRequest;
+use batch_orchestra::snapshot::SnapshotTarget;
 use batch_orchestra::testing::{
     AZURITE_ACCOUNT, AZURITE_KEY, AzuriteServer, FakeGcsServer, MongoServer, S3Server, http_request,
 };
-use batch_orchestra::{
-    JobClient, JobError, JobStatus, ShardedRequest, SnapshotTarget, pipeline, pipelines,
-};
+use batch_orchestra::{JobClient, JobError, JobStatus, pipeline, pipelines};
 use batch_orchestra_tests::{Harness, people_with_bad_rows};
 use hmac::Mac;
 use mongodb::bson::{Document, doc};

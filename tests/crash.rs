@@ -10,12 +10,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use batch_orchestra::batch::{JobReport, RequestOf};
 use batch_orchestra::connectors::csv::{CsvFile, CsvOffset};
 use batch_orchestra::connectors::mongo::MongoSink;
+use batch_orchestra::failure::RetrySettings;
+use batch_orchestra::sharded::ShardedRequest;
 use batch_orchestra::testing::{MongoServer, TemporalDevServer, WorkerProcess};
-use batch_orchestra::{
-    JobClient, JobHandle, JobReport, JobStatus, RequestOf, RetrySettings, ShardedRequest,
-};
+use batch_orchestra::{JobClient, JobHandle, JobStatus};
 use batch_orchestra_tests::{CsvToFaultyMongo, FaultyMongo, at_progress_marks};
 use mongodb::bson::{Document, doc};
 

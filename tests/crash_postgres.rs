@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::postgres::PostgresSink;
+use batch_orchestra::failure::RetrySettings;
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer, WorkerProcess};
-use batch_orchestra::{JobClient, JobStatus, RetrySettings};
+use batch_orchestra::{JobClient, JobStatus};
 use batch_orchestra_tests::{CsvToSlowPostgres, SlowPostgres, at_progress_marks};
 
 const ROWS: u64 = 12_000;

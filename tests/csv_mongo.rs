@@ -7,10 +7,12 @@
 
 use std::path::Path;
 
+use batch_orchestra::batch::JobReport;
 use batch_orchestra::connectors::csv::{CsvFile, RaggedRows};
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
+use batch_orchestra::failure::RetrySettings;
 use batch_orchestra::testing::MongoServer;
-use batch_orchestra::{JobClient, JobError, JobReport, RetrySettings, pipeline, pipelines};
+use batch_orchestra::{JobClient, JobError, pipeline, pipelines};
 use batch_orchestra_tests::{Harness, people_with_bad_rows};
 use mongodb::bson::{Document, doc};
 

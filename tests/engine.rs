@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use batch_orchestra::batch::{BatchProcessingRequest, RequestOf};
+use batch_orchestra::snapshot::SnapshotTarget;
 use batch_orchestra::testing::{CountingSink, PAYLOAD_MARKER, RangeSource, RangeToCounting};
-use batch_orchestra::{
-    BatchProcessingRequest, JobClient, JobError, JobStatus, RequestOf, SnapshotTarget,
-};
+use batch_orchestra::{JobClient, JobError, JobStatus};
 use batch_orchestra_tests::{Harness, history, quick_retries};
 use prost::Message;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
@@ -303,7 +303,7 @@ async fn a_failed_job_reports_its_counts_and_a_redrive_finishes_it() {
         panic!("expected a failed job, got {err}")
     };
     assert_eq!(kind, "FailedBatchLimit");
-    let report: batch_orchestra::JobReport<u64> =
+    let report: batch_orchestra::batch::JobReport<u64> =
         serde_json::from_value(*report.clone().expect("the failure carries the report")).unwrap();
     assert_eq!(report.status, JobStatus::Failed);
     assert!(report.failure.is_some());
@@ -390,7 +390,7 @@ async fn a_failing_job_drains_its_running_batches_before_it_reports() {
         panic!("expected a failed job, got {err}")
     };
     assert_eq!(kind, "FailedBatchLimit");
-    let report: batch_orchestra::JobReport<u64> =
+    let report: batch_orchestra::batch::JobReport<u64> =
         serde_json::from_value(*report.clone().unwrap()).unwrap();
     let failure = report.failure.clone().unwrap();
     assert!(

@@ -6,12 +6,12 @@
 //! other thread starts.
 
 use async_nats::jetstream;
+use batch_orchestra::connector::WriteContext;
 use batch_orchestra::connectors::csv::{CsvFile, CsvRow};
 use batch_orchestra::connectors::nats::NatsSink;
 use batch_orchestra::testing::NatsServer;
 use batch_orchestra::{
-    JobStatus, Position, Positioned, Sink, SinkConfig, TransformError, WriteContext, pipeline,
-    pipelines,
+    JobStatus, Position, Positioned, Sink, SinkConfig, TransformError, pipeline, pipelines,
 };
 use batch_orchestra_tests::{Harness, assert_job_failed, run};
 use futures::StreamExt;

@@ -8,11 +8,12 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use batch_orchestra::batch::JobReport;
 use batch_orchestra::connectors::csv::{CsvFile, CsvOffset};
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::postgres::{PostgresSink, row_from_csv};
 use batch_orchestra::testing::{MongoServer, PostgresServer};
-use batch_orchestra::{JobClient, JobReport, pipeline, pipelines};
+use batch_orchestra::{JobClient, pipeline, pipelines};
 use batch_orchestra_tests::{Harness, run};
 use mongodb::bson::{Document, doc};
 use tokio_postgres::NoTls;

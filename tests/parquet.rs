@@ -2,13 +2,14 @@
 //! record errors, the file read back by row group in batches that span row groups (every value
 //! and null kept), projection, and bad inputs that fail the job naming the file.
 
+use batch_orchestra::connector::BatchRange;
 use batch_orchestra::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::parquet::{
     ParquetColumns, ParquetDir, ParquetFile, ParquetObject, ParquetOffset,
 };
 use batch_orchestra::testing::S3Server;
-use batch_orchestra::{BatchRange, Source, SourceConfig, pipeline, pipelines};
+use batch_orchestra::{Source, SourceConfig, pipeline, pipelines};
 use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines, run};
 use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use serde::Deserialize;

@@ -8,15 +8,16 @@
 
 use std::path::Path;
 
+use batch_orchestra::connector::{BatchRange, WriteContext};
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
 use batch_orchestra::connectors::postgres::{
     KeyOffset, PostgresSink, PostgresSource, row_from_csv,
 };
+use batch_orchestra::failure::RetrySettings;
 use batch_orchestra::testing::PostgresServer;
 use batch_orchestra::{
-    BatchRange, JobClient, Position, Positioned, RetrySettings, Sink, SinkConfig, Source,
-    SourceConfig, WriteContext, pipeline, pipelines,
+    JobClient, Position, Positioned, Sink, SinkConfig, Source, SourceConfig, pipeline, pipelines,
 };
 use batch_orchestra_tests::{Harness, assert_job_failed, read_json_lines, run};
 use serde_json::json;

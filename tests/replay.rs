@@ -12,17 +12,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use batch_orchestra::batch::{BatchProcessingRequest, PipelineWorkflow};
 use batch_orchestra::connectors::csv::{CsvFile, CsvRow};
 use batch_orchestra::connectors::noop::NoopSink;
-use batch_orchestra::sharding::Grouped;
+use batch_orchestra::sharded::Grouped;
+use batch_orchestra::sharded::ShardedRequest;
+use batch_orchestra::sharded::ShardedWorkflow;
+use batch_orchestra::stream::StreamRequest;
+use batch_orchestra::stream::StreamWorkflow;
 use batch_orchestra::testing::{
     CountingSink, RangeSource, RangeToCounting, TickStream, TicksToCounting,
 };
-use batch_orchestra::workflow::{ShardedWorkflow, StreamWorkflow};
-use batch_orchestra::{
-    BatchProcessingRequest, JobClient, PipelineWorkflow, ShardedRequest, StreamRequest, pipeline,
-    pipelines,
-};
+use batch_orchestra::{JobClient, pipeline, pipelines};
 use batch_orchestra_tests::{Harness, history, quick_retries};
 use temporalio_client::{
     UntypedWorkflow, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,

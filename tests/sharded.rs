@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use batch_orchestra::connector::Shard;
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
-use batch_orchestra::sharding::{Grouped, ShardStatus};
+use batch_orchestra::sharded::ShardedRequest;
+use batch_orchestra::sharded::{Grouped, ShardStatus};
 use batch_orchestra::testing::MongoServer;
-use batch_orchestra::{JobClient, JobError, JobStatus, Shard, ShardedRequest, pipeline, pipelines};
+use batch_orchestra::{JobClient, JobError, JobStatus, pipeline, pipelines};
 use batch_orchestra_tests::Harness;
 use mongodb::bson::{Document, doc};
 

@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
-use batch_orchestra::streaming::EndReason;
+use batch_orchestra::batch::BatchProcessingRequest;
+use batch_orchestra::failure::RetrySettings;
+use batch_orchestra::stream::EndReason;
+use batch_orchestra::stream::StreamRequest;
 use batch_orchestra::testing::{
     CountingSink, RangeSource, RangeToCounting, TickStream, TicksToCounting,
 };
-use batch_orchestra::{
-    BatchProcessingRequest, JobClient, JobError, JobStatus, RetrySettings, StreamRequest, pipelines,
-};
+use batch_orchestra::{JobClient, JobError, JobStatus, pipelines};
 use batch_orchestra_tests::Harness;
 
 fn quick_retries() -> RetrySettings {
@@ -259,8 +260,8 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
 }
 
 async fn wait_for_progress(
-    handle: &batch_orchestra::StreamJobHandle<TicksToCounting>,
-    mut done: impl FnMut(&batch_orchestra::streaming::StreamProgress<u64>) -> bool,
+    handle: &batch_orchestra::stream::StreamJobHandle<TicksToCounting>,
+    mut done: impl FnMut(&batch_orchestra::stream::StreamProgress<u64>) -> bool,
 ) {
     for _ in 0..300 {
         if let Ok(p) = handle.progress().await

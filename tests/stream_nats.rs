@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use batch_orchestra::connectors::mongo::MongoSink;
 use batch_orchestra::connectors::nats::NatsStream;
-use batch_orchestra::streaming::EndReason;
+use batch_orchestra::failure::RetrySettings;
+use batch_orchestra::stream::EndReason;
+use batch_orchestra::stream::StreamRequest;
 use batch_orchestra::testing::{MongoServer, NatsServer, TemporalDevServer, WorkerProcess};
-use batch_orchestra::{JobClient, JobError, JobStatus, RetrySettings, StreamRequest, Worker};
+use batch_orchestra::{JobClient, JobError, JobStatus, Worker};
 use batch_orchestra_tests::{FaultyMongo, NATS_URL_ENV, NatsToMongo};
 use mongodb::bson::{Document, doc};
 

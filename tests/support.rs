@@ -43,12 +43,12 @@ impl Harness {
 }
 
 /// Retries 100 to 200 ms apart, `attempts` in all, so failure tests finish quickly.
-pub fn quick_retries(attempts: u32) -> batch_orchestra::RetrySettings {
-    batch_orchestra::RetrySettings {
+pub fn quick_retries(attempts: u32) -> batch_orchestra::failure::RetrySettings {
+    batch_orchestra::failure::RetrySettings {
         initial_interval: std::time::Duration::from_millis(100),
         maximum_interval: std::time::Duration::from_millis(200),
         maximum_attempts: attempts,
-        ..batch_orchestra::RetrySettings::default()
+        ..batch_orchestra::failure::RetrySettings::default()
     }
 }
 
@@ -109,8 +109,8 @@ pub fn read_json_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
 /// Starts a job of `P` and waits for its report.
 pub async fn run<P: batch_orchestra::Pipeline>(
     jobs: &JobClient,
-    request: batch_orchestra::RequestOf<P>,
-) -> Result<batch_orchestra::ReportOf<P>, batch_orchestra::JobError> {
+    request: batch_orchestra::batch::RequestOf<P>,
+) -> Result<batch_orchestra::batch::ReportOf<P>, batch_orchestra::JobError> {
     jobs.start::<P>(request).await?.report().await
 }
 
@@ -141,9 +141,9 @@ pub async fn at_progress_marks<P: batch_orchestra::Pipeline>(
 }
 
 /// Checks that a job failed with an error of `kind` whose message holds `expected`.
-pub fn assert_job_failed<O: std::fmt::Debug + batch_orchestra::Offset>(
+pub fn assert_job_failed<O: std::fmt::Debug + batch_orchestra::connector::Offset>(
     case: &str,
-    outcome: Result<batch_orchestra::JobReport<O>, batch_orchestra::JobError>,
+    outcome: Result<batch_orchestra::batch::JobReport<O>, batch_orchestra::JobError>,
     kind: &str,
     expected: &str,
 ) {
@@ -163,11 +163,10 @@ pub fn assert_job_failed<O: std::fmt::Debug + batch_orchestra::Offset>(
 // so a test can inject and remove them while the worker runs in another process.
 // ---------------------------------------------------------------------------------------------
 
+use batch_orchestra::connector::{WriteContext, WriteOutcome};
 use batch_orchestra::connectors::csv::CsvFile;
 use batch_orchestra::connectors::mongo::{MongoSink, MongoWriter, row_to_document};
-use batch_orchestra::{
-    ConnectorError, Positioned, Sink, SinkConfig, WriteContext, WriteOutcome, batch_sink, pipeline,
-};
+use batch_orchestra::{ConnectorError, Positioned, Sink, SinkConfig, batch_sink, pipeline};
 use serde::{Deserialize, Serialize};
 
 /// A MongoDB sink with faults read from `fault_file` before every write: a line

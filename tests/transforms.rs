@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 
+use batch_orchestra::connector::{WriteContext, WriteOutcome};
+use batch_orchestra::pipeline::TransformState;
 use batch_orchestra::testing::{CountingSink, RangeSource, TestRecord};
 use batch_orchestra::{
-    ConnectorError, Positioned, Sink, TransformError, TransformState, WriteContext, WriteOutcome,
-    batch_sink, pipeline, pipelines,
+    ConnectorError, Positioned, Sink, TransformError, batch_sink, pipeline, pipelines,
 };
 use batch_orchestra_tests::{Harness, assert_job_failed, run};
 use serde::{Deserialize, Serialize};

@@ -320,7 +320,7 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                 limit: usize,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<
-                    ::batch_orchestra::ShardPage<Self>,
+                    ::batch_orchestra::connector::ShardPage<Self>,
                     ::batch_orchestra::ConnectorError,
                 >,
             > + ::core::marker::Send {
@@ -333,9 +333,9 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
             quote! {
                 impl ::batch_orchestra::SourceConfig for #ident {
                     const NAME: &'static str = #name;
-                    type Record = <#built as ::batch_orchestra::streaming::StreamReader>::Record;
-                    type Offset = <#built as ::batch_orchestra::streaming::StreamReader>::Offset;
-                    type Source = ::batch_orchestra::streaming::NotABatch<Self::Record, Self::Offset>;
+                    type Record = <#built as ::batch_orchestra::connector::StreamReader>::Record;
+                    type Offset = <#built as ::batch_orchestra::connector::StreamReader>::Offset;
+                    type Source = ::batch_orchestra::connector::NotABatch<Self::Record, Self::Offset>;
                     type Stream = #built;
                     const STREAMING: bool = true;
 
@@ -343,7 +343,7 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                         Output = ::core::result::Result<Self::Source, ::batch_orchestra::ConnectorError>,
                     > + ::core::marker::Send {
                         ::core::future::ready(::core::result::Result::Ok(
-                            ::batch_orchestra::streaming::NotABatch::new(#name),
+                            ::batch_orchestra::connector::NotABatch::new(#name),
                         ))
                     }
 
@@ -369,7 +369,7 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                     type Record = <#built as ::batch_orchestra::Source>::Record;
                     type Offset = <#built as ::batch_orchestra::Source>::Offset;
                     type Source = #built;
-                    type Stream = ::batch_orchestra::streaming::NotAStream<Self::Record, Self::Offset>;
+                    type Stream = ::batch_orchestra::connector::NotAStream<Self::Record, Self::Offset>;
 
                     fn build(&self) -> impl ::core::future::Future<
                         Output = ::core::result::Result<#built, ::batch_orchestra::ConnectorError>,

@@ -209,7 +209,7 @@ fn generate(m: &Model) -> TokenStream {
         Some(s) => quote!(#s),
         None => quote!(()),
     };
-    let into = quote!(<_ as #bo::TransformOutput<#sink_record>>::into_transformed);
+    let into = quote!(<_ as #bo::pipeline::TransformOutput<#sink_record>>::into_transformed);
     let body = match transform {
         Some(TransformFn { is_async: false, f }) if state.is_some() => quote_spanned! {f.span()=>
             let result = #bo::__private::as_transform_with::<#source_record, #sink_record, #state_type, _>(#f)(record, state);
@@ -232,7 +232,7 @@ fn generate(m: &Model) -> TokenStream {
         None => quote_spanned! {ident.span()=>
             let _ = state;
             let record = #bo::__private::SameRecord::<#sink_record, #ident>::same_record(record);
-            async move { ::core::result::Result::Ok(#bo::Transformed::One(record)) }
+            async move { ::core::result::Result::Ok(#bo::pipeline::Transformed::One(record)) }
         },
     };
     let state_check = state
@@ -259,13 +259,13 @@ fn generate(m: &Model) -> TokenStream {
         impl #bo::Pipeline for #ident {
             type Source = #source;
             type Sink = #sink;
-            const NAMES: #bo::PipelineNames = #bo::pipeline_names!(#workflow);
+            const NAMES: #bo::pipeline::PipelineNames = #bo::pipeline_names!(#workflow);
             type State = #state_type;
 
             fn transform(
                 record: #source_record,
                 state: &Self::State,
-            ) -> impl ::core::future::Future<Output = ::core::result::Result<#bo::Transformed<#sink_record>, #bo::TransformError>> + ::core::marker::Send {
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<#bo::pipeline::Transformed<#sink_record>, #bo::TransformError>> + ::core::marker::Send {
                 #body
             }
         }
@@ -281,8 +281,8 @@ fn generate(m: &Model) -> TokenStream {
             pub const SNAPSHOT_ACTIVITY: &'static str = <Self as #bo::Pipeline>::NAMES.snapshot;
 
             /// A job request with default settings.
-            pub fn request(job_id: impl ::core::convert::Into<::std::string::String>, source: #source, sink: #sink) -> #bo::RequestOf<Self> {
-                #bo::BatchProcessingRequest::new(job_id, source, sink)
+            pub fn request(job_id: impl ::core::convert::Into<::std::string::String>, source: #source, sink: #sink) -> #bo::batch::RequestOf<Self> {
+                #bo::batch::BatchProcessingRequest::new(job_id, source, sink)
             }
 
             /// Registers this pipeline's workflow and activities on a worker.
@@ -291,7 +291,7 @@ fn generate(m: &Model) -> TokenStream {
             }
 
             /// Starts a job of this pipeline.
-            pub async fn start(client: &#bo::JobClient, request: #bo::RequestOf<Self>) -> ::core::result::Result<#bo::JobHandle<Self>, #bo::JobError> {
+            pub async fn start(client: &#bo::JobClient, request: #bo::batch::RequestOf<Self>) -> ::core::result::Result<#bo::JobHandle<Self>, #bo::JobError> {
                 client.start::<Self>(request).await
             }
 
@@ -305,24 +305,24 @@ fn generate(m: &Model) -> TokenStream {
 
             /// Starts a streaming job of this pipeline (its source is a stream): it runs
             /// until cancelled or until an end condition of the request.
-            pub async fn start_stream(client: &#bo::JobClient, request: #bo::StreamRequestOf<Self>) -> ::core::result::Result<#bo::StreamJobHandle<Self>, #bo::JobError> {
+            pub async fn start_stream(client: &#bo::JobClient, request: #bo::stream::StreamRequestOf<Self>) -> ::core::result::Result<#bo::stream::StreamJobHandle<Self>, #bo::JobError> {
                 client.start_stream::<Self>(request).await
             }
 
             /// A handle to a streaming job of this pipeline, by job id.
-            pub fn stream_job(client: &#bo::JobClient, job_id: impl ::core::convert::Into<::std::string::String>) -> #bo::StreamJobHandle<Self> {
+            pub fn stream_job(client: &#bo::JobClient, job_id: impl ::core::convert::Into<::std::string::String>) -> #bo::stream::StreamJobHandle<Self> {
                 client.stream_job::<Self>(job_id)
             }
 
             /// Starts a sharded job of this pipeline: one child job per input its source
             /// lists (`data/**/*.csv`, `s3://bucket/in/*.csv`).
-            pub async fn start_sharded(client: &#bo::JobClient, request: #bo::ShardedRequestOf<Self>) -> ::core::result::Result<#bo::ShardedJobHandle<Self>, #bo::JobError> {
+            pub async fn start_sharded(client: &#bo::JobClient, request: #bo::sharded::ShardedRequestOf<Self>) -> ::core::result::Result<#bo::sharded::ShardedJobHandle<Self>, #bo::JobError> {
                 client.start_sharded::<Self>(request).await
             }
         }
 
         #[doc = #doc_alias]
-        #vis type #alias = #bo::PipelineWorkflow<#ident>;
+        #vis type #alias = #bo::batch::PipelineWorkflow<#ident>;
     }
 }
 

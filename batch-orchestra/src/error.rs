@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::connector::Position;
+use crate::record::Position;
 
 /// How a [`ConnectorError`] should be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,19 +259,6 @@ pub enum JobError {
     #[error("Temporal connection settings: {0}")]
     Settings(String),
 }
-
-/// The name of the failure type for configuration errors in Temporal, used in retry policies.
-pub const CONFIG_ERROR_TYPE: &str = "ConfigError";
-/// The name of the failure type when a job exceeds its `max_record_errors`.
-pub const RECORD_ERROR_LIMIT_TYPE: &str = "RecordErrorLimit";
-/// The name of the failure type when a job has more failed batches than `max_failed_batches`.
-pub const FAILED_BATCH_LIMIT_TYPE: &str = "FailedBatchLimit";
-/// The name of the failure type of a deterministic batch error ([`ErrorKind::Batch`]).
-pub const BATCH_ERROR_TYPE: &str = "BatchError";
-/// The name of the failure type of a retryable connector error ([`ErrorKind::Transient`]).
-pub const TRANSIENT_ERROR_TYPE: &str = "TransientError";
-/// The name of the failure type when an activity failed for good (retries exhausted).
-pub const ACTIVITY_FAILED_TYPE: &str = "ActivityFailed";
 
 /// Removes the values that serde and csv quote in their messages, so that a record error
 /// names what was expected without copying data into workflow history:

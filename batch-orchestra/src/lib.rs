@@ -89,7 +89,8 @@
 // The macros expand to `::batch_orchestra::...`; this lets the crate use its own macros.
 extern crate self as batch_orchestra;
 
-pub mod activities;
+mod activity;
+pub mod batch;
 mod cache;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
@@ -100,41 +101,29 @@ pub mod connectors;
 #[cfg(feature = "encryption")]
 pub mod encryption;
 pub mod error;
+pub mod failure;
 pub mod job;
 mod macro_support;
 pub mod metrics;
-pub mod model;
 pub mod ops;
 pub mod pipeline;
-pub mod sharding;
+pub mod record;
+pub mod sharded;
 pub mod snapshot;
 #[cfg(feature = "object-store")]
 mod store;
-pub mod streaming;
+pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
-pub mod workflow;
 
-pub use client::{TemporalSettings, connect, connect_from_env, connect_profile};
-pub use connector::{
-    BatchRange, Offset, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, SinkConfig,
-    Source, SourceConfig, WriteContext, WriteOutcome,
-};
+pub use client::{TemporalSettings, connect_from_env};
+pub use connector::{Sink, SinkConfig, Source, SourceConfig};
 pub use error::{ConnectorError, ErrorKind, JobError, RecordError, TransformError};
-pub use job::{JobClient, JobHandle};
-pub use model::{
-    BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, InFlight, JobReport, JobStatus,
-    Progress, Redrive, RetrySettings, Throttle,
-};
+pub use job::{JobClient, JobHandle, JobStatus};
 pub use ops::PipelineList;
-pub use pipeline::{
-    OffsetOf, Pipeline, PipelineNames, ReportOf, RequestOf, ShardedReportOf, ShardedRequestOf,
-    StreamReportOf, StreamRequestOf, TransformOutput, TransformState, Transformed,
-};
-pub use sharding::{Shard, ShardPage, ShardedJobHandle, ShardedReport, ShardedRequest};
-pub use snapshot::{SnapshotTarget, Snapshotter};
-pub use streaming::{StreamJobHandle, StreamReport, StreamRequest};
+pub use pipeline::Pipeline;
+pub use record::{Position, Positioned};
 pub use worker::{Worker, WorkerBuilder, WorkerError};
 
 /// Turns a config struct into a batch source.
@@ -145,6 +134,7 @@ pub use worker::{Worker, WorkerBuilder, WorkerError};
 /// [`SourceConfig`] and adds a `SOURCE_NAME` constant.
 ///
 /// ```
+/// use batch_orchestra::connector::*;
 /// use batch_orchestra::*;
 /// use serde::{Deserialize, Serialize};
 ///
@@ -194,6 +184,7 @@ pub use batch_orchestra_macros::batch_source;
 /// `SINK_NAME` constant.
 ///
 /// ```
+/// use batch_orchestra::connector::*;
 /// use batch_orchestra::*;
 /// use serde::{Deserialize, Serialize};
 ///
@@ -271,7 +262,6 @@ pub use batch_orchestra_macros::pipeline;
 /// # drop(list);
 /// ```
 pub use batch_orchestra_macros::pipelines;
-pub use workflow::PipelineWorkflow;
 
 /// Re-exports used by generated code; not part of the public API.
 #[doc(hidden)]

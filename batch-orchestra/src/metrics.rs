@@ -33,8 +33,6 @@ use temporalio_common::telemetry::metrics::{
     NewAttributes, UpDownCounter,
 };
 
-use crate::model::BatchReport;
-
 /// The instruments of one pipeline, with its `pipeline` label.
 pub(crate) struct PipelineMetrics {
     labels: MetricAttributes,
@@ -110,17 +108,15 @@ impl PipelineMetrics {
         self.duration.record(took, &self.labels);
     }
 
-    /// Counts a successful `process` attempt of `batches` batches (fewer when it stopped
-    /// early: `report.cancelled_after`).
-    pub(crate) fn processed(&self, report: &BatchReport, batches: usize) {
+    /// Counts a successful `process` attempt.
+    pub(crate) fn processed(&self, counts: Counts) {
         let l = &self.labels;
-        let batches = report.cancelled_after.map_or(batches, |n| n as usize);
-        self.read.add(report.records_read, l);
-        self.written.add(report.records_written, l);
-        self.already_present.add(report.already_present, l);
-        self.filtered.add(report.records_filtered, l);
-        self.record_errors.add(report.record_errors, l);
-        self.batches.add(batches as u64, l);
+        self.read.add(counts.read, l);
+        self.written.add(counts.written, l);
+        self.already_present.add(counts.already_present, l);
+        self.filtered.add(counts.filtered, l);
+        self.record_errors.add(counts.record_errors, l);
+        self.batches.add(counts.batches, l);
     }
 
     /// Counts a failed `process` attempt (a connector that could not be built included).
@@ -157,4 +153,14 @@ impl MetricsSlot {
     pub(crate) fn get(&self) -> Option<&Arc<PipelineMetrics>> {
         self.0.get()
     }
+}
+
+/// What one successful `process` attempt did.
+pub(crate) struct Counts {
+    pub read: u64,
+    pub written: u64,
+    pub already_present: u64,
+    pub filtered: u64,
+    pub record_errors: u64,
+    pub batches: u64,
 }

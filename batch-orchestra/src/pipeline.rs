@@ -4,7 +4,6 @@ use std::future::Future;
 
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::{ConnectorError, TransformError};
-use crate::model::{BatchProcessingRequest, JobReport};
 
 /// The fixed names under which a pipeline's workflow and activities are registered.
 ///
@@ -51,7 +50,7 @@ pub struct PipelineNames {
 #[macro_export]
 macro_rules! pipeline_names {
     ($workflow:literal) => {
-        $crate::PipelineNames {
+        $crate::pipeline::PipelineNames {
             workflow: $workflow,
             plan: concat!($workflow, ".plan"),
             process: concat!($workflow, ".process"),
@@ -182,17 +181,3 @@ impl TransformState for () {
 
 /// The offset type of a pipeline's source.
 pub type OffsetOf<P> = <<P as Pipeline>::Source as SourceConfig>::Offset;
-/// The job request type of a pipeline.
-pub type RequestOf<P> = BatchProcessingRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
-/// The job report type of a pipeline.
-pub type ReportOf<P> = JobReport<OffsetOf<P>>;
-/// The sharded job request type of a pipeline.
-pub type ShardedRequestOf<P> =
-    crate::sharding::ShardedRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
-/// The sharded job report type of a pipeline.
-pub type ShardedReportOf<P> = crate::sharding::ShardedReport<<P as Pipeline>::Source>;
-/// The streaming job request type of a pipeline.
-pub type StreamRequestOf<P> =
-    crate::streaming::StreamRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
-/// The streaming job report type of a pipeline.
-pub type StreamReportOf<P> = crate::streaming::StreamReport<OffsetOf<P>>;

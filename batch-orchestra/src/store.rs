@@ -144,7 +144,7 @@ pub(crate) async fn list_objects(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ListedObject>, ConnectorError> {
-    use crate::sharding::{MATCH, is_pattern, literal_base, nothing_matches, pattern};
+    use crate::connector::listing::{MATCH, is_pattern, literal_base, nothing_matches, pattern};
     use futures::TryStreamExt;
 
     let scheme_end = url.find("://").map_or(0, |i| i + 3);

@@ -1,21 +1,25 @@
 //! Workers: processes that run pipelines' workflows and activities for a task queue.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use temporalio_client::Client;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
 };
+use temporalio_sdk::activities::ActivityDefinitions;
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, WorkerOptions};
 
-use crate::activities::PipelineActivities;
+use crate::activity::PipelineActivities;
+use crate::batch::PipelineWorkflow;
 use crate::cache::ConnectorCache;
 use crate::metrics::MetricsSlot;
 use crate::pipeline::Pipeline;
-use crate::sharding::Grouped;
-use crate::workflow::{PipelineWorkflow, ShardedWorkflow, StreamWorkflow};
+use crate::sharded::Grouped;
+use crate::sharded::ShardedWorkflow;
+use crate::stream::StreamWorkflow;
 
 /// An error while building or running a worker.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +124,11 @@ impl WorkerBuilder {
             let slot = MetricsSlot::default();
             self.slots.push((slot.clone(), n.workflow));
             self.options
-                .register_activities(PipelineActivities::<P>::new(self.connectors.clone(), slot));
+                .register_activities(PipelineActivities::<P>::new(
+                    self.connectors.clone(),
+                    slot,
+                    crate::stream::executor::register::<P>,
+                ));
             return Ok(self);
         }
         self.options
@@ -135,6 +143,7 @@ impl WorkerBuilder {
             .register_activities(PipelineActivities::<P>::new(
                 self.connectors.clone(),
                 slot.clone(),
+                batch_and_list::<P>,
             ));
         // The shards of sharded jobs: the same pipeline over groups of inputs.
         self.options
@@ -144,6 +153,7 @@ impl WorkerBuilder {
             .register_activities(PipelineActivities::<Grouped<P>>::new(
                 self.connectors.clone(),
                 slot,
+                crate::batch::activities::register::<Grouped<P>>,
             ));
         Ok(self)
     }
@@ -289,6 +299,12 @@ impl Worker {
 
 /// How long a shutdown waits for running activities by default.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Registers the activities of a batch pipeline: its batch jobs' and its sharded jobs' `list`.
+fn batch_and_list<P: Pipeline>(me: Arc<PipelineActivities<P>>, defs: &mut ActivityDefinitions) {
+    crate::batch::activities::register::<P>(me.clone(), defs);
+    crate::sharded::list::register::<P>(me, defs);
+}
 
 /// Waits for SIGINT or SIGTERM.
 async fn stop_signal() {

@@ -1,6 +1,7 @@
 // Read logic with a wrong signature: a build method that is not async, a `read` that takes
 // the wrong arguments.
-use batch_orchestra::{BatchRange, ConnectorError, Plan, ReadBatch, Source, batch_source};
+use batch_orchestra::{ConnectorError, Source, batch_source};
+use batch_orchestra::connector::{BatchRange, Plan, ReadBatch};
 
 #[batch_source(name = "lines", reader = LineReader)]
 #[derive(Clone, serde::Serialize, serde::Deserialize)]

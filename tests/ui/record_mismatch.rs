@@ -1,6 +1,7 @@
 // A source whose records differ from the sink's, with no transform.
 use batch_orchestra::testing::RangeSource;
-use batch_orchestra::{ConnectorError, Positioned, Sink, WriteContext, WriteOutcome, batch_sink, pipeline};
+use batch_orchestra::{ConnectorError, Positioned, Sink, batch_sink, pipeline};
+use batch_orchestra::connector::{WriteContext, WriteOutcome};
 
 #[batch_sink(name = "strings", writer = Self)]
 #[derive(Clone, serde::Serialize, serde::Deserialize)]

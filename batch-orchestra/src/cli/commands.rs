@@ -14,7 +14,7 @@ use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInf
 use super::{Cli, CliError, Command, Exit};
 use crate::client::TemporalSettings;
 use crate::job::JobClient;
-use crate::model::JobStatus;
+use crate::job::JobStatus;
 use crate::ops::view::{describe_progress, describe_report};
 use crate::ops::{Control, Operate, PipelineList};
 use crate::worker::Worker;
@@ -440,7 +440,7 @@ fn print_failure(op: &dyn Operate, e: crate::JobError, json: bool) -> Result<Exi
                     summary.failure = Some(message.clone());
                     print!("{}", describe_report(&summary));
                     // A configuration error fails again until the configuration changes.
-                    if kind != crate::error::CONFIG_ERROR_TYPE {
+                    if kind != crate::failure::CONFIG_ERROR_TYPE {
                         println!(
                             "next      `redrive {job_id}` reruns its failed batches and the rest of its input"
                         );

@@ -13,8 +13,9 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use super::input::{ByteInput, LineOffset, LocalFile};
-use crate::connector::{BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Source};
+use crate::connector::{BatchRange, Plan, PlannedBatch, ReadBatch, Source};
 use crate::error::{ConnectorError, RecordError, TransformError};
+use crate::record::{Position, Positioned};
 
 /// Bytes read per call while planning.
 const PLAN_CHUNK: u64 = 1 << 20;
@@ -669,8 +670,8 @@ impl CsvFile {
         &self,
         after: Option<String>,
         limit: usize,
-    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
-        crate::sharding::list_files(&self.path, after, limit, |path| Self {
+    ) -> Result<crate::connector::ShardPage<Self>, ConnectorError> {
+        crate::connector::listing::list_files(&self.path, after, limit, |path| Self {
             path,
             options: self.options.clone(),
         })

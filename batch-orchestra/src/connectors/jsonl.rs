@@ -16,10 +16,10 @@ use std::path::PathBuf;
 
 use super::input::{ByteInput, LineOffset, LocalFile};
 use crate::connector::{
-    BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, Source, WriteContext,
-    WriteOutcome,
+    BatchRange, Plan, PlannedBatch, ReadBatch, Sink, Source, WriteContext, WriteOutcome,
 };
 use crate::error::{ConnectorError, RecordError, TransformError, redact_values};
+use crate::record::{Position, Positioned};
 
 /// Bytes read per call while planning; doubled while a single line is longer.
 const PLAN_CHUNK: u64 = 1 << 20;
@@ -52,8 +52,8 @@ impl JsonLinesFile {
         &self,
         after: Option<String>,
         limit: usize,
-    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
-        crate::sharding::list_files(&self.path, after, limit, |path| Self { path }).await
+    ) -> Result<crate::connector::ShardPage<Self>, ConnectorError> {
+        crate::connector::listing::list_files(&self.path, after, limit, |path| Self { path }).await
     }
 
     async fn build_source(&self) -> Result<JsonLinesReader<LocalFile>, ConnectorError> {

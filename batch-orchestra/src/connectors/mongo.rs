@@ -13,8 +13,9 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::ClientOptions;
 
-use crate::connector::{Positioned, Sink, WriteContext, WriteOutcome};
+use crate::connector::{Sink, WriteContext, WriteOutcome};
 use crate::error::{ConnectorError, RecordError};
+use crate::record::Positioned;
 
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;

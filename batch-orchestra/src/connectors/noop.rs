@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
-use crate::connector::{Positioned, Sink, SinkConfig, WriteContext, WriteOutcome};
+use crate::connector::{Sink, SinkConfig, WriteContext, WriteOutcome};
 use crate::error::ConnectorError;
+use crate::record::Positioned;
 
 /// A sink that accepts records of type `R` and drops them.
 ///

@@ -26,16 +26,16 @@ fn shard_page<S>(
     found: Vec<ListedObject>,
     limit: usize,
     source: impl Fn(String) -> S,
-) -> crate::ShardPage<S> {
+) -> crate::connector::ShardPage<S> {
     let shards = found
         .into_iter()
-        .map(|o| crate::Shard {
+        .map(|o| crate::connector::Shard {
             key: o.key,
             source: source(o.url),
             bytes: Some(o.bytes),
         })
         .collect();
-    crate::ShardPage::from_sorted(shards, limit)
+    crate::connector::ShardPage::from_sorted(shards, limit)
 }
 
 /// A CSV object in an object store.
@@ -91,7 +91,7 @@ impl CsvObject {
         &self,
         after: Option<String>,
         limit: usize,
-    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
+    ) -> Result<crate::connector::ShardPage<Self>, ConnectorError> {
         let found = list_objects(&self.url, &self.options, after.as_deref(), limit).await?;
         Ok(shard_page(found, limit, |url| Self {
             url,
@@ -147,7 +147,7 @@ impl JsonLinesObject {
         &self,
         after: Option<String>,
         limit: usize,
-    ) -> Result<crate::ShardPage<Self>, ConnectorError> {
+    ) -> Result<crate::connector::ShardPage<Self>, ConnectorError> {
         let found = list_objects(&self.url, &self.options, after.as_deref(), limit).await?;
         Ok(shard_page(found, limit, |url| Self {
             url,

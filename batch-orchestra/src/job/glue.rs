@@ -11,6 +11,10 @@ use temporalio_common::data_converters::{
 use temporalio_common::protos::temporal::api::common::v1::{Payload, Payloads};
 use temporalio_sdk::workflows::{WorkflowDefinitionDescriptor, WorkflowError};
 
+use std::time::UNIX_EPOCH;
+
+use temporalio_sdk::WorkflowContext;
+
 use super::signals::{Control, PROGRESS_QUERY};
 
 /// What a kind's workflow state does with its signals and answers to the `progress` query.
@@ -79,6 +83,13 @@ fn decode<T: TemporalDeserializable + 'static>(
     let data = SerializationContextData::Workflow(WorkflowSerializationContext::new());
     let ctx = SerializationContext::new(&data, converter);
     Ok(converter.from_payloads(&ctx, payloads)?)
+}
+
+/// Workflow time in milliseconds since the Unix epoch.
+pub(crate) fn workflow_ms<W>(ctx: &WorkflowContext<W>) -> u64 {
+    ctx.workflow_time()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The error for a signal, query or update name the workflow does not have.

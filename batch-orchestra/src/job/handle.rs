@@ -20,7 +20,8 @@ use super::signals::{
     PAUSE_SIGNAL, ProgressQuery, RESUME_SIGNAL, SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, Signal,
 };
 use crate::connector::{SinkConfig, SourceConfig};
-use crate::error::{ACTIVITY_FAILED_TYPE, JobError};
+use crate::error::JobError;
+use crate::failure::ACTIVITY_FAILED_TYPE;
 use crate::pipeline::Pipeline;
 
 /// Starts jobs on a task queue and finds running ones.

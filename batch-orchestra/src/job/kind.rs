@@ -81,14 +81,14 @@ pub trait Throttled<P: Pipeline>: JobKind<P> {}
 pub enum Batch {}
 
 /// A sharded job: every input a source lists, one child batch job per shard
-/// ([`sharding::ShardedRequest`](crate::sharding::ShardedRequest) →
-/// [`sharding::ShardedReport`](crate::sharding::ShardedReport)).
+/// ([`sharding::ShardedRequest`](crate::sharded::ShardedRequest) →
+/// [`sharding::ShardedReport`](crate::sharded::ShardedReport)).
 #[derive(Debug, Clone, Copy)]
 pub enum Sharded {}
 
 /// A streaming job: an unbounded source through the queue executor
-/// ([`streaming::StreamRequest`](crate::streaming::StreamRequest) →
-/// [`streaming::StreamReport`](crate::streaming::StreamReport)).
+/// ([`streaming::StreamRequest`](crate::stream::StreamRequest) →
+/// [`streaming::StreamReport`](crate::stream::StreamReport)).
 #[derive(Debug, Clone, Copy)]
 pub enum Stream {}
 

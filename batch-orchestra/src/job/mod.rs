@@ -13,9 +13,10 @@ pub(crate) mod glue;
 mod handle;
 mod kind;
 mod signals;
+mod status;
 mod summary;
 
-pub(crate) use glue::{Steer, workflow_glue};
+pub(crate) use glue::{Steer, workflow_glue, workflow_ms};
 pub(crate) use handle::interaction_error;
 pub use handle::{JobClient, JobHandle};
 pub use kind::{Batch, JobKind, PendingActivity, Run, Sharded, Stream, Throttled};
@@ -23,4 +24,5 @@ pub(crate) use signals::{
     Control, ControlSignal, PAUSE_SIGNAL, PROGRESS_QUERY, ProgressQuery, RESUME_SIGNAL,
     SET_MAX_CONCURRENT_SHARDS_SIGNAL, SET_MAX_IN_FLIGHT_SIGNAL, SET_RATE_SIGNAL, Signal,
 };
-pub use summary::{FailedSummary, ProgressSummary, ReportSummary};
+pub use status::JobStatus;
+pub use summary::{FailedSummary, InFlight, Outage, ProgressSummary, ReportSummary};

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::status::JobStatus;
 use crate::error::RecordError;
-use crate::model::{InFlight, JobStatus, Outage};
 
 /// A job's report as a person reads it, whatever the kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -83,4 +83,46 @@ pub struct ProgressSummary {
     pub planning_done: bool,
     /// The sink or source the job is waiting for, if any.
     pub outage: Option<Outage>,
+}
+
+/// An outage the job is holding through: every batch fails the same way, so the job waits
+/// for the sink or source instead of counting failed batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    /// Workflow time the outage was seen first, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// When the job gives up, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
+    /// The failure the last probe saw.
+    pub cause: String,
+    /// Batches held back, to run once a probe succeeds.
+    pub held_batches: u64,
+}
+
+/// One running `process` activity, as the `progress` query lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The activity id, as Temporal shows it.
+    pub activity_id: String,
+    /// Number of its first batch.
+    pub first_batch: u64,
+    /// Batches it carries.
+    pub batches: u64,
+    /// Ordinal of its first record.
+    pub first_record: u64,
+    /// Records it carries.
+    pub records: u64,
+    /// When it was scheduled, in milliseconds since the Unix epoch (workflow time).
+    pub scheduled_at_ms: u64,
+    /// Its age when the progress was read, in milliseconds (filled in by
+    /// [`JobHandle::progress`](crate::JobHandle::progress)).
+    #[serde(default)]
+    pub age_ms: u64,
+    /// The attempt running now, from 1 (filled in from the server's description of the job,
+    /// when available).
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// True when it is older than the job's `stuck_after`.
+    #[serde(default)]
+    pub stuck: bool,
 }

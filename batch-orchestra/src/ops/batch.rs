@@ -7,11 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::operate::{ConfigError, Control, Operated, Ready, Request};
+use crate::batch::BatchProcessingRequest;
+use crate::batch::RequestOf;
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
 use crate::job::{Batch, JobClient, JobHandle, Throttled};
-use crate::model::BatchProcessingRequest;
-use crate::pipeline::{Pipeline, RequestOf};
+use crate::pipeline::Pipeline;
 
 /// A job file: the source's and the sink's configs, and the job's options.
 ///

@@ -12,10 +12,11 @@ use serde::Deserialize;
 
 use super::batch::throttle;
 use super::operate::{ConfigError, Control, Operated, Ready, Request};
+use crate::batch::RequestOf;
 use crate::error::JobError;
 use crate::job::{JobClient, JobHandle, JobKind, Sharded};
-use crate::pipeline::{Pipeline, RequestOf};
-use crate::sharding::ShardedRequest;
+use crate::pipeline::Pipeline;
+use crate::sharded::ShardedRequest;
 
 /// The `[shards]` table of a job file: the job runs sharded, one shard per input its source
 /// lists (small inputs grouped). Every key is optional.

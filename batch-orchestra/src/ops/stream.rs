@@ -10,8 +10,9 @@ use super::operate::{ConfigError, Control, Operated, Ready, Request};
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
 use crate::job::{JobClient, JobHandle, JobKind, Stream};
-use crate::pipeline::{Pipeline, StreamRequestOf};
-use crate::streaming::StreamRequest;
+use crate::pipeline::Pipeline;
+use crate::stream::StreamRequest;
+use crate::stream::StreamRequestOf;
 
 /// A streaming job file: the source's and the sink's configs, and the `[stream]` table.
 ///

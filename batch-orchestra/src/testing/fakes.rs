@@ -6,10 +6,10 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::connector::{
-    BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Sink, Source, WriteContext,
-    WriteOutcome,
+    BatchRange, Plan, PlannedBatch, ReadBatch, Sink, Source, WriteContext, WriteOutcome,
 };
 use crate::error::{ConnectorError, RecordError, TransformError};
+use crate::record::{Position, Positioned};
 
 /// A record of [`RangeSource`]: its id and a padding payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::fakes::{CountingSink, PAYLOAD_MARKER, TestRecord};
-use crate::connector::{Position, Positioned};
+use crate::connector::{Received, StreamReader};
 use crate::error::{ConnectorError, RecordError};
-use crate::streaming::{Received, StreamReader};
+use crate::record::{Position, Positioned};
 
 /// A stream of `count` [`TestRecord`]s with ids `0..count`, then nothing: a stream that went
 /// quiet. The offset is a record's id; a reader opened after id `n` starts at `n + 1`.

@@ -10,8 +10,9 @@ use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMes
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::connector::{Positioned, Sink, WriteContext, WriteOutcome};
+use crate::connector::{Sink, WriteContext, WriteOutcome};
 use crate::error::{ConnectorError, RecordError};
+use crate::record::Positioned;
 
 /// A subject of a NATS JetStream stream as a sink of JSON records.
 ///

@@ -19,9 +19,9 @@ use async_nats::jetstream::{
     message::Acker,
 };
 
-use crate::connector::{Position, Positioned};
+use crate::connector::{Receipt, Received, StreamReader};
 use crate::error::{ConnectorError, RecordError};
-use crate::streaming::{Receipt, Received, StreamReader};
+use crate::record::{Position, Positioned};
 
 /// A durable pull consumer of a NATS JetStream stream, as a streaming source of JSON records.
 ///

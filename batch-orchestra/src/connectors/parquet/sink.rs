@@ -10,8 +10,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::ZstdLevel;
 use parquet::file::properties::WriterProperties;
 
-use crate::connector::{Positioned, Sink, WriteContext, WriteOutcome};
+use crate::connector::{Sink, WriteContext, WriteOutcome};
 use crate::error::{ConnectorError, RecordError};
+use crate::record::Positioned;
 
 /// How the sink compresses the column chunks it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

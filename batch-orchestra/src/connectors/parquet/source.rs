@@ -15,8 +15,9 @@ use super::super::input::FileStamp;
 use super::json::to_json_rows;
 #[cfg(feature = "object-store")]
 use super::object::{StoreObject, store_error};
-use crate::connector::{BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Source};
+use crate::connector::{BatchRange, Plan, PlannedBatch, ReadBatch, Source};
 use crate::error::ConnectorError;
+use crate::record::{Position, Positioned};
 
 /// Where a Parquet source resumes: a row of a row group (both from 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
 
 use super::{Database, db_message, quote_ident};
-use crate::connector::{Position, Positioned, Sink, WriteContext, WriteOutcome};
+use crate::connector::{Sink, WriteContext, WriteOutcome};
 use crate::error::{ConnectorError, RecordError};
+use crate::record::{Position, Positioned};
 
 /// The staging table each write copies into; it lives for one transaction.
 const STAGE: &str = "batch_orchestra_stage";

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Database, quote_ident};
-use crate::connector::{BatchRange, Plan, PlannedBatch, Position, Positioned, ReadBatch, Source};
+use crate::connector::{BatchRange, Plan, PlannedBatch, ReadBatch, Source};
 use crate::error::ConnectorError;
+use crate::record::{Position, Positioned};
 
 /// The most keys one plan call scans, whatever the batch size and plan-ahead ask.
 const MAX_PLAN_ROWS: u64 = 1_000_000;

@@ -1,0 +1,24 @@
+//! Batch jobs: one input, planned into batches and run in a sliding window of `process`
+//! activities, with failed batches recorded and redriven.
+//!
+//! A [`BatchProcessingRequest`] starts the pipeline's workflow `<workflow>`; it ends with a
+//! [`JobReport`]; while it runs the `progress` query answers a [`Progress`]. The workflow is
+//! in `workflow/`, the kind's [`JobKind`](crate::job::JobKind) implementation in `kind.rs`.
+
+pub(crate) mod activities;
+mod kind;
+mod model;
+pub(crate) mod workflow;
+
+pub use model::{
+    BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, JobReport, Progress, Redrive,
+    StoppedAt, Stretch, Throttle, redrive_workflow_id,
+};
+pub use workflow::PipelineWorkflow;
+
+use crate::pipeline::{OffsetOf, Pipeline};
+
+/// The batch job request type of a pipeline.
+pub type RequestOf<P> = BatchProcessingRequest<<P as Pipeline>::Source, <P as Pipeline>::Sink>;
+/// The batch job report type of a pipeline.
+pub type ReportOf<P> = JobReport<OffsetOf<P>>;
