@@ -211,7 +211,7 @@ pub enum JobError {
         /// The failure type, such as `ConfigError`, `RecordErrorLimit` or `ActivityFailed`.
         kind: String,
         /// The failed job's report as JSON, with status `Failed`: a
-        /// [`JobReport`](crate::JobReport) (its counts, failed ranges, `end_offset` and
+        /// [`JobReport`](crate::batch::JobReport) (its counts, failed ranges, `end_offset` and
         /// `stopped_at`), or a sharded or streaming job's report. `None` for jobs whose
         /// workflow failed without one (runs recorded before reports were attached).
         report: Option<Box<serde_json::Value>>,

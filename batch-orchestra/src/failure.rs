@@ -18,9 +18,9 @@ pub const CONFIG_ERROR_TYPE: &str = "ConfigError";
 pub const RECORD_ERROR_LIMIT_TYPE: &str = "RecordErrorLimit";
 /// The name of the failure type when a job has more failed batches than `max_failed_batches`.
 pub const FAILED_BATCH_LIMIT_TYPE: &str = "FailedBatchLimit";
-/// The name of the failure type of a deterministic batch error ([`ErrorKind::Batch`](crate::ErrorKind::Batch)).
+/// The name of the failure type of a deterministic batch error ([`ErrorKind::Batch`]).
 pub const BATCH_ERROR_TYPE: &str = "BatchError";
-/// The name of the failure type of a retryable connector error ([`ErrorKind::Transient`](crate::ErrorKind::Transient)).
+/// The name of the failure type of a retryable connector error ([`ErrorKind::Transient`]).
 pub const TRANSIENT_ERROR_TYPE: &str = "TransientError";
 /// The name of the failure type when an activity failed for good (retries exhausted).
 pub const ACTIVITY_FAILED_TYPE: &str = "ActivityFailed";

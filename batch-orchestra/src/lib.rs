@@ -38,7 +38,7 @@
 //!
 //! A source that never ends (a NATS JetStream consumer) is declared with
 //! `#[batch_source(..., streaming)]`; its jobs run through the queue executor with
-//! [`JobClient::start_stream`] and a [`StreamRequest`]: see [`streaming`].
+//! [`JobClient::start_stream`] and a [`stream::StreamRequest`]: see [`mod@stream`].
 //!
 //! # Failure model
 //!
@@ -50,7 +50,7 @@
 //!   worker after the `heartbeat_timeout` (5 s by default).
 //! - A batch that still fails after its retries, or with a deterministic
 //!   [`ErrorKind::Batch`] error, is a *failed batch*: recorded with its offset range, cause and
-//!   attempts in [`JobReport::failed`], and the job goes on. The job ends
+//!   attempts in [`batch::JobReport::failed`], and the job goes on. The job ends
 //!   [`JobStatus::CompletedWithFailures`], and [`JobHandle::redrive`] reruns just those ranges.
 //!   Past `max_failed_batches` (10 by default) the job fails.
 //! - A configuration error ([`ErrorKind::Config`]: missing file, bad URL, bad credentials)
@@ -61,25 +61,30 @@
 //! # Operating jobs
 //!
 //! [`JobHandle`] waits for the report (riding out a Temporal restart), reads the live
-//! [`Progress`] (counts, running activities with their age and attempt, stuck ones flagged),
+//! [`batch::Progress`] (counts, running activities with their age and attempt, stuck ones flagged),
 //! pauses, resumes, changes the parallelism, cancels and redrives.
 //!
 //! # The pieces, one module each
 //!
-//! - [`connector`]: the `SourceConfig`/`Source` and `SinkConfig`/`Sink` traits;
+//! - [`record`] and [`error`]: positions of records, and the errors of connectors, records,
+//!   transforms and jobs;
+//! - [`failure`]: what is retried, what is isolated, and how a failure carries its attempt;
+//! - [`connector`]: the `SourceConfig`/`Source` and `SinkConfig`/`Sink` traits, with the
+//!   capabilities of listing inputs ([`connector::listing`]) and streaming
+//!   ([`connector::stream`]);
 //! - [`mod@pipeline`]: the `Pipeline` trait and its fixed names;
-//! - [`model`]: the job request, report and progress;
-//! - [`workflow`] and [`activities`]: the generic workflow and its `plan`, `process` and
-//!   `snapshot` activities;
-//! - [`worker`] and [`client`]: running workers, and starting, watching and steering jobs;
-//! - [`sharding`]: one job over many inputs, as child workflows;
-//! - [`streaming`]: unbounded sources through the queue executor, with checkpoints and
-//!   acknowledgements after the write;
+//! - [`job`]: what every kind of job shares: the [`job::JobKind`] trait, [`JobHandle`],
+//!   controls, progress and typed summaries;
+//! - the kinds of job, one folder each: [`batch`] (one input, in planned batches),
+//!   [`sharded`] (many inputs, one child workflow each) and [`stream`] (an unbounded source
+//!   through the queue executor, acknowledged after the write);
+//! - [`worker`] and [`client`]: running workers, and connecting to Temporal;
 //! - [`snapshot`]: saving job reports;
+//! - [`ops`] and `cli` (feature `cli`): the operator's tool over every kind;
 //! - `encryption` (feature `encryption`): payloads encrypted before they reach Temporal, and
 //!   the codec server for its UI and CLI;
-//! - [`connectors`]: CSV (`csv`), MongoDB (`mongodb`), object stores (`object-store`), JSON
-//!   Lines and no-op;
+//! - [`connectors`]: CSV (`csv`), MongoDB (`mongodb`), PostgreSQL (`postgres`), Parquet
+//!   (`parquet`), NATS (`nats`), object stores (`object-store`), JSON Lines and no-op;
 //! - `testing` (feature `testing`): real dev servers on loopback, fakes with fault injection,
 //!   and worker processes for crash tests.
 

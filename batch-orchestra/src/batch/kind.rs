@@ -130,11 +130,11 @@ impl<P: Pipeline> JobHandle<P, Batch> {
     /// cannot run twice at once, and never replaces an earlier redrive's history.
     /// Writes are idempotent, so batches that were partly written are not written twice. The
     /// redrive's report counts what was recovered; what failed again is in its
-    /// [`failed`](crate::JobReport::failed) list and can be redriven in turn.
+    /// [`failed`](crate::batch::JobReport::failed) list and can be redriven in turn.
     ///
     /// A job that failed (a limit reached, an outage past its budget) is redriven too: its
     /// failed ranges, then the rest of its input from where it stopped
-    /// ([`stopped_at`](crate::JobReport::stopped_at)), with the same record ids.
+    /// ([`stopped_at`](crate::batch::JobReport::stopped_at)), with the same record ids.
     ///
     /// Refused with [`JobError::NotRedrivable`] while the job runs, and when it has nothing
     /// to rerun.

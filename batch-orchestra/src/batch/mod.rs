@@ -7,12 +7,13 @@
 
 pub(crate) mod activities;
 mod kind;
-mod model;
+mod report;
+mod request;
 pub(crate) mod workflow;
 
-pub use model::{
-    BatchProcessingRequest, BatchReport, CarriedState, FailedBatch, JobReport, Progress, Redrive,
-    StoppedAt, Stretch, Throttle, redrive_workflow_id,
+pub use report::{BatchReport, FailedBatch, JobReport, Progress, StoppedAt};
+pub use request::{
+    BatchProcessingRequest, CarriedState, Redrive, Stretch, Throttle, redrive_workflow_id,
 };
 pub use workflow::PipelineWorkflow;
 

@@ -24,7 +24,7 @@ pub async fn list_files<S>(
 /// Whether `path` is a glob pattern (`*`, `?` or `[`) rather than one input's name.
 ///
 /// ```
-/// use batch_orchestra::sharded::is_pattern;
+/// use batch_orchestra::connector::listing::is_pattern;
 ///
 /// assert!(is_pattern("data/**/*.csv"));
 /// assert!(!is_pattern("data/people.csv"));

@@ -207,10 +207,10 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     type Record: Send + 'static;
     /// The resumable position type.
     type Offset: Offset;
-    /// The built source. A streaming source has [`NotABatch`](crate::connector::NotABatch),
+    /// The built source. A streaming source has [`NotABatch`],
     /// which refuses to plan.
     type Source: Source<Record = Self::Record, Offset = Self::Offset>;
-    /// The reader of a streaming source; [`NotAStream`](crate::connector::NotAStream) for a
+    /// The reader of a streaming source; [`NotAStream`] for a
     /// batch source.
     type Stream: StreamReader<Record = Self::Record, Offset = Self::Offset>;
     /// Whether the source is a stream: its jobs run through the queue executor

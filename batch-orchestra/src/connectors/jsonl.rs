@@ -251,7 +251,7 @@ fn json_error_kind(e: &serde_json::Error) -> &'static str {
 }
 
 /// A directory of JSON-lines files, `<dir>/<scope>-<batch>.jsonl`, one JSON value a line. The
-/// scope is [`WriteContext::job_id`](crate::WriteContext::job_id) made file-safe: the job id and
+/// scope is [`WriteContext::job_id`](crate::connector::WriteContext::job_id) made file-safe: the job id and
 /// the input's fingerprint (`daily_3f2a9c01b7e4`), so a job id reused over new input adds files
 /// instead of overwriting the last run's.
 #[crate::batch_sink(name = "json-lines", writer = JsonLinesWriter)]

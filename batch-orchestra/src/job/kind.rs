@@ -75,14 +75,14 @@ pub trait JobKind<P: Pipeline>: Sized + Send + Sync + 'static {
 pub trait Throttled<P: Pipeline>: JobKind<P> {}
 
 /// A batch job: one input, planned into batches, run in a sliding window
-/// ([`BatchProcessingRequest`](crate::BatchProcessingRequest) →
-/// [`JobReport`](crate::JobReport)).
+/// ([`batch::BatchProcessingRequest`](crate::batch::BatchProcessingRequest) →
+/// [`batch::JobReport`](crate::batch::JobReport)).
 #[derive(Debug, Clone, Copy)]
 pub enum Batch {}
 
 /// A sharded job: every input a source lists, one child batch job per shard
-/// ([`sharding::ShardedRequest`](crate::sharded::ShardedRequest) →
-/// [`sharding::ShardedReport`](crate::sharded::ShardedReport)).
+/// ([`sharded::ShardedRequest`](crate::sharded::ShardedRequest) →
+/// [`sharded::ShardedReport`](crate::sharded::ShardedReport)).
 #[derive(Debug, Clone, Copy)]
 pub enum Sharded {}
 

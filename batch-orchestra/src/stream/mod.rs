@@ -4,7 +4,7 @@
 //!
 //! A streaming source is declared like a batch one, with `streaming`:
 //! `#[batch_source(name = "...", reader = MyReader, streaming)]`, where `MyReader` implements
-//! [`StreamReader`] and the config has `async fn open_stream(&self, after: Option<&Offset>)`.
+//! [`StreamReader`](crate::connector::stream::StreamReader) and the config has `async fn open_stream(&self, after: Option<&Offset>)`.
 //! `pipeline!` takes it as it takes a batch source; the worker then registers the stream
 //! workflow under the pipeline's workflow name, and the queue executor as the
 //! `<workflow>.stream` activity.
