@@ -4,10 +4,10 @@ use super::scanner::PLAN_CHUNK;
 use super::*;
 use crate::Positioned;
 use crate::connector::{BatchRange, Source, SourceConfig};
-use std::sync::Arc;
-use crate::error::RecordError;
 use crate::error::ErrorKind;
+use crate::error::RecordError;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
