@@ -56,6 +56,7 @@ use batch_orchestra::connectors::jsonl::{JsonLinesFile, JsonLinesReader};
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::testing::{MongoServer, TemporalDevServer};
+use batch_orchestra::worker::Registered;
 use batch_orchestra::{
     JobClient, Pipeline, Sink, SinkConfig, Source, SourceConfig, Worker, pipeline,
 };
@@ -865,7 +866,7 @@ async fn direct<S: Source, K: Sink>(
 
 /// Runs one job of `P` and returns rows/s and (events, bytes) of history per batch of its
 /// last run.
-async fn pipeline_run<P: Pipeline>(
+async fn pipeline_run<P: Registered>(
     server: &TemporalDevServer,
     job: &str,
     source: P::Source,
@@ -875,7 +876,7 @@ async fn pipeline_run<P: Pipeline>(
 }
 
 /// [`pipeline_run`] with payloads encrypted with `keys` when given.
-async fn pipeline_run_keyed<P: Pipeline>(
+async fn pipeline_run_keyed<P: Registered>(
     server: &TemporalDevServer,
     job: &str,
     source: P::Source,

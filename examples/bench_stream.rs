@@ -15,16 +15,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
-use batch_orchestra::connector::{Receipt, StreamReader};
+use batch_orchestra::connector::{Receipt, StreamReader, StreamSource};
 use batch_orchestra::connector::{WriteContext, WriteOutcome};
 use batch_orchestra::connectors::mongo::{MongoSink, value_to_document};
 use batch_orchestra::connectors::nats::NatsStream;
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::stream::StreamRequest;
 use batch_orchestra::testing::{MongoServer, NatsServer, TemporalDevServer};
-use batch_orchestra::{
-    ConnectorError, JobClient, Positioned, Sink, SourceConfig, Worker, batch_sink, pipeline,
-};
+use batch_orchestra::worker::Registered;
+use batch_orchestra::{ConnectorError, JobClient, Positioned, Sink, Worker, batch_sink, pipeline};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -173,7 +172,7 @@ async fn publish_steadily(
 
 /// The source's own loop: pull, decode and acknowledge `count` messages.
 async fn direct(source: &NatsStream, count: u64) -> Result<f64, Error> {
-    let mut reader = source.open_stream(None).await?;
+    let mut reader = source.open(None).await?;
     let started = Instant::now();
     let mut got = 0;
     while got < count {
@@ -187,7 +186,7 @@ async fn direct(source: &NatsStream, count: u64) -> Result<f64, Error> {
 }
 
 /// Runs a streaming job of `P` over `count` messages; returns messages/s.
-async fn piped<P: batch_orchestra::Pipeline<Source = NatsStream>>(
+async fn piped<P: batch_orchestra::Pipeline<Source = NatsStream> + Registered>(
     server: &TemporalDevServer,
     job: &str,
     source: NatsStream,

@@ -102,3 +102,41 @@ fn compile_errors_tell_the_user_what_to_write() {
     let t = trybuild::TestCases::new();
     t.compile_fail("ui/*.rs");
 }
+
+/// `pipeline!` finds what each source can do from its type: a stream, a listing of inputs,
+/// or neither (the plain batch source).
+#[test]
+fn pipeline_finds_the_capabilities_of_its_source() {
+    use batch_orchestra::Pipeline;
+    use batch_orchestra::connectors::csv::CsvFile;
+    use batch_orchestra::testing::TicksToCounting;
+
+    batch_orchestra::pipeline! {
+        /// A listing source.
+        pub CsvToCounting { source: CsvFile, transform: row_id, sink: CountingSink }
+    }
+    fn row_id(
+        row: batch_orchestra::connectors::csv::CsvRow,
+    ) -> Result<batch_orchestra::testing::TestRecord, batch_orchestra::TransformError> {
+        Ok(batch_orchestra::testing::TestRecord {
+            id: 0,
+            payload: row.values().collect::<Vec<_>>().join(","),
+        })
+    }
+
+    let ticks = TicksToCounting::capabilities();
+    assert!(
+        ticks.is_stream() && !ticks.lists_inputs(),
+        "a stream lists nothing"
+    );
+    let range = RangeToCounting::capabilities();
+    assert!(
+        !range.is_stream() && !range.lists_inputs(),
+        "a plain batch source"
+    );
+    let csv = CsvToCounting::capabilities();
+    assert!(
+        !csv.is_stream() && csv.lists_inputs(),
+        "a batch source that lists files"
+    );
+}

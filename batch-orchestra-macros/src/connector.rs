@@ -311,20 +311,22 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
     let serde_check = quote_spanned! {ident.span()=>
         const _: () = ::batch_orchestra::__private::assert_serializable_config::<#ident>();
     };
-    let list_shards = shards_fn.as_ref().map(|list| {
+    let list_inputs = shards_fn.as_ref().map(|list| {
         let call = quote_spanned! {list.span()=> #ident::#list(self, after, limit) };
         quote! {
-            fn list_shards(
-                &self,
-                after: ::core::option::Option<::std::string::String>,
-                limit: usize,
-            ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<
-                    ::batch_orchestra::connector::ShardPage<Self>,
-                    ::batch_orchestra::ConnectorError,
-                >,
-            > + ::core::marker::Send {
-                #call
+            impl ::batch_orchestra::connector::ListInputs for #ident {
+                fn list_inputs(
+                    &self,
+                    after: ::core::option::Option<::std::string::String>,
+                    limit: usize,
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<
+                        ::batch_orchestra::connector::ShardPage<Self>,
+                        ::batch_orchestra::ConnectorError,
+                    >,
+                > + ::core::marker::Send {
+                    #call
+                }
             }
         }
     });
@@ -336,8 +338,6 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                     type Record = <#built as ::batch_orchestra::connector::StreamReader>::Record;
                     type Offset = <#built as ::batch_orchestra::connector::StreamReader>::Offset;
                     type Source = ::batch_orchestra::connector::NotABatch<Self::Record, Self::Offset>;
-                    type Stream = #built;
-                    const STREAMING: bool = true;
 
                     fn build(&self) -> impl ::core::future::Future<
                         Output = ::core::result::Result<Self::Source, ::batch_orchestra::ConnectorError>,
@@ -346,8 +346,12 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                             ::batch_orchestra::connector::NotABatch::new(#name),
                         ))
                     }
+                }
 
-                    fn open_stream(
+                impl ::batch_orchestra::connector::StreamSource for #ident {
+                    type Reader = #built;
+
+                    fn open(
                         &self,
                         after: ::core::option::Option<&Self::Offset>,
                     ) -> impl ::core::future::Future<
@@ -369,16 +373,15 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                     type Record = <#built as ::batch_orchestra::Source>::Record;
                     type Offset = <#built as ::batch_orchestra::Source>::Offset;
                     type Source = #built;
-                    type Stream = ::batch_orchestra::connector::NotAStream<Self::Record, Self::Offset>;
 
                     fn build(&self) -> impl ::core::future::Future<
                         Output = ::core::result::Result<#built, ::batch_orchestra::ConnectorError>,
                     > + ::core::marker::Send {
                         #build_call
                     }
-
-                    #list_shards
                 }
+
+                #list_inputs
             },
             quote! {
                 /// The source's fixed connector name.

@@ -268,6 +268,21 @@ fn generate(m: &Model) -> TokenStream {
             ) -> impl ::core::future::Future<Output = ::core::result::Result<#bo::pipeline::Transformed<#sink_record>, #bo::TransformError>> + ::core::marker::Send {
                 #body
             }
+
+            fn capabilities() -> #bo::__private::Capabilities<#source> {
+                #[allow(unused_imports)]
+                use #bo::__private::{DoesNotList as _, DoesNotStream as _, Lists as _, Streams as _};
+                let probe = #bo::__private::SourceProbe::<#source>::new();
+                #bo::__private::Capabilities::found((&&probe).streaming(), (&&probe).listing())
+            }
+        }
+
+        impl #bo::__private::Registered for #ident {
+            fn register(worker: #bo::WorkerBuilder) -> ::core::result::Result<#bo::WorkerBuilder, #bo::WorkerError> {
+                #[allow(unused_imports)]
+                use #bo::__private::{RegisterBatch as _, RegisterStream as _};
+                (&&#bo::__private::PipelineProbe::<Self>::new()).register(worker)
+            }
         }
 
         impl #ident {

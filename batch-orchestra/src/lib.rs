@@ -276,5 +276,9 @@ pub mod __private {
     pub use temporalio_common;
     pub use temporalio_sdk;
 
+    pub use crate::connector::{
+        Capabilities, DoesNotList, DoesNotStream, Lists, SourceProbe, Streams,
+    };
     pub use crate::macro_support::*;
+    pub use crate::worker::{PipelineProbe, RegisterBatch, RegisterStream, Registered};
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::connector::{SinkConfig, SourceConfig};
+use crate::connector::{Capabilities, SinkConfig, SourceConfig};
 use crate::error::{ConnectorError, TransformError};
 
 /// The fixed names under which a pipeline's workflow and activities are registered.
@@ -92,6 +92,13 @@ pub trait Pipeline: Send + Sync + 'static {
     ) -> impl Future<
         Output = Result<Transformed<<Self::Sink as SinkConfig>::Record>, TransformError>,
     > + Send;
+
+    /// What the source can do beyond the batch core (stream, list inputs): `pipeline!` finds
+    /// it where the source's type is concrete.
+    #[doc(hidden)]
+    fn capabilities() -> Capabilities<Self::Source> {
+        Capabilities::batch()
+    }
 }
 
 /// What a transform made of one source record.

@@ -12,9 +12,10 @@ use temporalio_sdk::activities::ActivityDefinitions;
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, WorkerOptions};
 
-use crate::activity::PipelineActivities;
+use crate::activity::{PipelineActivities, Register};
 use crate::batch::PipelineWorkflow;
 use crate::cache::ConnectorCache;
+use crate::connector::StreamSource;
 use crate::metrics::MetricsSlot;
 use crate::pipeline::Pipeline;
 use crate::sharded::Grouped;
@@ -95,7 +96,12 @@ impl WorkerBuilder {
     /// Registers pipeline `P`: its workflow and its activities, and the parent workflow and
     /// `list` activity of its sharded jobs. For a streaming pipeline: its stream workflow and
     /// the queue executor, `<workflow>.stream`.
-    pub fn pipeline<P: Pipeline>(mut self) -> Result<Self, WorkerError> {
+    pub fn pipeline<P: Registered>(self) -> Result<Self, WorkerError> {
+        P::register(self)
+    }
+
+    /// Claims every name of pipeline `P` on this worker, refusing one taken.
+    fn claim<P: Pipeline>(&mut self) -> Result<(), WorkerError> {
         let n = P::NAMES;
         let all = [
             n.workflow,
@@ -116,45 +122,54 @@ impl WorkerBuilder {
             }
             self.names.push(name);
         }
-        if <P::Source as crate::SourceConfig>::STREAMING {
-            // A streaming pipeline: its workflow and the queue executor, nothing else.
-            self.options
-                .register_workflow::<StreamWorkflow<P>>()
-                .map_err(|e| WorkerError::Create(e.to_string()))?;
-            let slot = MetricsSlot::default();
-            self.slots.push((slot.clone(), n.workflow));
-            self.options
-                .register_activities(PipelineActivities::<P>::new(
-                    self.connectors.clone(),
-                    slot,
-                    crate::stream::executor::register::<P>,
-                ));
-            return Ok(self);
-        }
+        Ok(())
+    }
+
+    fn workflow<W>(&mut self) -> Result<(), WorkerError>
+    where
+        W: temporalio_sdk::workflows::WorkflowImplementation,
+        <W::Run as temporalio_common::WorkflowDefinition>::Input: Send,
+    {
         self.options
-            .register_workflow::<PipelineWorkflow<P>>()
+            .register_workflow::<W>()
             .map_err(|e| WorkerError::Create(e.to_string()))?;
-        self.options
-            .register_workflow::<ShardedWorkflow<P>>()
-            .map_err(|e| WorkerError::Create(e.to_string()))?;
-        let slot = MetricsSlot::default();
-        self.slots.push((slot.clone(), n.workflow));
+        Ok(())
+    }
+
+    fn activities<P: Pipeline>(&mut self, slot: MetricsSlot, register: Register<P>) {
         self.options
             .register_activities(PipelineActivities::<P>::new(
                 self.connectors.clone(),
-                slot.clone(),
-                batch_and_list::<P>,
-            ));
-        // The shards of sharded jobs: the same pipeline over groups of inputs.
-        self.options
-            .register_workflow::<PipelineWorkflow<Grouped<P>>>()
-            .map_err(|e| WorkerError::Create(e.to_string()))?;
-        self.options
-            .register_activities(PipelineActivities::<Grouped<P>>::new(
-                self.connectors.clone(),
                 slot,
-                crate::batch::activities::register::<Grouped<P>>,
+                register,
             ));
+    }
+
+    /// A batch pipeline: its batch workflow, the parent of its sharded jobs and the shards'
+    /// workflow, with their activities.
+    fn batch_pipeline<P: Pipeline>(mut self) -> Result<Self, WorkerError> {
+        self.claim::<P>()?;
+        self.workflow::<PipelineWorkflow<P>>()?;
+        self.workflow::<ShardedWorkflow<P>>()?;
+        // The shards of sharded jobs: the same pipeline over groups of inputs.
+        self.workflow::<PipelineWorkflow<Grouped<P>>>()?;
+        let slot = MetricsSlot::default();
+        self.slots.push((slot.clone(), P::NAMES.workflow));
+        self.activities::<P>(slot.clone(), batch_and_list::<P>);
+        self.activities::<Grouped<P>>(slot, crate::batch::activities::register::<Grouped<P>>);
+        Ok(self)
+    }
+
+    /// A streaming pipeline: its stream workflow and the queue executor, nothing else.
+    fn stream_pipeline<P: Pipeline>(mut self) -> Result<Self, WorkerError>
+    where
+        P::Source: StreamSource,
+    {
+        self.claim::<P>()?;
+        self.workflow::<StreamWorkflow<P>>()?;
+        let slot = MetricsSlot::default();
+        self.slots.push((slot.clone(), P::NAMES.workflow));
+        self.activities::<P>(slot, crate::stream::executor::register::<P>);
         Ok(self)
     }
 
@@ -304,6 +319,66 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 fn batch_and_list<P: Pipeline>(me: Arc<PipelineActivities<P>>, defs: &mut ActivityDefinitions) {
     crate::batch::activities::register::<P>(me.clone(), defs);
     crate::sharded::list::register::<P>(me, defs);
+}
+
+/// A pipeline a worker can register: `pipeline!` implements it, choosing the kinds its
+/// source serves (a stream, or batch and sharded jobs). Bound generic code that registers
+/// pipelines with it: `fn serve<P: Registered>(...)`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pipeline declared with `pipeline!`",
+    note = "declare it with `batch_orchestra::pipeline! {{ pub MyPipeline {{ source: ..., sink: ... }} }}`"
+)]
+pub trait Registered: Pipeline {
+    /// Registers the pipeline's workflows and activities.
+    fn register(worker: WorkerBuilder) -> Result<WorkerBuilder, WorkerError>;
+}
+
+/// Picks a pipeline's registration where its type is concrete:
+/// `(&&PipelineProbe::<P>::new()).register(worker)` registers a stream when `P`'s source is a
+/// [`StreamSource`], and batch and sharded jobs when not.
+#[doc(hidden)]
+pub struct PipelineProbe<P>(std::marker::PhantomData<fn() -> P>);
+
+impl<P> PipelineProbe<P> {
+    /// A probe for `P`.
+    pub const fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<P> Default for PipelineProbe<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers a streaming pipeline.
+#[doc(hidden)]
+pub trait RegisterStream {
+    /// Registers the stream workflow and the queue executor.
+    fn register(&self, worker: WorkerBuilder) -> Result<WorkerBuilder, WorkerError>;
+}
+
+impl<P: Pipeline> RegisterStream for &PipelineProbe<P>
+where
+    P::Source: StreamSource,
+{
+    fn register(&self, worker: WorkerBuilder) -> Result<WorkerBuilder, WorkerError> {
+        worker.stream_pipeline::<P>()
+    }
+}
+
+/// Registers a batch pipeline.
+#[doc(hidden)]
+pub trait RegisterBatch {
+    /// Registers the batch and sharded workflows and their activities.
+    fn register(&self, worker: WorkerBuilder) -> Result<WorkerBuilder, WorkerError>;
+}
+
+impl<P: Pipeline> RegisterBatch for PipelineProbe<P> {
+    fn register(&self, worker: WorkerBuilder) -> Result<WorkerBuilder, WorkerError> {
+        worker.batch_pipeline::<P>()
+    }
 }
 
 /// Waits for SIGINT or SIGTERM.

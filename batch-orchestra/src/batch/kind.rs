@@ -6,6 +6,7 @@ use temporalio_common::MemoValues;
 
 use crate::batch::{Progress, Redrive, Stretch, redrive_workflow_id};
 use crate::batch::{ReportOf, RequestOf};
+use crate::connector::SourceConfig;
 use crate::error::JobError;
 use crate::job::JobStatus;
 use crate::job::{
@@ -26,6 +27,7 @@ impl<P: Pipeline> JobKind<P> for Batch {
     }
 
     fn validate(request: &Self::Request) -> Result<(), JobError> {
+        refuse_a_stream::<P>(&request.job_id)?;
         request.validate()
     }
 
@@ -105,6 +107,17 @@ impl<P: Pipeline> JobKind<P> for Batch {
 }
 
 impl<P: Pipeline> Throttled<P> for Batch {}
+
+/// Refuses a batch or sharded job of a pipeline whose source is a stream: no worker runs it.
+pub(crate) fn refuse_a_stream<P: Pipeline>(job_id: &str) -> Result<(), JobError> {
+    if P::capabilities().is_stream() {
+        return Err(JobError::InvalidRequest(format!(
+            "job `{job_id}`: source `{}` is a stream: start it with `start_stream` and a `StreamRequest`",
+            <P::Source as SourceConfig>::NAME
+        )));
+    }
+    Ok(())
+}
 
 impl JobClient {
     /// Starts a batch job of pipeline `P`. The workflow id is the job id

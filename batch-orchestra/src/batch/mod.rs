@@ -17,6 +17,8 @@ pub use request::{
 };
 pub use workflow::PipelineWorkflow;
 
+pub(crate) use kind::refuse_a_stream;
+
 use crate::pipeline::{OffsetOf, Pipeline};
 
 /// The batch job request type of a pipeline.

@@ -305,13 +305,6 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
         if self.job_id.trim().is_empty() {
             return bad("job_id is empty".into());
         }
-        if S::STREAMING {
-            return bad(format!(
-                "job `{}`: source `{}` is a stream: start it with `start_stream` and a `StreamRequest`",
-                self.job_id,
-                S::NAME
-            ));
-        }
         if self.batch_size == 0 {
             return bad(format!(
                 "job `{}`: batch_size must be at least 1",

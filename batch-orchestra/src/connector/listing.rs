@@ -2,8 +2,32 @@
 //! inputs, a page at a time, and the listing of local files by glob.
 
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
+use super::SourceConfig;
 use crate::error::ConnectorError;
+
+/// A source whose config stands for many inputs (a glob, a prefix): a sharded job lists them
+/// and runs one child job per input.
+///
+/// `#[batch_source(name = "...", reader = MyReader, shards = list)]` implements it with the
+/// config's own `list` method; [`list_files`] does the work for local files. A source without
+/// it can still be sharded over an explicit list of inputs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot list its inputs",
+    label = "lists no inputs",
+    note = "add `shards = list` to `#[batch_source(...)]` with an `async fn list(&self, after: Option<String>, limit: usize) -> Result<ShardPage<Self>, ConnectorError>`, or implement `batch_orchestra::connector::ListInputs` for it"
+)]
+pub trait ListInputs: SourceConfig {
+    /// Lists up to `limit` inputs whose keys come after `after` (from the first when `None`),
+    /// in ascending order of key, each with the config that reads it alone. A listing that
+    /// matches nothing at all is a configuration error naming the pattern.
+    fn list_inputs(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<ShardPage<Self>, ConnectorError>> + Send;
+}
 
 /// A page of the files `pattern` matches after `after` (see [`list_local`]), each read by the
 /// config `source` makes of its path: the listing of a file source, off the async runtime's

@@ -17,11 +17,16 @@ use std::future::Future;
 use crate::error::{ConnectorError, RecordError};
 use crate::record::Positioned;
 
+mod capability;
 pub mod listing;
 pub mod stream;
 
-pub use listing::{Shard, ShardPage};
-pub use stream::{NotABatch, NotAStream, Receipt, Received, StreamReader};
+#[doc(hidden)]
+pub use capability::{
+    Capabilities, DoesNotList, DoesNotStream, ListFn, Lists, SourceProbe, Streams,
+};
+pub use listing::{ListInputs, Shard, ShardPage};
+pub use stream::{NotABatch, Receipt, Received, StreamReader, StreamSource};
 
 /// A position in a source from which reading can resume: a byte offset for a CSV file, a key
 /// for a database cursor. It is stored in workflow history, so keep it small.
@@ -195,6 +200,71 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// The serializable configuration of a source; it builds the [`Source`].
+///
+/// This is all a batch source needs. What only some sources can do sits in capability traits
+/// beside it: [`ListInputs`] (list many inputs, for sharded jobs) and [`StreamSource`] (never
+/// end, for streaming jobs).
+///
+/// Written by hand (the [`batch_source`](crate::batch_source) macro writes the same), with a
+/// listing so that sharded jobs can run it over several inputs:
+///
+/// ```
+/// use batch_orchestra::connector::*;
+/// use batch_orchestra::{ConnectorError, Position, Positioned};
+/// use serde::{Deserialize, Serialize};
+///
+/// /// The numbers `0..count`; the offset is the next number.
+/// #[derive(Clone, Serialize, Deserialize)]
+/// pub struct Numbers {
+///     count: u64,
+/// }
+///
+/// impl SourceConfig for Numbers {
+///     const NAME: &'static str = "numbers";
+///     type Record = u64;
+///     type Offset = u64;
+///     type Source = Numbers;
+///
+///     async fn build(&self) -> Result<Numbers, ConnectorError> {
+///         Ok(self.clone())
+///     }
+/// }
+///
+/// impl Source for Numbers {
+///     type Record = u64;
+///     type Offset = u64;
+///
+///     async fn plan(&self, from: Option<&u64>, size: u64, max: usize) -> Result<Plan<u64>, ConnectorError> {
+///         let mut start = from.copied().unwrap_or(0);
+///         let mut batches = Vec::new();
+///         while start < self.count && batches.len() < max {
+///             let end = (start + size).min(self.count);
+///             batches.push(PlannedBatch { start, end, records: end - start });
+///             start = end;
+///         }
+///         Ok(Plan { batches, end_of_source: start >= self.count })
+///     }
+///
+///     async fn read(&self, range: &BatchRange<u64>) -> Result<ReadBatch<u64>, ConnectorError> {
+///         let records = (range.start..range.end)
+///             .map(|n| Positioned { position: Position::at(n), value: n })
+///             .collect();
+///         Ok(ReadBatch { records, errors: vec![] })
+///     }
+/// }
+///
+/// /// Three inputs: the first 10, 20 and 30 numbers.
+/// impl ListInputs for Numbers {
+///     async fn list_inputs(&self, after: Option<String>, limit: usize) -> Result<ShardPage<Self>, ConnectorError> {
+///         let shards: Vec<Shard<Numbers>> = (1..=3u64)
+///             .map(|i| Shard::new(format!("n{i}"), Numbers { count: 10 * i }))
+///             .filter(|s| after.as_deref().is_none_or(|a| s.key.as_str() > a))
+///             .take(limit)
+///             .collect();
+///         Ok(ShardPage { more: false, shards })
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a batch source",
     label = "not a batch source",
@@ -207,56 +277,12 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     type Record: Send + 'static;
     /// The resumable position type.
     type Offset: Offset;
-    /// The built source. A streaming source has [`NotABatch`],
-    /// which refuses to plan.
+    /// The built source. A streaming source ([`StreamSource`]) has [`NotABatch`], which
+    /// refuses to plan.
     type Source: Source<Record = Self::Record, Offset = Self::Offset>;
-    /// The reader of a streaming source; [`NotAStream`] for a
-    /// batch source.
-    type Stream: StreamReader<Record = Self::Record, Offset = Self::Offset>;
-    /// Whether the source is a stream: its jobs run through the queue executor
-    /// ([`streaming`](crate::stream)) instead of planned batches.
-    const STREAMING: bool = false;
 
     /// Builds the source: opens files, connects clients. Called once per worker and config.
     fn build(&self) -> impl Future<Output = Result<Self::Source, ConnectorError>> + Send;
-
-    /// Opens a reader of a streaming source for one slice of a job, resuming after the
-    /// checkpoint `after` (from the source's start, or its own durable position, when
-    /// `None`). The default refuses: the source is not a stream.
-    /// `#[batch_source(..., streaming)]` implements it with the config's own `open_stream`.
-    fn open_stream(
-        &self,
-        after: Option<&Self::Offset>,
-    ) -> impl Future<Output = Result<Self::Stream, ConnectorError>> + Send {
-        let _ = after;
-        async {
-            Err(ConnectorError::config(format!(
-                "source `{}` is not a stream: declare it with `#[batch_source(..., streaming)]`",
-                Self::NAME
-            )))
-        }
-    }
-
-    /// Lists the inputs this config stands for, for a sharded job: up to `limit` inputs
-    /// whose keys come after `after` (from the first when `None`), in ascending order of key,
-    /// each with the config that reads it alone. A listing that matches nothing at all is a
-    /// configuration error naming the pattern.
-    ///
-    /// The default refuses: the source cannot be sharded. `#[batch_source(..., shards =
-    /// list)]` implements it with the config's own `list` method.
-    fn list_shards(
-        &self,
-        after: Option<String>,
-        limit: usize,
-    ) -> impl Future<Output = Result<ShardPage<Self>, ConnectorError>> + Send {
-        let _ = (after, limit);
-        async {
-            Err(ConnectorError::config(format!(
-                "source `{}` cannot list inputs for a sharded job: give it a listing with `#[batch_source(..., shards = list)]`",
-                Self::NAME
-            )))
-        }
-    }
 }
 
 /// The serializable configuration of a sink; it builds the [`Sink`].

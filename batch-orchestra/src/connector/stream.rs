@@ -5,9 +5,32 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::{BatchRange, Offset, Plan, ReadBatch, Source};
+use super::{BatchRange, Offset, Plan, ReadBatch, Source, SourceConfig};
 use crate::error::{ConnectorError, RecordError};
 use crate::record::Positioned;
+
+/// A source that never ends (a JetStream consumer, a growing log): its jobs run through the
+/// queue executor ([`stream`](crate::stream)) instead of planned batches.
+///
+/// `#[batch_source(name = "...", reader = MyReader, streaming)]` implements it with the
+/// config's own `async fn open_stream(&self, after: Option<&Offset>)`; the config's
+/// [`SourceConfig::Source`] is then a [`NotABatch`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a stream source",
+    label = "not a stream source",
+    note = "declare the source with `#[batch_source(name = \"...\", reader = MyReader, streaming)]` and an `async fn open_stream(&self, after: Option<&Offset>)`, or implement `batch_orchestra::connector::StreamSource` for it"
+)]
+pub trait StreamSource: SourceConfig {
+    /// The reader one slice of a job reads with.
+    type Reader: StreamReader<Record = Self::Record, Offset = Self::Offset>;
+
+    /// Opens a reader for one slice of a job, resuming after the checkpoint `after` (from the
+    /// source's start, or its own durable position, when `None`).
+    fn open(
+        &self,
+        after: Option<&Self::Offset>,
+    ) -> impl Future<Output = Result<Self::Reader, ConnectorError>> + Send;
+}
 
 /// A reader of an unbounded source, opened by a streaming source config for one slice of a
 /// streaming job.
@@ -74,24 +97,7 @@ impl Receipt for () {
     }
 }
 
-/// The [`SourceConfig::Stream`](crate::SourceConfig::Stream) of a batch source: never built.
-pub struct NotAStream<R, O>(PhantomData<fn() -> (R, O)>);
-
-impl<R: Send + 'static, O: Offset> StreamReader for NotAStream<R, O> {
-    type Record = R;
-    type Offset = O;
-    type Receipt = ();
-
-    async fn next(
-        &mut self,
-        _max: usize,
-        _wait: Duration,
-    ) -> Result<Vec<Received<Self>>, ConnectorError> {
-        Err(ConnectorError::config("this source is not a stream"))
-    }
-}
-
-/// The [`SourceConfig::Source`](crate::SourceConfig::Source) of a streaming source: it plans
+/// The [`SourceConfig::Source`] of a streaming source: it plans
 /// and reads nothing, and says how to run the source instead.
 pub struct NotABatch<R, O> {
     name: &'static str,

@@ -98,11 +98,14 @@ pub(crate) fn unknown_handler(kind: &str, name: &str) -> WorkflowError {
 }
 
 /// Makes `$state<P>` (which implements [`Steer`] and has `fn new(Option<request>) -> Self`)
-/// the Temporal workflow of kind `$kind`, whose run is `$run::<P>(&ctx)`.
+/// the Temporal workflow of kind `$kind`, whose run is `$run::<P>(&ctx)`; a `where` after it
+/// bounds `P` (a kind that needs a capability of the source).
 macro_rules! workflow_glue {
-    ($state:ident, $kind:ty, $($run:ident)::+) => {
+    ($state:ident, $kind:ty, $($run:ident)::+ $(, where $($bound:tt)+)?) => {
         impl<P: $crate::pipeline::Pipeline> ::temporalio_sdk::workflows::WorkflowImplementation
             for $state<P>
+        where
+            $($($bound)+)?
         {
             type Run = $crate::job::Run<P, $kind>;
             const HAS_INIT: bool = true;
@@ -234,6 +237,8 @@ macro_rules! workflow_glue {
         impl<P: $crate::pipeline::Pipeline>
             ::temporalio_sdk::workflows::ExecutableSyncSignal<$crate::job::ControlSignal<P, $kind>>
             for $state<P>
+        where
+            $($($bound)+)?
         {
             fn handle(
                 &mut self,
@@ -247,6 +252,8 @@ macro_rules! workflow_glue {
         impl<P: $crate::pipeline::Pipeline>
             ::temporalio_sdk::workflows::ExecutableQuery<$crate::job::ProgressQuery<P, $kind>>
             for $state<P>
+        where
+            $($($bound)+)?
         {
             fn handle(
                 &self,

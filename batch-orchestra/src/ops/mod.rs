@@ -18,8 +18,7 @@ pub(crate) use operate::{Control, Operate, operator};
 
 #[cfg(feature = "cli")]
 use crate::job::{Batch, Sharded, Stream};
-use crate::pipeline::Pipeline;
-use crate::worker::{WorkerBuilder, WorkerError};
+use crate::worker::{Registered, WorkerBuilder, WorkerError};
 
 type Register = Box<dyn FnOnce(WorkerBuilder) -> Result<WorkerBuilder, WorkerError>>;
 
@@ -46,13 +45,13 @@ impl PipelineList {
 
     /// Adds pipeline `P`. Use [`pipelines!`](crate::pipelines), which also checks the names.
     #[doc(hidden)]
-    pub fn with<P: Pipeline>(mut self) -> Self {
+    pub fn with<P: Registered>(mut self) -> Self {
         self.register
             .push(Box::new(|w: WorkerBuilder| w.pipeline::<P>()));
         self.names.push(P::NAMES.workflow);
         #[cfg(feature = "cli")]
         {
-            if <P::Source as crate::SourceConfig>::STREAMING {
+            if P::capabilities().is_stream() {
                 self.operators.push(operator::<P, Stream>());
             } else {
                 self.operators.push(operator::<P, Batch>());

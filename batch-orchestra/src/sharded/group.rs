@@ -37,7 +37,6 @@ impl<S: SourceConfig> SourceConfig for Inputs<S> {
     type Record = S::Record;
     type Offset = GroupOffset<S::Offset>;
     type Source = InputsReader<S>;
-    type Stream = crate::connector::NotAStream<S::Record, GroupOffset<S::Offset>>;
 
     async fn build(&self) -> Result<InputsReader<S>, ConnectorError> {
         if self.inputs.is_empty() {

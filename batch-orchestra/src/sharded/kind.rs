@@ -4,7 +4,7 @@
 use temporalio_common::MemoValues;
 
 use super::{Grouped, RedriveShard, ShardReport, ShardStatus, ShardedRedrive};
-use crate::batch::redrive_workflow_id;
+use crate::batch::{redrive_workflow_id, refuse_a_stream};
 use crate::error::{JobError, RecordError};
 use crate::job::JobStatus;
 use crate::job::{
@@ -25,6 +25,7 @@ impl<P: Pipeline> JobKind<P> for Sharded {
     }
 
     fn validate(request: &Self::Request) -> Result<(), JobError> {
+        refuse_a_stream::<P>(&request.job.job_id)?;
         request.validate()
     }
 

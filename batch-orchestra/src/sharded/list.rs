@@ -48,7 +48,9 @@ impl<P: Pipeline> Work<P> for ListWork {
     ) -> Result<Self::Output, ConnectorError> {
         let limit = input.limit.max(1) as usize;
         bounded(input.call_timeout, "listing inputs", async {
-            input.source.list_shards(input.after.clone(), limit).await
+            P::capabilities()
+                .list(&input.source, input.after.clone(), limit)
+                .await
         })
         .await
     }

@@ -2,8 +2,8 @@
 //! prefix matching a glob), run as one child pipeline workflow per input.
 //!
 //! A source that can stand for many inputs lists them, a page at a time, through
-//! [`SourceConfig::list_shards`](crate::SourceConfig::list_shards); `#[batch_source(...,
-//! shards = list)]` wires a config's own listing method to it. The built-in file and object
+//! the capability [`ListInputs`](crate::connector::ListInputs); `#[batch_source(...,
+//! shards = list)]` implements it with a config's own listing method. The built-in file and object
 //! sources list by glob: `data/**/*.csv`, `s3://bucket/in/*.csv`.
 //!
 //! A [`ShardedRequest`] starts the `<workflow>.sharded` parent workflow: it lists the inputs

@@ -16,7 +16,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityDefinitions};
 
 use crate::activity::{Activity, PipelineActivities, Work, bounded};
 use crate::connector::{Offset, Sink, SinkConfig, SourceConfig, WriteContext};
-use crate::connector::{Receipt, Received, StreamReader};
+use crate::connector::{Receipt, Received, StreamReader, StreamSource};
 use crate::error::{ConnectorError, ErrorKind, RecordError};
 use crate::pipeline::{OffsetOf, Pipeline, PipelineNames, Transformed};
 use crate::record::Positioned;
@@ -107,7 +107,10 @@ pub(crate) enum SliceWork {}
 /// The `<workflow>.stream` activity: the queue executor of a streaming pipeline.
 pub(crate) type StreamActivity<P> = Activity<P, SliceWork>;
 
-impl<P: Pipeline> Work<P> for SliceWork {
+impl<P: Pipeline> Work<P> for SliceWork
+where
+    P::Source: StreamSource,
+{
     type Input = SliceInput<P::Source, P::Sink>;
     type Output = SliceReport<OffsetOf<P>>;
     const LABEL: &'static str = "stream";
@@ -140,14 +143,14 @@ impl<P: Pipeline> Work<P> for SliceWork {
 }
 
 /// Registers the queue executor of streaming pipeline `P`.
-pub(crate) fn register<P: Pipeline>(
-    me: Arc<PipelineActivities<P>>,
-    defs: &mut ActivityDefinitions,
-) {
+pub(crate) fn register<P: Pipeline>(me: Arc<PipelineActivities<P>>, defs: &mut ActivityDefinitions)
+where
+    P::Source: StreamSource,
+{
     defs.register_activity::<StreamActivity<P>>(me);
 }
 
-type ReceivedOf<P> = Received<<<P as Pipeline>::Source as SourceConfig>::Stream>;
+type ReceivedOf<P> = Received<<<P as Pipeline>::Source as StreamSource>::Reader>;
 
 /// How often a slice heartbeats its checkpoint.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -158,7 +161,10 @@ async fn run_slice<P: Pipeline>(
     me: &PipelineActivities<P>,
     ctx: &ActivityContext,
     input: SliceInput<P::Source, P::Sink>,
-) -> Result<SliceReport<OffsetOf<P>>, ConnectorError> {
+) -> Result<SliceReport<OffsetOf<P>>, ConnectorError>
+where
+    P::Source: StreamSource,
+{
     let started = Instant::now();
     // A retried slice goes on from its last heartbeat: counts and checkpoint.
     let mut report = ctx
@@ -175,7 +181,7 @@ async fn run_slice<P: Pipeline>(
     let mut reader = bounded(
         input.call_timeout,
         format!("opening stream source `{name}`"),
-        input.source.open_stream(after.as_ref()),
+        input.source.open(after.as_ref()),
     )
     .await
     .map_err(|e| e.context(format_args!("opening stream source `{name}`")))?;
@@ -340,7 +346,10 @@ async fn write_batch<P: Pipeline>(
     sink: &<P::Sink as SinkConfig>::Sink,
     state: &P::State,
     items: Vec<ReceivedOf<P>>,
-) -> Result<Written<OffsetOf<P>>, ConnectorError> {
+) -> Result<Written<OffsetOf<P>>, ConnectorError>
+where
+    P::Source: StreamSource,
+{
     let mut done = Written {
         received: items.len() as u64,
         written: 0,

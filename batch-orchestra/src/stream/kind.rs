@@ -3,6 +3,7 @@
 use temporalio_common::MemoValues;
 
 use super::StreamProgress;
+use crate::connector::SourceConfig;
 use crate::error::JobError;
 use crate::job::JobStatus;
 use crate::job::{JobClient, JobHandle, JobKind, ProgressSummary, ReportSummary, Stream};
@@ -20,6 +21,13 @@ impl<P: Pipeline> JobKind<P> for Stream {
     }
 
     fn validate(request: &Self::Request) -> Result<(), JobError> {
+        if !P::capabilities().is_stream() {
+            return Err(JobError::InvalidRequest(format!(
+                "job `{}`: source `{}` is not a stream: start a batch job with `start`, or declare the source with `#[batch_source(..., streaming)]`",
+                request.job_id,
+                <P::Source as SourceConfig>::NAME
+            )));
+        }
         request.validate()
     }
 

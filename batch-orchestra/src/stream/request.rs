@@ -202,13 +202,6 @@ impl<S: SourceConfig, K: SinkConfig> StreamRequest<S, K> {
         if self.job_id.trim().is_empty() {
             return Err(JobError::InvalidRequest("job_id is empty".into()));
         }
-        if !S::STREAMING {
-            return Err(JobError::InvalidRequest(format!(
-                "job `{}`: source `{}` is not a stream: start a batch job with `start`, or declare the source with `#[batch_source(..., streaming)]`",
-                self.job_id,
-                S::NAME
-            )));
-        }
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1");
         }

@@ -71,4 +71,4 @@ impl<P: Pipeline> Steer for StreamWorkflow<P> {
     }
 }
 
-workflow_glue!(StreamWorkflow, Stream, run::run_stream);
+workflow_glue!(StreamWorkflow, Stream, run::run_stream, where P::Source: crate::connector::StreamSource);

@@ -11,6 +11,7 @@ use temporalio_sdk::{
 };
 
 use super::StreamWorkflow;
+use crate::connector::StreamSource;
 use crate::failure::{ACTIVITY_FAILED_TYPE, RECORD_ERROR_LIMIT_TYPE};
 use crate::failure::{Cause, Stop};
 use crate::failure::{activity_options, checked_request};
@@ -26,7 +27,10 @@ type SliceDone<O> = (u32, Result<SliceReport<O>, ActivityExecutionError>);
 /// Runs one workflow run of a streaming job.
 pub(super) async fn run_stream<P: Pipeline>(
     ctx: &WorkflowContext<StreamWorkflow<P>>,
-) -> Result<StreamReportOf<P>, WorkflowTermination> {
+) -> Result<StreamReportOf<P>, WorkflowTermination>
+where
+    P::Source: StreamSource,
+{
     let req = checked_request(ctx.state(|w| w.request.clone()), |r| r.validate())?;
     let mut report = ctx.state(|w| w.report.clone());
     let now = workflow_ms(ctx);
@@ -234,7 +238,10 @@ fn slice<'a, P: Pipeline>(
     req: &StreamRequestOf<P>,
     input: SliceInput<P::Source, P::Sink>,
     number: u64,
-) -> LocalBoxFuture<'a, SliceDone<OffsetOf<P>>> {
+) -> LocalBoxFuture<'a, SliceDone<OffsetOf<P>>>
+where
+    P::Source: StreamSource,
+{
     let executor = input.executor;
     // Room for the slice, a final write and the connect that opens it.
     let timeout = input.length + req.call_timeout * 3 + Duration::from_secs(30);
