@@ -21,7 +21,9 @@
 //!    divides it by their number).
 //!
 //! 9. PostgreSQL (`bench_stores.rs`): CSV -> PostgreSQL through Temporal and its direct
-//!    loop (`postgres_ratio`), and the PostgreSQL source into the no-op sink;
+//!    loop (`postgres_ratio`), the same file again into the loaded table, every row already
+//!    present and compared with its stored twin (`postgres_rerun_rows_per_s`,
+//!    `postgres_rerun_vs_fresh`), and the PostgreSQL source into the no-op sink;
 //! 10. Parquet (`bench_stores.rs`): the Parquet source's own loop and into the no-op sink
 //!     through Temporal (`parquet_ratio`);
 //! 11. NATS JetStream (`bench_nats.rs`): CSV -> NATS through Temporal and its direct loop
@@ -644,6 +646,8 @@ fn main() -> Result<(), Error> {
         "postgres_direct_rows_per_s": pg.direct.median, "postgres_direct_min": pg.direct.min, "postgres_direct_max": pg.direct.max,
         "postgres_rows_per_s": pg.piped.median, "postgres_min": pg.piped.min, "postgres_max": pg.piped.max,
         "postgres_ratio": pg.piped.median / pg.direct.median,
+        "postgres_rerun_rows_per_s": pg.rerun.median, "postgres_rerun_min": pg.rerun.min, "postgres_rerun_max": pg.rerun.max,
+        "postgres_rerun_vs_fresh": pg.rerun.median / pg.piped.median,
         "postgres_source_rows_per_s": pg.source.median, "postgres_source_min": pg.source.min, "postgres_source_max": pg.source.max,
         "parquet_parse_rows_per_s": pq.parsed.median, "parquet_parse_min": pq.parsed.min, "parquet_parse_max": pq.parsed.max,
         "parquet_source_rows_per_s": pq.piped.median, "parquet_source_min": pq.piped.min, "parquet_source_max": pq.piped.max,

@@ -1,5 +1,7 @@
 //! Nothing dropped without a word: rows a unique index refuses are record errors (not
-//! "already present"), and a job id reused over a new input writes that input's rows, while
+//! "already present"), a key held by a different row or document is a key conflict (only the
+//! same values under the key are "already present"), and a job id reused over a new input
+//! writes that input's rows, while
 //! the same input run again is recognised. Real Temporal, MongoDB-wire and PostgreSQL servers.
 //!
 //! One test function: the sinks read their connection strings from the worker's environment,
@@ -72,6 +74,10 @@ fn nothing_is_dropped_silently() {
                     postgres_unique_index_refusals_are_record_errors(jobs, &pg_db, dir).await;
                     println!("check: a job id reused over a new file (PostgreSQL)");
                     postgres_job_id_reused_over_a_new_file_writes_it(jobs, &pg_db, dir).await;
+                    println!("check: a PostgreSQL key held by a different row");
+                    postgres_key_held_by_a_different_row_is_a_conflict(jobs, &pg_db, dir).await;
+                    println!("check: a MongoDB id held by a different document");
+                    mongo_id_held_by_a_different_document_is_a_conflict(jobs, &db, dir).await;
                 })
                 .await
                 .unwrap();
@@ -300,4 +306,127 @@ async fn postgres_job_id_reused_over_a_new_file_writes_it(
         "{resumed:?}"
     );
     assert_eq!(pg_count(db, "daily").await, 200);
+}
+
+/// People 0..20, a row with person 5's id and another name (line 22), an exact copy of person
+/// 6 (line 23), then people 20..50: the copies are in the first batch of 25, with their twins,
+/// so which of two rows comes first does not depend on how batches interleave.
+fn people_with_duplicate_keys() -> Vec<u8> {
+    let mut bytes = people(0, 20);
+    bytes.extend_from_slice(b"000005,another person,p000005@example.com\n");
+    bytes.extend_from_slice(b"000006,person 000006,p000006@example.com\n");
+    bytes.extend_from_slice(&people(20, 30)[b"id,name,email\n".len()..]);
+    bytes
+}
+
+/// Of [`people_with_duplicate_keys`] over a store that held, before the job, person 10's key
+/// with another name and person 20 exactly: the conflicts are person 10 (line 12) and the
+/// second person 5 (line 22), each naming the column that differs; person 20 and the copy of
+/// person 6 are already present.
+fn assert_key_conflicts(report: &Report, written: u64, present: u64, column: &str) {
+    assert_eq!(
+        (
+            report.records_written,
+            report.already_present,
+            report.record_errors
+        ),
+        (written, present, 2),
+        "{report:?}"
+    );
+    let mut lines: Vec<_> = report
+        .error_samples
+        .iter()
+        .map(|e| e.position.line)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, [Some(12), Some(22)], "{report:?}");
+    for e in &report.error_samples {
+        assert!(e.message.contains("key conflict"), "{}", e.message);
+        assert!(
+            e.message.contains(column),
+            "names the column: {}",
+            e.message
+        );
+        assert!(
+            !e.message.contains("person"),
+            "never the value: {}",
+            e.message
+        );
+    }
+}
+
+async fn postgres_key_held_by_a_different_row_is_a_conflict(
+    jobs: &JobClient,
+    db: &tokio_postgres::Client,
+    dir: &Path,
+) {
+    db.batch_execute(
+        "CREATE TABLE keyed (id text PRIMARY KEY, name text, email text);
+         INSERT INTO keyed VALUES
+            ('000010', 'someone else', 'p000010@example.com'),
+            ('000020', 'person 000020', 'p000020@example.com');",
+    )
+    .await
+    .unwrap();
+    let path = write(dir, "pg-keyed.csv", &people_with_duplicate_keys());
+    let run = |job: &'static str| {
+        let sink = PostgresSink::new("keyed")
+            .url_env(PG_ENV)
+            .key_columns(["id"]);
+        let request = CsvToPostgres::request(job, CsvFile::new(&path), sink)
+            .batch_size(25)
+            .max_in_flight(4);
+        async move {
+            run::<CsvToPostgres>(jobs, request)
+                .await
+                .unwrap_or_else(|e| panic!("job {job}: {e}"))
+        }
+    };
+    let first = run("pg-keyed").await;
+    assert_key_conflicts(&first, 48, 2, "`name`");
+    // Run again (a new job over the same rows): everything is there, the conflicts remain.
+    let again = run("pg-keyed-again").await;
+    assert_key_conflicts(&again, 0, 50, "`name`");
+    assert_eq!(pg_count(db, "keyed").await, 50);
+    let kept: String = db
+        .query_one("SELECT name FROM keyed WHERE id = '000010'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, "someone else", "a stored row is never overwritten");
+}
+
+async fn mongo_id_held_by_a_different_document_is_a_conflict(
+    jobs: &JobClient,
+    db: &mongodb::Database,
+    dir: &Path,
+) {
+    db.collection::<Document>("keyed")
+        .insert_many([
+            doc! { "_id": "000010", "id": "000010", "name": "someone else", "email": "p000010@example.com" },
+            doc! { "_id": "000020", "id": "000020", "name": "person 000020", "email": "p000020@example.com" },
+        ])
+        .await
+        .unwrap();
+    let path = write(dir, "mongo-keyed.csv", &people_with_duplicate_keys());
+    let sink = || {
+        MongoSink::new("loss", "keyed")
+            .uri_env(MONGO_ENV)
+            .id_field("id")
+    };
+    let first = to_mongo(jobs, "mongo-keyed", &path, sink()).await;
+    assert_key_conflicts(&first, 48, 2, "`name`");
+    let again = to_mongo(jobs, "mongo-keyed-again", &path, sink()).await;
+    assert_key_conflicts(&again, 0, 50, "`name`");
+    assert_eq!(count(db, "keyed", doc! {}).await, 50);
+    assert_eq!(
+        count(
+            db,
+            "keyed",
+            doc! { "_id": "000010", "name": "someone else" }
+        )
+        .await,
+        1,
+        "a stored document is never overwritten"
+    );
 }

@@ -4,8 +4,10 @@
 //! config (`MONGODB_URI` by default), so no secret enters workflow history. Each record's
 //! `_id` is derived from the job and the record's position (or taken from a field you name),
 //! so a retried or replayed batch hits duplicate-key errors, which are counted as already
-//! written. The client and its pool are made once per worker and config.
+//! written when the stored document is the record's own. The client and its pool are made
+//! once per worker and config.
 
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -29,14 +31,19 @@ pub enum IdStrategy {
     /// no bytes), see [`Position::key`](crate::Position::key).
     #[default]
     Position,
-    /// The value of this field of the document.
+    /// The value of this field of the document. A stored document with the same `_id` counts as
+    /// already present only when it equals the record's document; a different document under
+    /// the id (a duplicate id in the data with other fields, or a document written by someone
+    /// else) is a key conflict, reported as a record error.
     Field(String),
 }
 
 /// How documents are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum WriteMode {
-    /// Insert; documents already there are counted as already present and left as they are.
+    /// Insert; a document already there with the record's values is counted as already
+    /// present, a different one under the same `_id` is a key conflict (a record error), and
+    /// stored documents are never changed.
     #[default]
     Insert,
     /// Replace documents with the same `_id`, or insert them.
@@ -278,14 +285,15 @@ impl MongoWriter {
         mut outcome: WriteOutcome,
     ) -> Result<WriteOutcome, ConnectorError> {
         let total = docs.len() as u64;
-        match self.collection.insert_many(docs).ordered(false).await {
+        match self.collection.insert_many(&docs).ordered(false).await {
             Ok(_) => outcome.written += total,
             Err(e) => match &*e.kind {
                 ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                     let errors = failure.write_errors.as_deref().unwrap_or_default();
+                    let mut same_id = Vec::new();
                     for err in errors {
                         match Refusal::of(err.code, &err.message) {
-                            Refusal::SameId => outcome.already_present += 1,
+                            Refusal::SameId => same_id.push(err.index),
                             refusal => {
                                 let position =
                                     positions.get(err.index).copied().ok_or_else(|| {
@@ -299,11 +307,82 @@ impl MongoWriter {
                         }
                     }
                     outcome.written += total - errors.len() as u64;
+                    let conflicts = self.key_conflicts(&docs, &same_id).await?;
+                    outcome.already_present += (same_id.len() - conflicts.len()) as u64;
+                    for (index, message) in conflicts {
+                        outcome
+                            .errors
+                            .push(RecordError::new(positions[index], message));
+                    }
                 }
                 _ => return Err(classify(&self.target, &e)),
             },
         }
         Ok(outcome)
+    }
+
+    /// Of the documents at `indices`, refused for a duplicate `_id`, those whose stored
+    /// document differs: each one's index and its record error. The others are already
+    /// present. Empty for position ids, which only the same record at the same position has.
+    async fn key_conflicts(
+        &self,
+        docs: &[Document],
+        indices: &[usize],
+    ) -> Result<Vec<(usize, String)>, ConnectorError> {
+        let IdStrategy::Field(field) = &self.id else {
+            return Ok(Vec::new());
+        };
+        if indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id_of = |doc: &Document| doc.get("_id").cloned().unwrap_or(Bson::Null);
+        let ids: Vec<Bson> = indices.iter().map(|&i| id_of(&docs[i])).collect();
+        let stored: Vec<Document> = self
+            .collection
+            .find(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(|e| classify(&self.target, &e))?
+            .try_collect()
+            .await
+            .map_err(|e| classify(&self.target, &e))?;
+        let mut conflicts = Vec::new();
+        for &index in indices {
+            let doc = &docs[index];
+            let id = id_of(doc);
+            let Some(twin) = stored.iter().find(|s| s.get("_id") == Some(&id)) else {
+                // Refused for its id, and the id is gone: removed since; write it again.
+                return Err(ConnectorError::transient(format!(
+                    "MongoDB at {}: a document refused for a duplicate `_id` is no longer there",
+                    self.target
+                )));
+            };
+            if twin == doc {
+                continue;
+            }
+            let mut differs: Vec<&str> = doc
+                .iter()
+                .filter(|(k, v)| twin.get(k.as_str()) != Some(*v))
+                .map(|(k, _)| k.as_str())
+                .chain(
+                    twin.keys()
+                        .filter(|k| !doc.contains_key(k.as_str()))
+                        .map(String::as_str),
+                )
+                .collect();
+            differs.sort_unstable();
+            let differs = differs
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            conflicts.push((
+                index,
+                format!(
+                    "key conflict: the collection already holds a different document with this record's `_id` (from `{field}`); it differs in {differs}. The sink inserts and never overwrites a document: remove the duplicate id from the data, or write in upsert mode"
+                ),
+            ));
+        }
+        Ok(conflicts)
     }
 
     async fn upsert(

@@ -236,3 +236,8 @@ fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, ConnectorError> {
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// `'it''s'`: a string as an SQL literal.
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

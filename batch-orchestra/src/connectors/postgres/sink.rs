@@ -7,13 +7,16 @@ use serde_json::Value;
 use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
 
-use super::{Database, db_message, quote_ident};
+use super::{Database, db_message, quote_ident, quote_literal};
 use crate::connector::{Sink, WriteContext, WriteOutcome};
 use crate::error::{ConnectorError, RecordError};
 use crate::record::{Position, Positioned};
 
 /// The staging table each write copies into; it lives for one transaction.
 const STAGE: &str = "batch_orchestra_stage";
+/// The staging table's own column: each row's index in the batch, so a row the server
+/// names can be traced to its record.
+const LINE: &str = "batch_orchestra_line";
 
 /// What makes a row the same row when a batch is written again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +25,9 @@ pub enum ConflictKey {
     /// the record ordinal where the source has no bytes (see
     /// [`Position::key`](crate::Position::key)); the table needs a unique index on it.
     Position(String),
-    /// These columns of the record; the table needs a unique index on them.
+    /// These columns of the record; the table needs a unique index on them. A row already
+    /// stored under the key counts as already present only when it holds the record's values;
+    /// a different row under the same key is a key conflict, reported as a record error.
     Columns(Vec<String>),
 }
 
@@ -40,6 +45,13 @@ impl Default for ConflictKey {
 /// index on the [`ConflictKey`]. A value the column's type refuses, a missing `NOT NULL`
 /// value or a failed `CHECK` is a record error with the record's position, and the rest of
 /// the batch is written.
+///
+/// "Already present" means the same record: with [`ConflictKey::Columns`], a stored row under
+/// the record's key counts only when its columns hold the record's values (compared as
+/// PostgreSQL prints them). A different row under the same key (a duplicate key in the data
+/// with other values, or a row the table got from elsewhere) is a key conflict: a record
+/// error naming the key and the columns that differ, never a row silently not written. The
+/// sink inserts; it never overwrites a stored row.
 ///
 /// Values are given to PostgreSQL as text: strings as they are, numbers and booleans in JSON's
 /// spelling, JSON arrays as array literals for array columns, other arrays and objects as JSON
@@ -156,7 +168,7 @@ impl PostgresSink {
         };
         Ok(PostgresWriter {
             create_stage: format!(
-                "CREATE TEMP TABLE {STAGE} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
+                "CREATE TEMP TABLE {STAGE} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, {LINE} int) ON COMMIT DROP"
             ),
             db,
             table,
@@ -226,7 +238,7 @@ impl Sink for PostgresWriter {
         tx.batch_execute(&self.create_stage)
             .await
             .map_err(|e| self.db.error(&e))?;
-        let copy = format!("COPY {STAGE} ({column_list}) FROM STDIN (FORMAT csv)");
+        let copy = format!("COPY {STAGE} ({LINE}, {column_list}) FROM STDIN (FORMAT csv)");
         let insert = format!(
             "INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {STAGE} ON CONFLICT ({conflict}) DO NOTHING",
             table = self.table,
@@ -239,20 +251,33 @@ impl Sink for PostgresWriter {
             // The server refused a row without saying which: find it row by row.
             drop(tx);
             return self
-                .write_one_by_one(&mut client, &copy, &insert, lines, outcome)
+                .write_one_by_one(&mut client, &columns, &copy, &insert, lines, outcome)
                 .await;
         };
         match tx.execute(&insert, &[]).await {
             Ok(inserted) => {
                 outcome.written += inserted;
-                outcome.already_present += staged - inserted;
+                let mut conflicts = 0;
+                if inserted < staged {
+                    for (line, conflict) in self.key_conflicts(&tx, &columns).await? {
+                        let position = lines.get(line).map(|l| l.position).ok_or_else(|| {
+                            ConnectorError::transient(format!(
+                                "PostgreSQL at {}: a key conflict on staged row {line} of {staged}",
+                                self.db.target
+                            ))
+                        })?;
+                        outcome.errors.push(RecordError::new(position, conflict));
+                        conflicts += 1;
+                    }
+                }
+                outcome.already_present += staged - inserted - conflicts;
             }
             Err(e) if is_row_error(&e) => {
                 // A foreign key or another check the staging table does not have: find the
                 // rows one by one.
                 drop(tx);
                 return self
-                    .write_one_by_one(&mut client, &copy, &insert, lines, outcome)
+                    .write_one_by_one(&mut client, &columns, &copy, &insert, lines, outcome)
                     .await;
             }
             Err(e) => return Err(self.insert_error(&e)),
@@ -392,6 +417,7 @@ impl PostgresWriter {
     async fn write_one_by_one(
         &self,
         client: &mut deadpool_postgres::Object,
+        columns: &[usize],
         copy: &str,
         insert: &str,
         lines: Vec<Line>,
@@ -412,12 +438,22 @@ impl PostgresWriter {
             .await;
             match result {
                 Ok(inserted) => {
+                    let conflict = if inserted == 0 {
+                        self.key_conflicts(&row, columns).await?.pop()
+                    } else {
+                        None
+                    };
                     row.batch_execute(&format!("TRUNCATE {STAGE}"))
                         .await
                         .map_err(|e| self.db.error(&e))?;
                     row.commit().await.map_err(|e| self.db.error(&e))?;
                     outcome.written += inserted;
-                    outcome.already_present += 1 - inserted;
+                    match conflict {
+                        Some((_, message)) => {
+                            outcome.errors.push(RecordError::new(position, message))
+                        }
+                        None => outcome.already_present += 1 - inserted,
+                    }
                 }
                 Err(e) if is_row_error(&e) => {
                     row.rollback().await.map_err(|e| self.db.error(&e))?;
@@ -435,6 +471,78 @@ impl PostgresWriter {
         }
         tx.commit().await.map_err(|e| self.db.error(&e))?;
         Ok(outcome)
+    }
+
+    /// The staged rows the insert left out because a different row holds their key: each
+    /// one's line in the batch and its record error. Rows whose stored twin holds the same
+    /// values are not listed: they are already present. Empty for a position key, which only
+    /// the same record at the same position can hold.
+    async fn key_conflicts(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        columns: &[usize],
+    ) -> Result<Vec<(usize, String)>, ConnectorError> {
+        if self.key_columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let compared: Vec<&str> = columns
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .filter(|name| !self.key_columns.iter().any(|k| k == name))
+            .collect();
+        if compared.is_empty() {
+            // The record is its key: a stored row under it holds the same values.
+            return Ok(Vec::new());
+        }
+        let join = self
+            .key_columns
+            .iter()
+            .map(|k| format!("t.{k} = s.{k}", k = quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        // Compared as text: every type prints, not every type has an equality (`json`).
+        let differs = compared
+            .iter()
+            .map(|c| {
+                format!(
+                    "CASE WHEN s.{q}::text IS DISTINCT FROM t.{q}::text THEN {name} END",
+                    q = quote_ident(c),
+                    name = quote_literal(c)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let query = format!(
+            "SELECT line, differs FROM (
+                SELECT s.{LINE} AS line, array_remove(ARRAY[{differs}]::text[], NULL) AS differs
+                FROM {STAGE} s JOIN {table} t ON {join}
+             ) d WHERE cardinality(differs) > 0",
+            table = self.table
+        );
+        let rows = tx.query(&query, &[]).await.map_err(|e| self.db.error(&e))?;
+        let key = self
+            .key_columns
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let line: i32 = row.get(0);
+                let differs: Vec<String> = row.get(1);
+                let differs = differs
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let message = format!(
+                    "key conflict: table `{}` already holds a different row under this record's key ({key}); it differs in {differs}. The sink inserts and never overwrites a row: remove the duplicate key from the data, or give the record a key of its own",
+                    self.table
+                );
+                (usize::try_from(line).unwrap_or(usize::MAX), message)
+            })
+            .collect())
     }
 
     /// A server message about the staging table, told of the user's table: the staging
@@ -468,11 +576,10 @@ async fn copy_lines(
     let sink = tx.copy_in(copy).await?;
     futures::pin_mut!(sink);
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    for line in lines {
-        for (i, cell) in line.cells.iter().enumerate() {
-            if i > 0 {
-                buf.put_u8(b',');
-            }
+    for (index, line) in lines.iter().enumerate() {
+        buf.put_slice(index.to_string().as_bytes());
+        for cell in &line.cells {
+            buf.put_u8(b',');
             if let Some(text) = cell {
                 // Quoted, so an empty string is not NULL.
                 buf.put_u8(b'"');

@@ -69,6 +69,12 @@ pub fn free_port() -> Result<u16, TestingError> {
 fn retry_on_taken_port<T>(
     mut start: impl FnMut() -> Result<T, TestingError>,
 ) -> Result<T, TestingError> {
+    // One start at a time in this process: a start picks free ports that its server binds a
+    // moment later (the Temporal dev server picks more of its own inside), so two starts at
+    // once can pick one port, and the server that loses it can die after it first answered.
+    let _one_at_a_time = STARTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut attempt = 1;
     loop {
         match start() {
@@ -79,6 +85,9 @@ fn retry_on_taken_port<T>(
         }
     }
 }
+
+/// Held while a server starts: see [`retry_on_taken_port`].
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A child process stopped by its own process id when dropped; it can be stopped and started
 /// again with the same command, in the same directory.
@@ -263,6 +272,18 @@ impl OwnedProcess {
 
 impl Drop for OwnedProcess {
     fn drop(&mut self) {
+        // A test that failed because its server died says so, with the server's last words.
+        if self.running
+            && std::thread::panicking()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            eprintln!(
+                "{} (pid {}) had exited with {status} before the test ended: {}",
+                self.name,
+                self.child.id(),
+                self.log_tail()
+            );
+        }
         self.stop();
     }
 }
