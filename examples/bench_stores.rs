@@ -84,24 +84,18 @@ pub fn run(
         runtime.block_on(db.batch_execute(&table("direct_rows")))?;
         direct.push(runtime.block_on(direct_loop(csv, 1_000, 8))?);
         runtime.block_on(db.batch_execute(&table("rows")))?;
-        let (rate, _) = runtime.block_on(pipeline_run::<BenchToPostgres>(
-            server,
-            &format!("postgres-{rep}"),
-            CsvFile::new(csv),
-            PostgresSink::new("rows")
-                .key_columns(["id"])
-                .url_env(URL_ENV),
-        ))?;
-        piped.push(rate);
-        let (rate, _) = runtime.block_on(pipeline_run::<BenchToPostgres>(
-            server,
-            &format!("postgres-rerun-{rep}"),
-            CsvFile::new(csv),
-            PostgresSink::new("rows")
-                .key_columns(["id"])
-                .url_env(URL_ENV),
-        ))?;
-        rerun.push(rate);
+        let load = |job: String| {
+            runtime.block_on(pipeline_run::<BenchToPostgres>(
+                server,
+                &job,
+                CsvFile::new(csv),
+                PostgresSink::new("rows")
+                    .key_columns(["id"])
+                    .url_env(URL_ENV),
+            ))
+        };
+        piped.push(load(format!("postgres-{rep}"))?.0);
+        rerun.push(load(format!("postgres-rerun-{rep}"))?.0);
         let (rate, _) = runtime.block_on(pipeline_run::<BenchPostgresToNoop>(
             server,
             &format!("postgres-source-{rep}"),

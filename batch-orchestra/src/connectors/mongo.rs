@@ -9,6 +9,7 @@
 
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use mongodb::bson::{Bson, Document, doc};
@@ -345,11 +346,15 @@ impl MongoWriter {
             .try_collect()
             .await
             .map_err(|e| classify(&self.target, &e))?;
+        // Keyed by the id's debug form, which keeps its type, as `==` on `Bson` does.
+        let stored: HashMap<String, &Document> = stored
+            .iter()
+            .map(|s| (format!("{:?}", id_of(s)), s))
+            .collect();
         let mut conflicts = Vec::new();
         for &index in indices {
             let doc = &docs[index];
-            let id = id_of(doc);
-            let Some(twin) = stored.iter().find(|s| s.get("_id") == Some(&id)) else {
+            let Some(&twin) = stored.get(&format!("{:?}", id_of(doc))) else {
                 // Refused for its id, and the id is gone: removed since; write it again.
                 return Err(ConnectorError::transient(format!(
                     "MongoDB at {}: a document refused for a duplicate `_id` is no longer there",

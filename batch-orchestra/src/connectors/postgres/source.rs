@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Database, quote_ident};
+use super::{Database, quote_ident, quote_literal};
 use crate::connector::{BatchRange, Plan, PlannedBatch, ReadBatch, Source};
 use crate::error::ConnectorError;
 use crate::record::{Position, Positioned};
@@ -138,7 +138,7 @@ impl PostgresSource {
             let fields = self
                 .columns
                 .iter()
-                .map(|c| format!("'{}', r.{}", c.replace('\'', "''"), quote_ident(c)))
+                .map(|c| format!("{}, r.{}", quote_literal(c), quote_ident(c)))
                 .collect::<Vec<_>>()
                 .join(", ");
             format!("json_build_object({fields})")
