@@ -11,6 +11,7 @@
 //! | `batch_orchestra_records_read_total` | counter | records read from sources |
 //! | `batch_orchestra_records_written_total` | counter | records newly written to sinks |
 //! | `batch_orchestra_records_already_present_total` | counter | records a sink already held (retries, redrives) |
+//! | `batch_orchestra_records_superseded_total` | counter | records an upserting sink held a newer version of |
 //! | `batch_orchestra_records_filtered_total` | counter | records a transform filtered out |
 //! | `batch_orchestra_record_errors_total` | counter | records refused (bad input), kept in the report |
 //! | `batch_orchestra_batches_total` | counter | batches processed |
@@ -39,6 +40,7 @@ pub(crate) struct PipelineMetrics {
     read: Counter,
     written: Counter,
     already_present: Counter,
+    superseded: Counter,
     filtered: Counter,
     record_errors: Counter,
     batches: Counter,
@@ -73,6 +75,10 @@ impl PipelineMetrics {
             already_present: counter(
                 "batch_orchestra_records_already_present_total",
                 "Records a sink already held",
+            ),
+            superseded: counter(
+                "batch_orchestra_records_superseded_total",
+                "Records an upserting sink held a newer version of",
             ),
             filtered: counter(
                 "batch_orchestra_records_filtered_total",
@@ -114,6 +120,7 @@ impl PipelineMetrics {
         self.read.add(counts.read, l);
         self.written.add(counts.written, l);
         self.already_present.add(counts.already_present, l);
+        self.superseded.add(counts.superseded, l);
         self.filtered.add(counts.filtered, l);
         self.record_errors.add(counts.record_errors, l);
         self.batches.add(counts.batches, l);
@@ -160,6 +167,7 @@ pub(crate) struct Counts {
     pub read: u64,
     pub written: u64,
     pub already_present: u64,
+    pub superseded: u64,
     pub filtered: u64,
     pub record_errors: u64,
     pub batches: u64,

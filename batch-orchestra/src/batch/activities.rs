@@ -155,6 +155,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                     read: report.records_read,
                     written: report.records_written,
                     already_present: report.already_present,
+                    superseded: report.superseded,
                     filtered: report.records_filtered,
                     record_errors: report.record_errors,
                     batches: report
@@ -208,6 +209,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 report.already_present,
                 report.records_filtered,
                 report.record_errors,
+                report.superseded,
             );
             // Cancelled: stop before reading more; what was written is reported exactly.
             let reading = bounded(
@@ -283,6 +285,7 @@ impl<P: Pipeline> PipelineActivities<P> {
             };
             report.records_written += outcome.written;
             report.already_present += outcome.already_present;
+            report.superseded += outcome.superseded;
             errors.extend(outcome.errors);
             report.record_errors += errors.len() as u64;
             samples.extend(errors);
@@ -293,6 +296,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 already_present: report.already_present - before.2,
                 records_filtered: report.records_filtered - before.3,
                 record_errors: report.record_errors - before.4,
+                superseded: report.superseded - before.5,
                 ..Default::default()
             };
             tracing::debug!(
@@ -301,6 +305,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 read = this_batch.records_read,
                 written = this_batch.records_written,
                 already_present = this_batch.already_present,
+                superseded = this_batch.superseded,
                 record_errors = this_batch.record_errors,
                 "batch written"
             );

@@ -68,6 +68,7 @@ impl<P: Pipeline> JobKind<P> for Batch {
             records_read: r.records_read,
             records_written: r.records_written,
             already_present: r.already_present,
+            superseded: r.superseded,
             records_filtered: r.records_filtered,
             record_errors: r.record_errors,
             error_samples: r.error_samples.clone(),

@@ -102,6 +102,9 @@ pub struct JobReport<O: Offset> {
     pub records_written: u64,
     /// Records the sink already had (retried or replayed batches): absorbed duplicates.
     pub already_present: u64,
+    /// Records an upserting sink did not write because it holds a newer version of them.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub superseded: u64,
     /// Records the transform filtered out (returned `None` for): not errors, not written.
     #[serde(default)]
     pub records_filtered: u64,
@@ -153,6 +156,7 @@ impl<O: Offset> JobReport<O> {
             records_read: 0,
             records_written: 0,
             already_present: 0,
+            superseded: 0,
             records_filtered: 0,
             record_errors: 0,
             error_samples: Vec::new(),
@@ -269,6 +273,9 @@ pub struct BatchReport {
     pub records_written: u64,
     /// Records already present in the sink.
     pub already_present: u64,
+    /// Records an upserting sink holds a newer version of.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub superseded: u64,
     /// Records the transform filtered out.
     #[serde(default)]
     pub records_filtered: u64,

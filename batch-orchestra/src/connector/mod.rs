@@ -119,8 +119,18 @@ pub struct WriteOutcome {
     pub written: u64,
     /// Records that were already there (a retried or replayed batch), not written again.
     pub already_present: u64,
+    /// Records an upserting sink did not write because the destination already holds a
+    /// newer version of them (a higher version under the same key): older data arriving
+    /// late, never written over newer. Always 0 for sinks that only insert.
+    pub superseded: u64,
     /// Records the sink refused, with their positions.
     pub errors: Vec<RecordError>,
+}
+
+/// For `skip_serializing_if` on counts added after jobs were running: a report that never
+/// counted one serializes as it did before.
+pub(crate) fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A built source: plans batch boundaries and reads batches.

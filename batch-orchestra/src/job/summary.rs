@@ -23,6 +23,8 @@ pub struct ReportSummary {
     pub records_written: u64,
     /// Records that were already written.
     pub already_present: u64,
+    /// Records an upserting sink holds a newer version of, so did not write.
+    pub superseded: u64,
     /// Records a transform filtered out.
     pub records_filtered: u64,
     /// Records that could not be read, transformed or written.

@@ -148,8 +148,13 @@ pub(crate) fn describe_report(r: &ReportSummary) -> String {
 }
 
 fn describe_counts(r: &ReportSummary) -> String {
+    let superseded = if r.superseded > 0 {
+        format!(", superseded by newer versions {}", thousands(r.superseded))
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "          written {}, already present {}, filtered {}, record errors {}\n",
+        "          written {}, already present {}{superseded}, filtered {}, record errors {}\n",
         thousands(r.records_written),
         thousands(r.already_present),
         thousands(r.records_filtered),

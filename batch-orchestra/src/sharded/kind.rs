@@ -61,6 +61,7 @@ impl<P: Pipeline> JobKind<P> for Sharded {
             report.records_read += child.records_read;
             report.records_written += child.records_written;
             report.already_present += child.already_present;
+            report.superseded += child.superseded;
             report.records_filtered += child.records_filtered;
             report.record_errors += child.record_errors;
             report.batches += child.batches;
@@ -103,6 +104,7 @@ impl<P: Pipeline> JobKind<P> for Sharded {
             records_read: r.records_read,
             records_written: r.records_written,
             already_present: r.already_present,
+            superseded: r.superseded,
             records_filtered: r.records_filtered,
             record_errors: r.record_errors,
             error_samples: r

@@ -59,6 +59,9 @@ pub struct ShardReport<S: SourceConfig> {
     pub records_written: u64,
     /// Records found already written.
     pub already_present: u64,
+    /// Records an upserting sink held a newer version of.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub superseded: u64,
     /// Records filtered out by the transform.
     pub records_filtered: u64,
     /// Records that could not be read, transformed or written.
@@ -99,6 +102,7 @@ impl<S: SourceConfig> ShardReport<S> {
             records_read: report.records_read,
             records_written: report.records_written,
             already_present: report.already_present,
+            superseded: report.superseded,
             records_filtered: report.records_filtered,
             record_errors: report.record_errors,
             batches: report.batches,
@@ -126,6 +130,7 @@ impl<S: SourceConfig> ShardReport<S> {
             records_read: 0,
             records_written: 0,
             already_present: 0,
+            superseded: 0,
             records_filtered: 0,
             record_errors: 0,
             batches: 0,
@@ -198,6 +203,9 @@ pub struct ShardedReport<S: SourceConfig> {
     pub records_written: u64,
     /// Records found already written.
     pub already_present: u64,
+    /// Records an upserting sink held a newer version of.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub superseded: u64,
     /// Records filtered out.
     pub records_filtered: u64,
     /// Records that could not be read, transformed or written.
@@ -238,6 +246,7 @@ impl<S: SourceConfig> ShardedReport<S> {
             records_read: 0,
             records_written: 0,
             already_present: 0,
+            superseded: 0,
             records_filtered: 0,
             record_errors: 0,
             error_samples: Vec::new(),
@@ -271,6 +280,7 @@ impl<S: SourceConfig> ShardedReport<S> {
         self.records_read += shard.records_read;
         self.records_written += shard.records_written;
         self.already_present += shard.already_present;
+        self.superseded += shard.superseded;
         self.records_filtered += shard.records_filtered;
         self.record_errors += shard.record_errors;
         self.batches += shard.batches;

@@ -65,6 +65,9 @@ pub struct SliceReport<O: Offset> {
     pub written: u64,
     /// Records the sink already had.
     pub already_present: u64,
+    /// Records an upserting sink held a newer version of.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub superseded: u64,
     /// Records the transform filtered out.
     pub filtered: u64,
     /// Records that could not be decoded, transformed or written.
@@ -89,6 +92,7 @@ impl<O: Offset> Default for SliceReport<O> {
             received: 0,
             written: 0,
             already_present: 0,
+            superseded: 0,
             filtered: 0,
             record_errors: 0,
             error_samples: Vec::new(),
@@ -291,6 +295,7 @@ where
             r.received += batch.received;
             r.written += batch.written;
             r.already_present += batch.already_present;
+            r.superseded += batch.superseded;
             r.filtered += batch.filtered;
             r.record_errors += batch.record_errors;
             r.error_samples.extend(batch.error_samples);
@@ -332,6 +337,7 @@ struct Written<O> {
     received: u64,
     written: u64,
     already_present: u64,
+    superseded: u64,
     filtered: u64,
     record_errors: u64,
     error_samples: Vec<RecordError>,
@@ -354,6 +360,7 @@ where
         received: items.len() as u64,
         written: 0,
         already_present: 0,
+        superseded: 0,
         filtered: 0,
         record_errors: 0,
         error_samples: Vec::new(),
@@ -404,6 +411,7 @@ where
             Ok(outcome) => {
                 done.written = outcome.written;
                 done.already_present = outcome.already_present;
+                done.superseded = outcome.superseded;
                 errors.extend(outcome.errors);
             }
             Err(e) => {

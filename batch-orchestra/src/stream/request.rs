@@ -277,6 +277,9 @@ pub struct StreamReport<O: Offset> {
     pub records_written: u64,
     /// Records the sink already had (delivered again, not written twice).
     pub already_present: u64,
+    /// Records an upserting sink held a newer version of.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub superseded: u64,
     /// Records the transform filtered out.
     pub records_filtered: u64,
     /// Records that could not be decoded, transformed or written; acknowledged, not retried.
@@ -308,6 +311,7 @@ impl<O: Offset> StreamReport<O> {
             records_received: 0,
             records_written: 0,
             already_present: 0,
+            superseded: 0,
             records_filtered: 0,
             record_errors: 0,
             error_samples: Vec::new(),

@@ -210,6 +210,7 @@ impl<'a, P: Pipeline> Job<'a, P> {
         r.records_read += batch.records_read;
         r.records_written += batch.records_written;
         r.already_present += batch.already_present;
+        r.superseded += batch.superseded;
         r.records_filtered += batch.records_filtered;
         r.record_errors += batch.record_errors;
         r.batches += batches;

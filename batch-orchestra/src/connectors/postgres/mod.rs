@@ -15,9 +15,11 @@
 
 mod sink;
 mod source;
+mod write_mode;
 
 pub use sink::{ConflictKey, PostgresSink, PostgresWriter};
 pub use source::{KeyOffset, PostgresReader, PostgresSource, Relation};
+pub use write_mode::WriteMode;
 
 use serde::Serialize;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! The PostgreSQL sink: `COPY` into a staging table, then `INSERT ... ON CONFLICT DO NOTHING`.
+//! The PostgreSQL sink: `COPY` into a staging table, then insert or upsert from it (see
+//! [`WriteMode`]).
 
 use bytes::{BufMut, BytesMut};
 use futures::SinkExt;
@@ -7,16 +8,17 @@ use serde_json::Value;
 use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
 
-use super::{Database, db_message, quote_ident, quote_literal};
+use super::write_mode::{Applied, NotApplied, WriteMode};
+use super::{Database, db_message, quote_ident};
 use crate::connector::{Sink, WriteContext, WriteOutcome};
 use crate::error::{ConnectorError, RecordError};
 use crate::record::{Position, Positioned};
 
 /// The staging table each write copies into; it lives for one transaction.
-const STAGE: &str = "batch_orchestra_stage";
+pub(super) const STAGE: &str = "batch_orchestra_stage";
 /// The staging table's own column: each row's index in the batch, so a row the server
 /// names can be traced to its record.
-const LINE: &str = "batch_orchestra_line";
+pub(super) const LINE: &str = "batch_orchestra_line";
 
 /// What makes a row the same row when a batch is written again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +52,9 @@ impl Default for ConflictKey {
 /// the record's key counts only when its columns hold the record's values (compared as
 /// PostgreSQL prints them). A different row under the same key (a duplicate key in the data
 /// with other values, or a row the table got from elsewhere) is a key conflict: a record
-/// error naming the key and the columns that differ, never a row silently not written. The
-/// sink inserts; it never overwrites a stored row.
+/// error naming the key and the columns that differ, never a row silently not written. By
+/// default the sink inserts and never overwrites a stored row; [`PostgresSink::upsert`]
+/// writes newer versions of rows over older ones (see [`WriteMode::Upsert`]).
 ///
 /// Values are given to PostgreSQL as text: strings as they are, numbers and booleans in JSON's
 /// spelling, JSON arrays as array literals for array columns, other arrays and objects as JSON
@@ -75,6 +78,9 @@ pub struct PostgresSink {
     /// What identifies a row when a batch is written again.
     #[serde(default)]
     pub key: ConflictKey,
+    /// Insert only, or upsert by version.
+    #[serde(default, skip_serializing_if = "WriteMode::is_append")]
+    pub mode: WriteMode,
 }
 
 impl PostgresSink {
@@ -85,6 +91,7 @@ impl PostgresSink {
             url_env: "DATABASE_URL".into(),
             table: table.into(),
             key: ConflictKey::default(),
+            mode: WriteMode::Append,
         }
     }
 
@@ -103,6 +110,15 @@ impl PostgresSink {
     /// The sink writes each record's position into this text column, which identifies it.
     pub fn position_key(mut self, column: impl Into<String>) -> Self {
         self.key = ConflictKey::Position(column.into());
+        self
+    }
+
+    /// Upserts on the [key columns](Self::key_columns): a record replaces the stored row
+    /// under its key when its `version` column is higher (see [`WriteMode::Upsert`]).
+    pub fn upsert(mut self, version: impl Into<String>) -> Self {
+        self.mode = WriteMode::Upsert {
+            version: version.into(),
+        };
         self
     }
 
@@ -166,6 +182,27 @@ impl PostgresSink {
             ConflictKey::Position(c) => (index.get(c).copied(), Vec::new()),
             ConflictKey::Columns(cs) => (None, cs.clone()),
         };
+        let mut required = key_columns.clone();
+        if let WriteMode::Upsert { version } = &self.mode {
+            if key_columns.is_empty() {
+                return Err(ConnectorError::config(format!(
+                    "PostgreSQL sink `{table}`: upsert needs the key columns rows are matched on: add `.key_columns([..])` (`key = {{ Columns = [..] }}` in a job file)"
+                )));
+            }
+            if !index.contains_key(version) {
+                return Err(ConnectorError::config(format!(
+                    "PostgreSQL at {}: table `{table}` has no column `{version}` for the upsert's version (its columns: {})",
+                    db.target,
+                    names()
+                )));
+            }
+            if key_columns.contains(version) {
+                return Err(ConnectorError::config(format!(
+                    "PostgreSQL sink `{table}`: the version column `{version}` is one of the key columns; versions order the rows of one key, so it must be another column"
+                )));
+            }
+            required.push(version.clone());
+        }
         Ok(PostgresWriter {
             create_stage: format!(
                 "CREATE TEMP TABLE {STAGE} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, {LINE} int) ON COMMIT DROP"
@@ -181,30 +218,35 @@ impl PostgresSink {
                 .join(", "),
             position_index,
             key_columns,
+            required,
+            mode: self.mode.clone(),
         })
     }
 }
 
 #[derive(Debug)]
-struct Column {
-    name: String,
+pub(super) struct Column {
+    pub name: String,
     is_array: bool,
 }
 
 /// A built PostgreSQL sink: a pool and the table's columns.
 pub struct PostgresWriter {
-    db: Database,
+    pub(super) db: Database,
     /// The table's name as SQL writes it (quoted and qualified where needed).
-    table: String,
-    columns: Vec<Column>,
+    pub(super) table: String,
+    pub(super) columns: Vec<Column>,
     /// Each column's index in `columns`, by name.
     index: HashMap<String, usize>,
     /// The conflict target, quoted: `"id"` or `"a", "b"`.
-    conflict: String,
+    pub(super) conflict: String,
     /// The column the sink fills with each record's position, for a position key.
     position_index: Option<usize>,
-    /// The key columns every record must fill (none for a position key).
-    key_columns: Vec<String>,
+    /// The key columns (none for a position key).
+    pub(super) key_columns: Vec<String>,
+    /// The columns every record must fill: the key's, and the upsert's version.
+    required: Vec<String>,
+    pub(super) mode: WriteMode,
     /// The statement that makes the staging table of one transaction.
     create_stage: String,
 }
@@ -230,20 +272,10 @@ impl Sink for PostgresWriter {
         }
         let mut client = self.db.client().await?;
         let mut tx = client.transaction().await.map_err(|e| self.db.error(&e))?;
-        let column_list = columns
-            .iter()
-            .map(|&i| quote_ident(&self.columns[i].name))
-            .collect::<Vec<_>>()
-            .join(", ");
         tx.batch_execute(&self.create_stage)
             .await
             .map_err(|e| self.db.error(&e))?;
-        let copy = format!("COPY {STAGE} ({LINE}, {column_list}) FROM STDIN (FORMAT csv)");
-        let insert = format!(
-            "INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {STAGE} ON CONFLICT ({conflict}) DO NOTHING",
-            table = self.table,
-            conflict = self.conflict
-        );
+        let copy = self.copy_statement(&columns);
         let Some(staged) = self
             .copy_refusing_bad_rows(&mut tx, &copy, &mut lines, &mut outcome.errors)
             .await?
@@ -251,36 +283,20 @@ impl Sink for PostgresWriter {
             // The server refused a row without saying which: find it row by row.
             drop(tx);
             return self
-                .write_one_by_one(&mut client, &columns, &copy, &insert, lines, outcome)
+                .write_one_by_one(&mut client, &columns, &copy, lines, outcome)
                 .await;
         };
-        match tx.execute(&insert, &[]).await {
-            Ok(inserted) => {
-                outcome.written += inserted;
-                let mut conflicts = 0;
-                if inserted < staged {
-                    for (line, conflict) in self.key_conflicts(&tx, &columns).await? {
-                        let position = lines.get(line).map(|l| l.position).ok_or_else(|| {
-                            ConnectorError::transient(format!(
-                                "PostgreSQL at {}: a key conflict on staged row {line} of {staged}",
-                                self.db.target
-                            ))
-                        })?;
-                        outcome.errors.push(RecordError::new(position, conflict));
-                        conflicts += 1;
-                    }
-                }
-                outcome.already_present += staged - inserted - conflicts;
-            }
-            Err(e) if is_row_error(&e) => {
+        match self.apply(&tx, &columns, staged).await {
+            Ok(applied) => self.account(applied, &lines, &mut outcome)?,
+            Err(NotApplied::RowRefused(_)) => {
                 // A foreign key or another check the staging table does not have: find the
                 // rows one by one.
                 drop(tx);
                 return self
-                    .write_one_by_one(&mut client, &columns, &copy, &insert, lines, outcome)
+                    .write_one_by_one(&mut client, &columns, &copy, lines, outcome)
                     .await;
             }
-            Err(e) => return Err(self.insert_error(&e)),
+            Err(NotApplied::Failed(e)) => return Err(e),
         }
         tx.commit().await.map_err(|e| self.db.error(&e))?;
         Ok(outcome)
@@ -329,13 +345,18 @@ impl PostgresWriter {
             // Without its key a row would be new on every attempt (a default, or NULLs that
             // never conflict), and a retried batch would write it twice.
             if let Some(missing) = self
-                .key_columns
+                .required
                 .iter()
                 .find(|k| map.get(k.as_str()).is_none_or(Value::is_null))
             {
+                let what = if self.key_columns.contains(missing) {
+                    "key"
+                } else {
+                    "version"
+                };
                 errors.push(RecordError::new(
                     record.position,
-                    format!("the key column `{missing}` is missing or null"),
+                    format!("the {what} column `{missing}` is missing or null"),
                 ));
                 continue;
             }
@@ -419,7 +440,6 @@ impl PostgresWriter {
         client: &mut deadpool_postgres::Object,
         columns: &[usize],
         copy: &str,
-        insert: &str,
         lines: Vec<Line>,
         mut outcome: WriteOutcome,
     ) -> Result<WriteOutcome, ConnectorError> {
@@ -429,120 +449,70 @@ impl PostgresWriter {
             .map_err(|e| self.db.error(&e))?;
         for line in lines {
             let row = tx.savepoint("row").await.map_err(|e| self.db.error(&e))?;
-            let position = line.position;
             let one = [line];
-            let result = async {
-                copy_lines(&row, copy, &one).await?;
-                row.execute(insert, &[]).await
-            }
-            .await;
-            match result {
-                Ok(inserted) => {
-                    let conflict = if inserted == 0 {
-                        self.key_conflicts(&row, columns).await?.pop()
-                    } else {
-                        None
-                    };
+            let applied = match copy_lines(&row, copy, &one).await {
+                Ok(staged) => self.apply(&row, columns, staged).await,
+                Err(e) if is_row_error(&e) => Err(NotApplied::RowRefused(e)),
+                Err(e) => Err(NotApplied::Failed(self.db.error(&e))),
+            };
+            match applied {
+                Ok(applied) => {
                     row.batch_execute(&format!("TRUNCATE {STAGE}"))
                         .await
                         .map_err(|e| self.db.error(&e))?;
                     row.commit().await.map_err(|e| self.db.error(&e))?;
-                    outcome.written += inserted;
-                    match conflict {
-                        Some((_, message)) => {
-                            outcome.errors.push(RecordError::new(position, message))
-                        }
-                        None => outcome.already_present += 1 - inserted,
-                    }
+                    self.account(applied, &one, &mut outcome)?;
                 }
-                Err(e) if is_row_error(&e) => {
+                Err(NotApplied::RowRefused(e)) => {
                     row.rollback().await.map_err(|e| self.db.error(&e))?;
                     let message = e
                         .as_db_error()
                         .map(|db| format!("{}{}", db_message(db), unique_columns(db)))
                         .unwrap_or_else(|| e.to_string());
                     outcome.errors.push(RecordError::new(
-                        position,
+                        one[0].position,
                         format!("PostgreSQL refused the row: {}", self.user_facing(&message)),
                     ));
                 }
-                Err(e) => return Err(self.insert_error(&e)),
+                Err(NotApplied::Failed(e)) => return Err(e),
             }
         }
         tx.commit().await.map_err(|e| self.db.error(&e))?;
         Ok(outcome)
     }
 
-    /// The staged rows the insert left out because a different row holds their key: each
-    /// one's line in the batch and its record error. Rows whose stored twin holds the same
-    /// values are not listed: they are already present. Empty for a position key, which only
-    /// the same record at the same position can hold.
-    async fn key_conflicts(
+    /// Adds what one statement did to the batch's outcome; its conflicts become record
+    /// errors of the lines' records.
+    fn account(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
-        columns: &[usize],
-    ) -> Result<Vec<(usize, String)>, ConnectorError> {
-        if self.key_columns.is_empty() {
-            return Ok(Vec::new());
+        applied: Applied,
+        lines: &[Line],
+        outcome: &mut WriteOutcome,
+    ) -> Result<(), ConnectorError> {
+        outcome.written += applied.written;
+        outcome.already_present += applied.already_present;
+        outcome.superseded += applied.superseded;
+        for (line, message) in applied.conflicts {
+            let position = lines.get(line).map(|l| l.position).ok_or_else(|| {
+                ConnectorError::transient(format!(
+                    "PostgreSQL at {}: a key conflict on staged row {line} of {}",
+                    self.db.target,
+                    lines.len()
+                ))
+            })?;
+            outcome.errors.push(RecordError::new(position, message));
         }
-        let compared: Vec<&str> = columns
+        Ok(())
+    }
+
+    /// `COPY` of the batch's columns into the staging table, each row's line first.
+    fn copy_statement(&self, columns: &[usize]) -> String {
+        let column_list = columns
             .iter()
-            .map(|&i| self.columns[i].name.as_str())
-            .filter(|name| !self.key_columns.iter().any(|k| k == name))
-            .collect();
-        if compared.is_empty() {
-            // The record is its key: a stored row under it holds the same values.
-            return Ok(Vec::new());
-        }
-        let join = self
-            .key_columns
-            .iter()
-            .map(|k| format!("t.{k} = s.{k}", k = quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        // Compared as text: every type prints, not every type has an equality (`json`).
-        let differs = compared
-            .iter()
-            .map(|c| {
-                format!(
-                    "CASE WHEN s.{q}::text IS DISTINCT FROM t.{q}::text THEN {name} END",
-                    q = quote_ident(c),
-                    name = quote_literal(c)
-                )
-            })
+            .map(|&i| quote_ident(&self.columns[i].name))
             .collect::<Vec<_>>()
             .join(", ");
-        let query = format!(
-            "SELECT line, differs FROM (
-                SELECT s.{LINE} AS line, array_remove(ARRAY[{differs}]::text[], NULL) AS differs
-                FROM {STAGE} s JOIN {table} t ON {join}
-             ) d WHERE cardinality(differs) > 0",
-            table = self.table
-        );
-        let rows = tx.query(&query, &[]).await.map_err(|e| self.db.error(&e))?;
-        let key = self
-            .key_columns
-            .iter()
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let line: i32 = row.get(0);
-                let differs: Vec<String> = row.get(1);
-                let differs = differs
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let message = format!(
-                    "key conflict: table `{}` already holds a different row under this record's key ({key}); it differs in {differs}. The sink inserts and never overwrites a row: remove the duplicate key from the data, or give the record a key of its own",
-                    self.table
-                );
-                (usize::try_from(line).unwrap_or(usize::MAX), message)
-            })
-            .collect())
+        format!("COPY {STAGE} ({LINE}, {column_list}) FROM STDIN (FORMAT csv)")
     }
 
     /// A server message about the staging table, told of the user's table: the staging
@@ -556,7 +526,7 @@ impl PostgresWriter {
             .replace(STAGE, &self.table)
     }
 
-    fn insert_error(&self, e: &tokio_postgres::Error) -> ConnectorError {
+    pub(super) fn insert_error(&self, e: &tokio_postgres::Error) -> ConnectorError {
         if e.code() == Some(&SqlState::INVALID_COLUMN_REFERENCE) {
             return ConnectorError::config(format!(
                 "PostgreSQL at {}: table `{}` has no unique index on ({}): the sink needs one so that a batch written twice writes its rows once",
@@ -647,7 +617,7 @@ fn unique_columns(db: &tokio_postgres::error::DbError) -> String {
 
 /// A row's value refused by the database (SQLSTATE classes 22, data exception, and 23,
 /// integrity constraint violation), as opposed to a broken connection or bad SQL.
-fn is_row_error(e: &tokio_postgres::Error) -> bool {
+pub(super) fn is_row_error(e: &tokio_postgres::Error) -> bool {
     e.code()
         .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
 }

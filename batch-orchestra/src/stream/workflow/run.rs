@@ -186,6 +186,7 @@ where
         report.records_received += slice.received;
         report.records_written += slice.written;
         report.already_present += slice.already_present;
+        report.superseded += slice.superseded;
         report.records_filtered += slice.filtered;
         report.record_errors += slice.record_errors;
         report.error_samples.extend(slice.error_samples);

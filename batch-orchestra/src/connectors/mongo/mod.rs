@@ -13,12 +13,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 
 use crate::connector::{Sink, WriteContext, WriteOutcome};
 use crate::error::{ConnectorError, RecordError};
 use crate::record::Positioned;
+
+mod upsert;
 
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
@@ -47,7 +49,11 @@ pub enum WriteMode {
     /// stored documents are never changed.
     #[default]
     Insert,
-    /// Replace documents with the same `_id`, or insert them.
+    /// Replace the document with the record's `_id`, or insert it. With a
+    /// [version field](MongoSink::version_field), only a stored document with a lower version
+    /// (or none) is replaced: an older record is superseded, never written over a newer one.
+    /// Without one, the last write wins: a batch retried or redriven after a later batch
+    /// wrote the same `_id` writes its older document back.
     Upsert,
 }
 
@@ -92,6 +98,9 @@ pub struct MongoSink {
     /// Insert or upsert.
     #[serde(default)]
     pub mode: WriteMode,
+    /// For upserts: the field that orders versions of a document (see [`WriteMode::Upsert`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_field: Option<String>,
     /// When the server acknowledges a write.
     #[serde(default)]
     pub durability: Durability,
@@ -106,6 +115,7 @@ impl MongoSink {
             collection: collection.into(),
             id: IdStrategy::Position,
             mode: WriteMode::Insert,
+            version_field: None,
             durability: Durability::Journaled,
         }
     }
@@ -129,13 +139,28 @@ impl MongoSink {
         self
     }
 
-    /// Replaces documents with the same `_id` instead of skipping them.
+    /// Replaces documents with the same `_id` instead of skipping them; the last write wins
+    /// unless a [version field](Self::version_field) orders them.
     pub fn upsert(mut self) -> Self {
         self.mode = WriteMode::Upsert;
         self
     }
 
+    /// Upserts, replacing a stored document only when the record's `field` is higher: a
+    /// retried or late older version never overwrites a newer one.
+    pub fn version_field(mut self, field: impl Into<String>) -> Self {
+        self.mode = WriteMode::Upsert;
+        self.version_field = Some(field.into());
+        self
+    }
+
     async fn build_sink(&self) -> Result<MongoWriter, ConnectorError> {
+        if let (WriteMode::Insert, Some(field)) = (self.mode, &self.version_field) {
+            return Err(ConnectorError::config(format!(
+                "MongoDB sink `{}.{}`: a version field (`{field}`) orders upserts, and the sink inserts: set `mode = \"Upsert\"` or drop `version_field`",
+                self.database, self.collection
+            )));
+        }
         let uri = std::env::var(&self.uri_env).map_err(|_| {
             ConnectorError::config(format!(
                 "the environment variable `{}` is not set on the worker: it must hold the MongoDB connection string",
@@ -176,6 +201,7 @@ impl MongoSink {
             collection: database.collection(&self.collection),
             id: self.id.clone(),
             mode: self.mode,
+            version_field: self.version_field.clone(),
             target: format!("{hosts}/{}.{}", self.database, self.collection),
         })
     }
@@ -214,6 +240,7 @@ pub struct MongoWriter {
     collection: mongodb::Collection<Document>,
     id: IdStrategy,
     mode: WriteMode,
+    version_field: Option<String>,
     target: String,
 }
 
@@ -322,6 +349,28 @@ impl MongoWriter {
         Ok(outcome)
     }
 
+    /// The stored documents with the `_id`s of `docs`, by [`id_key`].
+    async fn stored_by_id<'a>(
+        &self,
+        docs: impl Iterator<Item = &'a Document>,
+    ) -> Result<HashMap<String, Document>, ConnectorError> {
+        let ids: Vec<Bson> = docs
+            .map(|d| d.get("_id").cloned().unwrap_or(Bson::Null))
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let stored: Vec<Document> = self
+            .collection
+            .find(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(|e| classify(&self.target, &e))?
+            .try_collect()
+            .await
+            .map_err(|e| classify(&self.target, &e))?;
+        Ok(stored.into_iter().map(|s| (id_key(&s), s)).collect())
+    }
+
     /// Of the documents at `indices`, refused for a duplicate `_id`, those whose stored
     /// document differs: each one's index and its record error. The others are already
     /// present. Empty for position ids, which only the same record at the same position has.
@@ -336,25 +385,13 @@ impl MongoWriter {
         if indices.is_empty() {
             return Ok(Vec::new());
         }
-        let id_of = |doc: &Document| doc.get("_id").cloned().unwrap_or(Bson::Null);
-        let ids: Vec<Bson> = indices.iter().map(|&i| id_of(&docs[i])).collect();
-        let stored: Vec<Document> = self
-            .collection
-            .find(doc! { "_id": { "$in": ids } })
-            .await
-            .map_err(|e| classify(&self.target, &e))?
-            .try_collect()
-            .await
-            .map_err(|e| classify(&self.target, &e))?;
-        // Keyed by the id's debug form, which keeps its type, as `==` on `Bson` does.
-        let stored: HashMap<String, &Document> = stored
-            .iter()
-            .map(|s| (format!("{:?}", id_of(s)), s))
-            .collect();
+        let stored = self
+            .stored_by_id(indices.iter().map(|&i| &docs[i]))
+            .await?;
         let mut conflicts = Vec::new();
         for &index in indices {
             let doc = &docs[index];
-            let Some(&twin) = stored.get(&format!("{:?}", id_of(doc))) else {
+            let Some(twin) = stored.get(&id_key(doc)) else {
                 // Refused for its id, and the id is gone: removed since; write it again.
                 return Err(ConnectorError::transient(format!(
                     "MongoDB at {}: a document refused for a duplicate `_id` is no longer there",
@@ -364,22 +401,7 @@ impl MongoWriter {
             if twin == doc {
                 continue;
             }
-            let mut differs: Vec<&str> = doc
-                .iter()
-                .filter(|(k, v)| twin.get(k.as_str()) != Some(*v))
-                .map(|(k, _)| k.as_str())
-                .chain(
-                    twin.keys()
-                        .filter(|k| !doc.contains_key(k.as_str()))
-                        .map(String::as_str),
-                )
-                .collect();
-            differs.sort_unstable();
-            let differs = differs
-                .iter()
-                .map(|f| format!("`{f}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let differs = differing_fields(doc, twin);
             conflicts.push((
                 index,
                 format!(
@@ -389,37 +411,32 @@ impl MongoWriter {
         }
         Ok(conflicts)
     }
+}
 
-    async fn upsert(
-        &self,
-        docs: Vec<Document>,
-        positions: &[crate::Position],
-        mut outcome: WriteOutcome,
-    ) -> Result<WriteOutcome, ConnectorError> {
-        for (doc, position) in docs.into_iter().zip(positions) {
-            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
-            let result = self
-                .collection
-                .replace_one(doc! { "_id": id }, doc)
-                .upsert(true)
-                .await;
-            match result {
-                Ok(r) if r.upserted_id.is_some() => outcome.written += 1,
-                Ok(_) => outcome.already_present += 1,
-                Err(e) => match &*e.kind {
-                    ErrorKind::Write(WriteFailure::WriteError(w)) => {
-                        match Refusal::of(w.code, &w.message) {
-                            // Two upserts of one `_id` raced: the other inserted it.
-                            Refusal::SameId => outcome.already_present += 1,
-                            refusal => outcome.errors.push(refusal.record_error(*position)),
-                        }
-                    }
-                    _ => return Err(classify(&self.target, &e)),
-                },
-            }
-        }
-        Ok(outcome)
-    }
+/// A document's `_id` as a map key: its debug form, which keeps its type, as `==` on `Bson`
+/// does.
+fn id_key(doc: &Document) -> String {
+    format!("{:?}", doc.get("_id").unwrap_or(&Bson::Null))
+}
+
+/// The fields (of either document) in which `doc` and `twin` differ: `` `a`, `b` ``.
+fn differing_fields(doc: &Document, twin: &Document) -> String {
+    let mut differs: Vec<&str> = doc
+        .iter()
+        .filter(|(k, v)| twin.get(k.as_str()) != Some(*v))
+        .map(|(k, _)| k.as_str())
+        .chain(
+            twin.keys()
+                .filter(|k| !doc.contains_key(k.as_str()))
+                .map(String::as_str),
+        )
+        .collect();
+    differs.sort_unstable();
+    differs
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why MongoDB refused one document.
