@@ -385,9 +385,7 @@ impl MongoWriter {
         if indices.is_empty() {
             return Ok(Vec::new());
         }
-        let stored = self
-            .stored_by_id(indices.iter().map(|&i| &docs[i]))
-            .await?;
+        let stored = self.stored_by_id(indices.iter().map(|&i| &docs[i])).await?;
         let mut conflicts = Vec::new();
         for &index in indices {
             let doc = &docs[index];
