@@ -69,6 +69,8 @@ fn write_modes() {
                     postgres_upsert_configuration_errors(jobs, &pg_db, dir).await;
                     println!("check: MongoDB upsert by version field");
                     mongo_upsert_orders_by_version(jobs, &db, dir).await;
+                    println!("check: MongoDB upsert of versions of one id in one batch");
+                    mongo_versions_in_one_batch(jobs, &db, dir).await;
                     println!("check: MongoDB upsert without a version: the last write wins");
                     mongo_upsert_without_version(jobs, &db, dir).await;
                 })
@@ -357,4 +359,39 @@ async fn mongo_upsert_without_version(jobs: &JobClient, db: &mongodb::Database, 
     );
     let report = to_mongo(jobs, "mongo-latest-2-again", &second, sink()).await;
     assert_eq!(counts(&report), (0, 100, 0, 0), "{report:?}");
+}
+
+async fn mongo_versions_in_one_batch(jobs: &JobClient, db: &mongodb::Database, dir: &Path) {
+    let csv = accounts(&[
+        (1, "a", 1),
+        (1, "c", 3),
+        (1, "b", 2),
+        (2, "x", 1),
+        (2, "y", 1),
+    ]);
+    let path = write(dir, "m-versions.csv", &csv);
+    let sink = MongoSink::new("modes", "versions")
+        .id_field("id")
+        .version_field("updated_at");
+    let report = to_mongo(jobs, "mongo-versions", &path, sink).await;
+    assert_eq!(counts(&report), (2, 0, 2, 1), "{report:?}");
+    let error = &report.error_samples[0];
+    assert_eq!(error.position.line, Some(5), "{error:?}");
+    assert!(
+        error.message.contains("version conflict"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("`name`"), "{}", error.message);
+    assert_eq!(mongo_names(db, "versions", 1..3).await, ["c", "y"]);
+
+    // Without versions the last record of an id wins; the earlier one is superseded.
+    let csv = accounts(&[(1, "a", 1), (1, "b", 1), (2, "x", 1), (2, "x", 1)]);
+    let path = write(dir, "m-latest.csv", &csv);
+    let sink = MongoSink::new("modes", "latest-in-batch")
+        .id_field("id")
+        .upsert();
+    let report = to_mongo(jobs, "mongo-latest-in-batch", &path, sink).await;
+    assert_eq!(counts(&report), (2, 1, 1, 0), "{report:?}");
+    assert_eq!(mongo_names(db, "latest-in-batch", 1..3).await, ["b", "x"]);
 }

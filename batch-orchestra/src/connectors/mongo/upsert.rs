@@ -1,6 +1,18 @@
 //! Upserts: each document replaces the one with its `_id`, or is inserted; with a version
 //! field, only over a lower version.
+//!
+//! A batch is decided against the stored documents, looked up with one query: of several
+//! records with one `_id`, one wins (the highest version, or the last in source order); a
+//! winner whose `_id` is not stored goes into one unordered `insert_many`, one that changes
+//! a stored document is replaced (concurrently: the winners' `_id`s are distinct), and the
+//! rest are already present, superseded or a version conflict. A stored document that
+//! changed between the lookup and the write is decided again, one document at a time, by
+//! the server's own comparison.
 
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 
@@ -9,7 +21,10 @@ use crate::Position;
 use crate::connector::WriteOutcome;
 use crate::error::{ConnectorError, RecordError};
 
-/// What became of one upserted document.
+/// Replaces in flight at once per batch.
+const CONCURRENT_REPLACES: usize = 16;
+
+/// What becomes of one upserted document.
 enum Upserted {
     Written,
     AlreadyPresent,
@@ -18,50 +33,198 @@ enum Upserted {
 }
 
 impl MongoWriter {
-    /// Upserts `docs` in order, so that without a version field the last of one `_id` wins.
+    /// Upserts `docs` (with their `_id`s) as the module says.
     pub(super) async fn upsert(
         &self,
         docs: Vec<Document>,
         positions: &[Position],
         mut outcome: WriteOutcome,
     ) -> Result<WriteOutcome, ConnectorError> {
-        // Without versions, a stored document equal to the record's is already present:
-        // looked up first, because servers differ in what an unchanged replace reports.
-        let mut stored = match self.version_field {
-            Some(_) => Default::default(),
-            None => self.stored_by_id(docs.iter()).await?,
-        };
-        for (doc, &position) in docs.iter().zip(positions) {
-            let upserted = match &self.version_field {
-                Some(field) => self.upsert_versioned(doc, field, position).await?,
-                None if stored.get(&id_key(doc)) == Some(doc) => Upserted::AlreadyPresent,
-                None => {
-                    let replaced = self.replace(doc, position).await?;
-                    if let Upserted::Written = replaced {
-                        stored.insert(id_key(doc), doc.clone());
-                    }
-                    replaced
-                }
+        let field = self.version_field.as_deref();
+        let mut fates: Vec<Option<Upserted>> = docs.iter().map(|_| None).collect();
+        // Each `_id`'s winner, by index.
+        let mut winners: HashMap<String, usize> = HashMap::new();
+        for (i, doc) in docs.iter().enumerate() {
+            if let Some(field) = field
+                && matches!(doc.get(field), None | Some(Bson::Null))
+            {
+                fates[i] = Some(Upserted::Refused(RecordError::new(
+                    positions[i],
+                    format!("the version field `{field}` is missing or null"),
+                )));
+                continue;
+            }
+            let Some(&held) = winners.get(&id_key(doc)) else {
+                winners.insert(id_key(doc), i);
+                continue;
             };
-            match upserted {
-                Upserted::Written => outcome.written += 1,
-                Upserted::AlreadyPresent => outcome.already_present += 1,
-                Upserted::Superseded => outcome.superseded += 1,
-                Upserted::Refused(e) => outcome.errors.push(e),
+            // Of two records with one `_id`, the later wins unless its version is lower.
+            let (winner, loser) = match field.map(|f| versions(&docs[i], &docs[held], f)) {
+                Some(Some(Ordering::Less)) => (held, i),
+                Some(None) => {
+                    fates[i] = Some(incomparable(positions[i], field.unwrap_or_default()));
+                    continue;
+                }
+                _ => (i, held),
+            };
+            winners.insert(id_key(doc), winner);
+            fates[loser] = Some(self.beside(&docs[loser], &docs[winner], field, positions[loser]));
+        }
+        let stored = self
+            .stored_by_id(winners.values().map(|&i| &docs[i]))
+            .await?;
+        let mut inserts = Vec::new();
+        let mut replaces = Vec::new();
+        for &i in winners.values() {
+            let doc = &docs[i];
+            match stored.get(&id_key(doc)) {
+                None => inserts.push(i),
+                Some(twin) => match self.against_stored(doc, twin, field, positions[i]) {
+                    Ok(()) => replaces.push(i),
+                    Err(fate) => fates[i] = Some(fate),
+                },
+            }
+        }
+        inserts.sort_unstable();
+        for (i, fate) in self.insert_new(&docs, &inserts, positions).await? {
+            fates[i] = Some(fate);
+        }
+        let docs = &docs;
+        let replaced: Vec<(usize, Upserted)> = futures::stream::iter(replaces)
+            .map(|i| async move {
+                let fate = self.replace(&docs[i], field, positions[i]).await?;
+                Ok::<_, ConnectorError>((i, fate))
+            })
+            .buffer_unordered(CONCURRENT_REPLACES)
+            .try_collect()
+            .await?;
+        for (i, fate) in replaced {
+            fates[i] = Some(fate);
+        }
+        for fate in fates {
+            match fate {
+                Some(Upserted::Written) => outcome.written += 1,
+                Some(Upserted::AlreadyPresent) => outcome.already_present += 1,
+                Some(Upserted::Superseded) => outcome.superseded += 1,
+                Some(Upserted::Refused(e)) => outcome.errors.push(e),
+                None => {
+                    return Err(ConnectorError::transient(format!(
+                        "MongoDB at {}: an upserted document was left undecided",
+                        self.target
+                    )));
+                }
             }
         }
         Ok(outcome)
     }
 
-    /// Replaces or inserts the document with `doc`'s `_id`: the last write wins.
+    /// A record beside the winner of its `_id` in the same batch.
+    fn beside(
+        &self,
+        doc: &Document,
+        winner: &Document,
+        field: Option<&str>,
+        position: Position,
+    ) -> Upserted {
+        match field {
+            None if doc == winner => Upserted::AlreadyPresent,
+            // Without versions the later record wins, and this one is overwritten.
+            None => Upserted::Superseded,
+            Some(field) => match versions(doc, winner, field) {
+                Some(Ordering::Less) => Upserted::Superseded,
+                Some(_) if doc == winner => Upserted::AlreadyPresent,
+                Some(_) => version_conflict(doc, winner, field, position),
+                None => incomparable(position, field),
+            },
+        }
+    }
+
+    /// A winner against the document stored under its `_id`: `Ok` when it replaces it,
+    /// else what becomes of it.
+    fn against_stored(
+        &self,
+        doc: &Document,
+        stored: &Document,
+        field: Option<&str>,
+        position: Position,
+    ) -> Result<(), Upserted> {
+        if doc == stored {
+            return Err(Upserted::AlreadyPresent);
+        }
+        let Some(field) = field else {
+            return Ok(());
+        };
+        if matches!(stored.get(field), None | Some(Bson::Null)) {
+            return Ok(());
+        }
+        match versions(doc, stored, field) {
+            Some(Ordering::Greater) => Ok(()),
+            Some(Ordering::Less) => Err(Upserted::Superseded),
+            Some(Ordering::Equal) => Err(version_conflict(doc, stored, field, position)),
+            None => Err(incomparable(position, field)),
+        }
+    }
+
+    /// Inserts the winners at `indices` whose `_id`s were not stored; one taken since is
+    /// decided again on its own.
+    async fn insert_new(
+        &self,
+        docs: &[Document],
+        indices: &[usize],
+        positions: &[Position],
+    ) -> Result<Vec<(usize, Upserted)>, ConnectorError> {
+        if indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<&Document> = indices.iter().map(|&i| &docs[i]).collect();
+        let mut fates: Vec<(usize, Upserted)> = Vec::with_capacity(indices.len());
+        let mut refused: HashMap<usize, Refusal> = HashMap::new();
+        match self.collection.insert_many(batch).ordered(false).await {
+            Ok(_) => {}
+            Err(e) => match &*e.kind {
+                ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                    for err in failure.write_errors.as_deref().unwrap_or_default() {
+                        refused.insert(err.index, Refusal::of(err.code, &err.message));
+                    }
+                }
+                _ => return Err(classify(&self.target, &e)),
+            },
+        }
+        for (n, &i) in indices.iter().enumerate() {
+            let fate = match refused.remove(&n) {
+                None => Upserted::Written,
+                Some(Refusal::SameId) => {
+                    let field = self.version_field.as_deref();
+                    self.replace(&docs[i], field, positions[i]).await?
+                }
+                Some(refusal) => Upserted::Refused(refusal.record_error(positions[i])),
+            };
+            fates.push((i, fate));
+        }
+        Ok(fates)
+    }
+
+    /// Replaces (or inserts) the document with `doc`'s `_id` on its own; with a version
+    /// field, only over a lower version, the server deciding.
     async fn replace(
         &self,
         doc: &Document,
+        field: Option<&str>,
         position: Position,
     ) -> Result<Upserted, ConnectorError> {
-        let filter = doc! { "_id": id_of(doc) };
-        // A concurrent upsert of the same new `_id` can win the insert: then the document
-        // exists and a second try replaces it.
+        let mut filter = doc! { "_id": id_of(doc) };
+        if let Some(field) = field {
+            let version = doc.get(field).cloned().unwrap_or(Bson::Null);
+            filter.insert(
+                "$or",
+                vec![
+                    Bson::Document(doc! { field: { "$lt": version } }),
+                    Bson::Document(doc! { field: Bson::Null }),
+                ],
+            );
+        }
+        // Without versions, a concurrent upsert of the same new `_id` can win the insert:
+        // then the document exists and a second try replaces it.
         for _ in 0..2 {
             match self
                 .collection
@@ -69,13 +232,16 @@ impl MongoWriter {
                 .upsert(true)
                 .await
             {
-                Ok(r) if r.upserted_id.is_some() || r.modified_count > 0 => {
+                Ok(r) if r.upserted_id.is_some() || r.matched_count > 0 => {
                     return Ok(Upserted::Written);
                 }
-                Ok(r) if r.matched_count > 0 => return Ok(Upserted::AlreadyPresent),
                 Ok(_) => break,
                 Err(e) => match refusal(&e) {
-                    Some(Refusal::SameId) => continue,
+                    Some(Refusal::SameId) => match field {
+                        // The `_id` is held at this version or a newer one.
+                        Some(field) => return self.held_version(doc, field, position).await,
+                        None => continue,
+                    },
                     Some(refusal) => return Ok(Upserted::Refused(refusal.record_error(position))),
                     None => return Err(classify(&self.target, &e)),
                 },
@@ -87,64 +253,17 @@ impl MongoWriter {
         )))
     }
 
-    /// Replaces the document with `doc`'s `_id` when its `field` is lower than `doc`'s (or
-    /// missing), or inserts it; otherwise tells a newer stored version from the same one.
-    async fn upsert_versioned(
-        &self,
-        doc: &Document,
-        field: &str,
-        position: Position,
-    ) -> Result<Upserted, ConnectorError> {
-        let version = match doc.get(field) {
-            None | Some(Bson::Null) => {
-                return Ok(Upserted::Refused(RecordError::new(
-                    position,
-                    format!("the version field `{field}` is missing or null"),
-                )));
-            }
-            Some(v) => v.clone(),
-        };
-        let id = id_of(doc);
-        let filter = doc! {
-            "_id": id.clone(),
-            "$or": [ { field: { "$lt": version.clone() } }, { field: Bson::Null } ],
-        };
-        match self.collection.replace_one(filter, doc).upsert(true).await {
-            Ok(r) if r.upserted_id.is_some() || r.matched_count > 0 => Ok(Upserted::Written),
-            Ok(_) => Err(ConnectorError::transient(format!(
-                "MongoDB at {}: a document was neither replaced nor inserted by an upsert",
-                self.target
-            ))),
-            Err(e) => match refusal(&e) {
-                // The `_id` is held at this version or a newer one (or another type).
-                Some(Refusal::SameId) => self.held_version(doc, field, &version, position).await,
-                Some(refusal) => Ok(Upserted::Refused(refusal.record_error(position))),
-                None => Err(classify(&self.target, &e)),
-            },
-        }
-    }
-
-    /// The stored document under `doc`'s `_id` did not take `doc`: say whether it is newer,
-    /// the same, or a different document at the same version.
+    /// The stored document under `doc`'s `_id` did not take `doc`: newer, the same, or a
+    /// different document at the same version.
     async fn held_version(
         &self,
         doc: &Document,
         field: &str,
-        version: &Bson,
         position: Position,
     ) -> Result<Upserted, ConnectorError> {
-        let id = id_of(doc);
-        let newer = self
-            .collection
-            .count_documents(doc! { "_id": id.clone(), field: { "$gt": version.clone() } })
-            .await
-            .map_err(|e| classify(&self.target, &e))?;
-        if newer > 0 {
-            return Ok(Upserted::Superseded);
-        }
         let Some(stored) = self
             .collection
-            .find_one(doc! { "_id": id })
+            .find_one(doc! { "_id": id_of(doc) })
             .await
             .map_err(|e| classify(&self.target, &e))?
         else {
@@ -153,25 +272,66 @@ impl MongoWriter {
                 self.target
             )));
         };
-        if stored.get(field) != Some(version) {
-            return Ok(Upserted::Refused(RecordError::new(
-                position,
-                format!(
-                    "the stored document's version field `{field}` cannot be ordered against the record's: they are values of different types"
-                ),
-            )));
-        }
-        if &stored == doc {
-            return Ok(Upserted::AlreadyPresent);
-        }
-        Ok(Upserted::Refused(RecordError::new(
-            position,
-            format!(
-                "version conflict: the collection already holds a different document with this record's `_id` at the same version (`{field}`); it differs in {}. Give every change of a document a higher version",
-                differing_fields(doc, &stored)
-            ),
-        )))
+        Ok(
+            match self.against_stored(doc, &stored, Some(field), position) {
+                Err(fate) => fate,
+                // Lower or none now: it changed again since; the batch is written again.
+                Ok(_) => {
+                    return Err(ConnectorError::transient(format!(
+                        "MongoDB at {}: a document changed under its `_id` while the batch was written",
+                        self.target
+                    )));
+                }
+            },
+        )
     }
+}
+
+/// How `doc`'s version compares with `other`'s; `None` when they cannot be ordered (values
+/// of different kinds).
+fn versions(doc: &Document, other: &Document, field: &str) -> Option<Ordering> {
+    compare(doc.get(field)?, other.get(field)?)
+}
+
+/// Orders two version values: numbers with numbers, strings with strings, dates with dates.
+fn compare(a: &Bson, b: &Bson) -> Option<Ordering> {
+    fn number(v: &Bson) -> Option<f64> {
+        match v {
+            Bson::Int32(n) => Some(f64::from(*n)),
+            Bson::Int64(n) => Some(*n as f64),
+            Bson::Double(n) => Some(*n),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Bson::Int64(x), Bson::Int64(y)) => Some(x.cmp(y)),
+        (Bson::String(x), Bson::String(y)) => Some(x.cmp(y)),
+        (Bson::DateTime(x), Bson::DateTime(y)) => Some(x.cmp(y)),
+        (Bson::Timestamp(x), Bson::Timestamp(y)) => {
+            Some((x.time, x.increment).cmp(&(y.time, y.increment)))
+        }
+        (Bson::ObjectId(x), Bson::ObjectId(y)) => Some(x.cmp(y)),
+        _ => number(a)?.partial_cmp(&number(b)?),
+    }
+}
+
+fn version_conflict(doc: &Document, other: &Document, field: &str, position: Position) -> Upserted {
+    Upserted::Refused(RecordError::new(
+        position,
+        format!(
+            "version conflict: a different document with this record's `_id` has the same version (`{field}`); it differs in {}. Give every change of a document a higher version",
+            differing_fields(doc, other)
+        ),
+    ))
+}
+
+fn incomparable(position: Position, field: &str) -> Upserted {
+    Upserted::Refused(RecordError::new(
+        position,
+        format!(
+            "the version field `{field}` cannot be ordered against the stored or batched document's: they are values of different kinds"
+        ),
+    ))
 }
 
 fn id_of(doc: &Document) -> Bson {
@@ -183,5 +343,30 @@ fn refusal(e: &mongodb::error::Error) -> Option<Refusal> {
     match &*e.kind {
         ErrorKind::Write(WriteFailure::WriteError(w)) => Some(Refusal::of(w.code, &w.message)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_order_within_a_kind_only() {
+        assert_eq!(
+            compare(&Bson::Int32(2), &Bson::Int64(3)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            compare(&Bson::Double(2.5), &Bson::Int32(2)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            compare(
+                &Bson::String("2026-02".into()),
+                &Bson::String("2026-01".into())
+            ),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(compare(&Bson::String("2".into()), &Bson::Int32(2)), None);
     }
 }
