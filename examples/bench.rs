@@ -24,6 +24,10 @@
 //!    loop (`postgres_ratio`), the same file again into the loaded table, every row already
 //!    present and compared with its stored twin (`postgres_rerun_rows_per_s`,
 //!    `postgres_rerun_vs_fresh`), and the PostgreSQL source into the no-op sink;
+//!    The same file into a table holding every other row (`bench_modes.rs`): appended
+//!    (`postgres_append_half_rows_per_s`) and upserted by version over older rows
+//!    (`postgres_upsert_rows_per_s`, `upsert_vs_append`), and upserted into MongoDB
+//!    (`mongo_upsert_rows_per_s`); `--modes-only` runs just these;
 //! 10. Parquet (`bench_stores.rs`): the Parquet source's own loop and into the no-op sink
 //!     through Temporal (`parquet_ratio`);
 //! 11. NATS JetStream (`bench_nats.rs`): CSV -> NATS through Temporal and its direct loop
@@ -64,6 +68,8 @@ use batch_orchestra::{
 };
 use temporalio_client::WorkflowFetchHistoryOptions;
 
+#[path = "bench_modes.rs"]
+mod modes;
 #[path = "bench_nats.rs"]
 mod nats;
 #[path = "bench_sharded.rs"]
@@ -115,6 +121,7 @@ struct Args {
     /// Only the no-op job plain and with encrypted payloads, printed (report.json is left
     /// as it was).
     encryption_only: bool,
+    modes_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
@@ -126,6 +133,7 @@ fn args() -> Result<Args, Error> {
         stream_only: false,
         workers_only: false,
         encryption_only: false,
+        modes_only: false,
     };
     // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
     let mut it = std::env::args().skip(1).filter(|a| a != "--");
@@ -146,6 +154,10 @@ fn args() -> Result<Args, Error> {
             a.encryption_only = true;
             continue;
         }
+        if flag == "--modes-only" {
+            a.modes_only = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--rows" => a.rows = value.parse()?,
@@ -156,7 +168,7 @@ fn args() -> Result<Args, Error> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only, --workers-only or --encryption-only"
+                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only, --workers-only, --encryption-only or --modes-only"
                 )
                 .into());
             }
@@ -333,6 +345,17 @@ fn main() -> Result<(), Error> {
         return Ok(());
     }
     let csv_path = csv.to_string_lossy().into_owned();
+    if a.modes_only {
+        let m = modes::run(&runtime, &tuned, &csv_path, a.reps)?;
+        println!(
+            "append into a table holding half {:.0}, upsert {:.0} rows/s ({:.3} of append); MongoDB upsert {:.0} rows/s",
+            m.append_half.median,
+            m.upsert_half.median,
+            m.upsert_half.median / m.append_half.median,
+            m.mongo_upsert.median
+        );
+        return Ok(());
+    }
     if a.encryption_only {
         let keys = batch_orchestra::encryption::Keyring::new("bench", &[7u8; 32])?;
         let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
@@ -535,6 +558,7 @@ fn main() -> Result<(), Error> {
     drop(mongos);
 
     let pg = stores::run(&runtime, &tuned, &csv_path, a.reps)?;
+    let modes = modes::run(&runtime, &tuned, &csv_path, a.reps)?;
     let pq = stores::run_parquet(&runtime, &tuned, &dir, a.rows, a.reps)?;
     let nt = nats::run(&runtime, &tuned, &csv_path, a.reps)?;
     let st = stream::run(&runtime, &tuned, a.reps, STREAM_MESSAGES)?;
@@ -648,6 +672,10 @@ fn main() -> Result<(), Error> {
         "postgres_ratio": pg.piped.median / pg.direct.median,
         "postgres_rerun_rows_per_s": pg.rerun.median, "postgres_rerun_min": pg.rerun.min, "postgres_rerun_max": pg.rerun.max,
         "postgres_rerun_vs_fresh": pg.rerun.median / pg.piped.median,
+        "postgres_append_half_rows_per_s": modes.append_half.median, "postgres_append_half_min": modes.append_half.min, "postgres_append_half_max": modes.append_half.max,
+        "postgres_upsert_rows_per_s": modes.upsert_half.median, "postgres_upsert_min": modes.upsert_half.min, "postgres_upsert_max": modes.upsert_half.max,
+        "upsert_vs_append": modes.upsert_half.median / modes.append_half.median,
+        "mongo_upsert_rows_per_s": modes.mongo_upsert.median, "mongo_upsert_min": modes.mongo_upsert.min, "mongo_upsert_max": modes.mongo_upsert.max,
         "postgres_source_rows_per_s": pg.source.median, "postgres_source_min": pg.source.min, "postgres_source_max": pg.source.max,
         "parquet_parse_rows_per_s": pq.parsed.median, "parquet_parse_min": pq.parsed.min, "parquet_parse_max": pq.parsed.max,
         "parquet_source_rows_per_s": pq.piped.median, "parquet_source_min": pq.piped.min, "parquet_source_max": pq.piped.max,
@@ -700,6 +728,18 @@ fn main() -> Result<(), Error> {
         ("CSV -> PostgreSQL direct loop, rows/s", pg.direct),
         ("CSV -> PostgreSQL pipeline, rows/s", pg.piped),
         ("PostgreSQL -> no-op, rows/s", pg.source),
+        (
+            "CSV -> PostgreSQL holding half, append, rows/s",
+            modes.append_half,
+        ),
+        (
+            "CSV -> PostgreSQL holding half, upsert, rows/s",
+            modes.upsert_half,
+        ),
+        (
+            "CSV -> MongoDB holding half, upsert, rows/s",
+            modes.mongo_upsert,
+        ),
         ("Parquet source's own loop, rows/s", pq.parsed),
         ("Parquet -> no-op, tuned dev server, rows/s", pq.piped),
         ("CSV -> NATS JetStream direct loop, rows/s", nt.direct),
