@@ -27,7 +27,9 @@
 //!    The same file into a table holding every other row (`bench_modes.rs`): appended
 //!    (`postgres_append_half_rows_per_s`) and upserted by version over older rows
 //!    (`postgres_upsert_rows_per_s`, `upsert_vs_append`), and upserted into MongoDB
-//!    (`mongo_upsert_rows_per_s`); `--modes-only` runs just these;
+//!    (`mongo_upsert_rows_per_s`); a file with 10 % bad rows into the no-op sink with a
+//!    quarantine (`quarantine_rows_per_s`, `quarantine_vs_clean`); `--modes-only` runs just
+//!    these;
 //! 10. Parquet (`bench_stores.rs`): the Parquet source's own loop and into the no-op sink
 //!     through Temporal (`parquet_ratio`);
 //! 11. NATS JetStream (`bench_nats.rs`): CSV -> NATS through Temporal and its direct loop
@@ -348,11 +350,13 @@ fn main() -> Result<(), Error> {
     if a.modes_only {
         let m = modes::run(&runtime, &tuned, &csv_path, a.reps)?;
         println!(
-            "append into a table holding half {:.0}, upsert {:.0} rows/s ({:.3} of append); MongoDB upsert {:.0} rows/s",
+            "append into a table holding half {:.0}, upsert {:.0} rows/s ({:.3} of append); MongoDB upsert {:.0} rows/s; 10 % quarantined {:.0} rows/s ({:.3} of clean)",
             m.append_half.median,
             m.upsert_half.median,
             m.upsert_half.median / m.append_half.median,
-            m.mongo_upsert.median
+            m.mongo_upsert.median,
+            m.quarantine.median,
+            m.quarantine.median / m.clean.median
         );
         return Ok(());
     }
@@ -675,6 +679,9 @@ fn main() -> Result<(), Error> {
         "postgres_append_half_rows_per_s": modes.append_half.median, "postgres_append_half_min": modes.append_half.min, "postgres_append_half_max": modes.append_half.max,
         "postgres_upsert_rows_per_s": modes.upsert_half.median, "postgres_upsert_min": modes.upsert_half.min, "postgres_upsert_max": modes.upsert_half.max,
         "upsert_vs_append": modes.upsert_half.median / modes.append_half.median,
+        "quarantine_rows_per_s": modes.quarantine.median, "quarantine_min": modes.quarantine.min, "quarantine_max": modes.quarantine.max,
+        "quarantine_clean_rows_per_s": modes.clean.median,
+        "quarantine_vs_clean": modes.quarantine.median / modes.clean.median,
         "mongo_upsert_rows_per_s": modes.mongo_upsert.median, "mongo_upsert_min": modes.mongo_upsert.min, "mongo_upsert_max": modes.mongo_upsert.max,
         "postgres_source_rows_per_s": pg.source.median, "postgres_source_min": pg.source.min, "postgres_source_max": pg.source.max,
         "parquet_parse_rows_per_s": pq.parsed.median, "parquet_parse_min": pq.parsed.min, "parquet_parse_max": pq.parsed.max,
@@ -739,6 +746,10 @@ fn main() -> Result<(), Error> {
         (
             "CSV -> MongoDB holding half, upsert, rows/s",
             modes.mongo_upsert,
+        ),
+        (
+            "CSV with 10 % bad rows -> no-op, quarantined, rows/s",
+            modes.quarantine,
         ),
         ("Parquet source's own loop, rows/s", pq.parsed),
         ("Parquet -> no-op, tuned dev server, rows/s", pq.piped),
@@ -927,6 +938,18 @@ async fn pipeline_run_keyed<P: Registered>(
     sink: P::Sink,
     keys: Option<&batch_orchestra::encryption::Keyring>,
 ) -> Result<(f64, (f64, f64)), Error> {
+    pipeline_run_with::<P>(server, job, source, sink, keys, |r| r).await
+}
+
+/// [`pipeline_run_keyed`] with the request changed by `adjust` (a quarantine, say).
+async fn pipeline_run_with<P: Registered>(
+    server: &TemporalDevServer,
+    job: &str,
+    source: P::Source,
+    sink: P::Sink,
+    keys: Option<&batch_orchestra::encryption::Keyring>,
+    adjust: impl FnOnce(RequestOf<P>) -> RequestOf<P>,
+) -> Result<(f64, (f64, f64)), Error> {
     let client = match keys {
         None => server.client().await?,
         Some(keys) => {
@@ -944,8 +967,9 @@ async fn pipeline_run_keyed<P: Registered>(
         .pipeline::<P>()?
         .build()?;
     let jobs = JobClient::new(client, QUEUE);
-    let mut request: RequestOf<P> =
-        batch_orchestra::batch::BatchProcessingRequest::new(job, source, sink);
+    let mut request: RequestOf<P> = adjust(batch_orchestra::batch::BatchProcessingRequest::new(
+        job, source, sink,
+    ));
     // For exploring settings without a rebuild: the figures in report.json use the defaults.
     if let Some(n) = env_u32("BATCH_ORCHESTRA_BENCH_BATCHES_PER_ACTIVITY") {
         request = request.batches_per_activity(n);

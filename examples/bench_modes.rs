@@ -7,7 +7,10 @@
 //!   same half at an older version: half updated, half inserted (`upsert_vs_append` is this
 //!   over the first);
 //! - `mongo_upsert_rows_per_s`: the file upserted by version into a MongoDB collection
-//!   holding the same half at an older version.
+//!   holding the same half at an older version;
+//! - `quarantine_rows_per_s`: the file with every tenth row ragged (a read error) into the
+//!   no-op sink with a quarantine, against the clean file into the no-op sink
+//!   (`quarantine_vs_clean`).
 
 use std::io::{BufRead, Write};
 
@@ -19,7 +22,9 @@ use batch_orchestra::{TransformError, pipeline};
 use futures::SinkExt;
 
 use crate::stores::BenchToPostgres;
-use crate::{Error, Stat, pipeline_run, stat};
+use crate::{BenchToNoop, Error, Stat, pipeline_run, pipeline_run_with, stat};
+use batch_orchestra::connectors::noop::NoopSink;
+use batch_orchestra::quarantine::Quarantine;
 
 /// A CSV row as a PostgreSQL row at version 1.
 fn row_at_version_1(row: CsvRow) -> Result<serde_json::Value, TransformError> {
@@ -66,6 +71,8 @@ pub struct Figures {
     pub append_half: Stat,
     pub upsert_half: Stat,
     pub mongo_upsert: Stat,
+    pub quarantine: Stat,
+    pub clean: Stat,
 }
 
 /// Every other row of `csv` (the even ids), with the header: the half the tables hold.
@@ -76,6 +83,22 @@ fn write_half(csv: &str, half: &std::path::Path) -> Result<(), Error> {
         // Line 0 is the header, line n the row of id n - 1.
         if i == 0 || i % 2 == 1 {
             writeln!(out, "{}", line?)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `csv` with every tenth row given a field too many: a read error each.
+fn write_with_bad_rows(csv: &str, bad: &std::path::Path) -> Result<(), Error> {
+    let input = std::io::BufReader::new(std::fs::File::open(csv)?);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(bad)?);
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if i > 0 && i % 10 == 0 {
+            writeln!(out, "{line},extra")?;
+        } else {
+            writeln!(out, "{line}")?;
         }
     }
     out.flush()?;
@@ -126,7 +149,11 @@ pub fn run(
     let (db, connection) =
         runtime.block_on(tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls))?;
     runtime.spawn(connection);
+    let bad = std::path::Path::new(csv).with_file_name("bench-bad.csv");
+    write_with_bad_rows(csv, &bad)?;
+    let quarantine_dir = std::path::Path::new(csv).with_file_name("quarantine");
     let (mut append, mut upsert, mut mongo) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut quarantined, mut clean) = (Vec::new(), Vec::new());
     for (rep, m) in mongos.iter().enumerate() {
         runtime.block_on(async {
             db.batch_execute(&table("half_append", "")).await?;
@@ -181,16 +208,40 @@ pub fn run(
             sink(),
         ))?;
         mongo.push(rate);
+        let _ = std::fs::remove_dir_all(&quarantine_dir);
+        let (rate, _) = runtime.block_on(pipeline_run_with::<BenchToNoop>(
+            server,
+            &format!("quarantine-{rep}"),
+            CsvFile::new(bad.to_string_lossy()),
+            NoopSink::new(),
+            None,
+            |r| {
+                r.quarantine(Quarantine::dir(quarantine_dir.to_string_lossy()))
+                    .max_record_errors(u64::MAX)
+            },
+        ))?;
+        quarantined.push(rate);
+        let (rate, _) = runtime.block_on(pipeline_run::<BenchToNoop>(
+            server,
+            &format!("quarantine-clean-{rep}"),
+            CsvFile::new(csv),
+            NoopSink::new(),
+        ))?;
+        clean.push(rate);
         println!(
-            "rep {rep}: CSV -> PostgreSQL holding half: append {:.0}, upsert {:.0}; MongoDB upsert {:.0} rows/s",
-            append[rep], upsert[rep], mongo[rep]
+            "rep {rep}: CSV -> PostgreSQL holding half: append {:.0}, upsert {:.0}; MongoDB upsert {:.0}; CSV -> no-op with 10 % quarantined {:.0}, clean {:.0} rows/s",
+            append[rep], upsert[rep], mongo[rep], quarantined[rep], clean[rep]
         );
     }
     let _ = std::fs::remove_file(&half);
+    let _ = std::fs::remove_file(&bad);
+    let _ = std::fs::remove_dir_all(&quarantine_dir);
     Ok(Figures {
         append_half: stat(append),
         upsert_half: stat(upsert),
         mongo_upsert: stat(mongo),
+        quarantine: stat(quarantined),
+        clean: stat(clean),
     })
 }
 

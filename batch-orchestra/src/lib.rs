@@ -80,6 +80,7 @@
 //!   through the queue executor, acknowledged after the write);
 //! - [`worker`] and [`client`]: running workers, and connecting to Temporal;
 //! - [`snapshot`]: saving job reports;
+//! - [`quarantine`]: the records a job could not read, transform or write, kept whole;
 //! - [`ops`] and `cli` (feature `cli`): the operator's tool over every kind;
 //! - `encryption` (feature `encryption`): payloads encrypted before they reach Temporal, and
 //!   the codec server for its UI and CLI;
@@ -112,6 +113,7 @@ mod macro_support;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
+pub mod quarantine;
 pub mod record;
 pub mod sharded;
 pub mod snapshot;

@@ -12,6 +12,7 @@
 //! | `batch_orchestra_records_written_total` | counter | records newly written to sinks |
 //! | `batch_orchestra_records_already_present_total` | counter | records a sink already held (retries, redrives) |
 //! | `batch_orchestra_records_superseded_total` | counter | records an upserting sink held a newer version of |
+//! | `batch_orchestra_records_quarantined_total` | counter | failed records kept whole in a job's quarantine |
 //! | `batch_orchestra_records_filtered_total` | counter | records a transform filtered out |
 //! | `batch_orchestra_record_errors_total` | counter | records refused (bad input), kept in the report |
 //! | `batch_orchestra_batches_total` | counter | batches processed |
@@ -41,6 +42,7 @@ pub(crate) struct PipelineMetrics {
     written: Counter,
     already_present: Counter,
     superseded: Counter,
+    quarantined: Counter,
     filtered: Counter,
     record_errors: Counter,
     batches: Counter,
@@ -79,6 +81,10 @@ impl PipelineMetrics {
             superseded: counter(
                 "batch_orchestra_records_superseded_total",
                 "Records an upserting sink held a newer version of",
+            ),
+            quarantined: counter(
+                "batch_orchestra_records_quarantined_total",
+                "Failed records kept whole in a job's quarantine",
             ),
             filtered: counter(
                 "batch_orchestra_records_filtered_total",
@@ -121,6 +127,7 @@ impl PipelineMetrics {
         self.written.add(counts.written, l);
         self.already_present.add(counts.already_present, l);
         self.superseded.add(counts.superseded, l);
+        self.quarantined.add(counts.quarantined, l);
         self.filtered.add(counts.filtered, l);
         self.record_errors.add(counts.record_errors, l);
         self.batches.add(counts.batches, l);
@@ -168,6 +175,7 @@ pub(crate) struct Counts {
     pub written: u64,
     pub already_present: u64,
     pub superseded: u64,
+    pub quarantined: u64,
     pub filtered: u64,
     pub record_errors: u64,
     pub batches: u64,

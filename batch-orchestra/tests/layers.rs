@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     // Foundation: what a record is, errors, the failure policy, the connector contracts.
     &["record"],
     &["error"],
-    &["failure", "connector", "cache", "encryption"],
+    &["failure", "connector", "cache", "encryption", "quarantine"],
     &["store", "pipeline", "metrics", "client"],
     &["snapshot", "job", "macro_support"],
     // Engine: what every activity shares, then the kinds of job, then the worker.

@@ -17,6 +17,7 @@ use crate::connector::{
 use crate::error::{ConnectorError, ErrorKind, RecordError};
 use crate::metrics::Counts;
 use crate::pipeline::{OffsetOf, Pipeline, PipelineNames, Transformed};
+use crate::quarantine::{self, Quarantine, Stage};
 use crate::record::Positioned;
 use crate::snapshot::SnapshotTarget;
 
@@ -98,6 +99,9 @@ pub struct ProcessInput<S: SourceConfig, K: SinkConfig> {
     /// Absent for jobs started before fingerprints existed, whose ids keep the bare job id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_fingerprint: Option<String>,
+    /// Where failed records are kept, when the job keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
 }
 
 /// Input of the `snapshot` activity.
@@ -156,6 +160,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                     written: report.records_written,
                     already_present: report.already_present,
                     superseded: report.superseded,
+                    quarantined: report.quarantined,
                     filtered: report.records_filtered,
                     record_errors: report.record_errors,
                     batches: report
@@ -210,6 +215,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 report.records_filtered,
                 report.record_errors,
                 report.superseded,
+                report.quarantined,
             );
             // Cancelled: stop before reading more; what was written is reported exactly.
             let reading = bounded(
@@ -231,6 +237,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 break;
             };
             let mut errors = read.errors;
+            let read_errors = errors.len();
             report.records_read += (read.records.len() + errors.len()) as u64;
             let mut out = Vec::with_capacity(read.records.len());
             for record in read.records {
@@ -251,6 +258,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                     Err(e) => errors.push(RecordError::new(position, e.0)),
                 }
             }
+            let transform_errors = errors.len() - read_errors;
             // A source of several inputs names each (with its own version); a job over one
             // input is scoped by the fingerprint its first plan gave.
             let (job_id, batch_number) = match (source.scope(batch), &input.input_fingerprint) {
@@ -287,6 +295,27 @@ impl<P: Pipeline> PipelineActivities<P> {
             report.already_present += outcome.already_present;
             report.superseded += outcome.superseded;
             errors.extend(outcome.errors);
+            if let Some(quarantine) = &input.quarantine
+                && !errors.is_empty()
+            {
+                let failed: Vec<(Stage, RecordError)> = errors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        let stage = if i < read_errors {
+                            Stage::Read
+                        } else if i < read_errors + transform_errors {
+                            Stage::Transform
+                        } else {
+                            Stage::Write
+                        };
+                        (stage, e.clone())
+                    })
+                    .collect();
+                report.quarantined += self
+                    .quarantine(quarantine, input, source, batch, &failed)
+                    .await?;
+            }
             report.record_errors += errors.len() as u64;
             samples.extend(errors);
             samples.truncate(input.max_error_samples as usize);
@@ -297,6 +326,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 records_filtered: report.records_filtered - before.3,
                 record_errors: report.record_errors - before.4,
                 superseded: report.superseded - before.5,
+                quarantined: report.quarantined - before.6,
                 ..Default::default()
             };
             tracing::debug!(
@@ -306,6 +336,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                 written = this_batch.records_written,
                 already_present = this_batch.already_present,
                 superseded = this_batch.superseded,
+                quarantined = this_batch.quarantined,
                 record_errors = this_batch.record_errors,
                 "batch written"
             );
@@ -316,6 +347,45 @@ impl<P: Pipeline> PipelineActivities<P> {
         report.error_samples = samples;
         report.work_ms = Some(started_work.elapsed().as_millis() as u64);
         Ok(report)
+    }
+
+    /// Writes the failed records of `batch` to the job's quarantine, with their bytes read
+    /// again from the source; returns how many were written.
+    async fn quarantine(
+        &self,
+        quarantine: &Quarantine,
+        input: &ProcessInput<P::Source, P::Sink>,
+        source: &<P::Source as SourceConfig>::Source,
+        batch: &BatchRange<OffsetOf<P>>,
+        failed: &[(Stage, RecordError)],
+    ) -> Result<u64, ConnectorError> {
+        let mut records: Vec<u64> = failed.iter().map(|(_, e)| e.position.record).collect();
+        records.sort_unstable();
+        records.dedup();
+        let raw = bounded(
+            input.call_timeout,
+            format!(
+                "reading the failed records of batch {} again from source `{}`",
+                batch.index,
+                <P::Source as SourceConfig>::NAME
+            ),
+            source.raw_records(batch, &records),
+        )
+        .await?;
+        // A source of several inputs names the file by input and record, as it scopes ids.
+        let stem = match source.scope(batch) {
+            Some((name, first_record)) => format!("{name}-{first_record:012}"),
+            None => format!("{:010}", batch.index),
+        };
+        quarantine::write_batch(
+            quarantine,
+            &input.job_id,
+            batch.index,
+            &stem,
+            failed,
+            &raw.into_iter().collect(),
+        )
+        .await
     }
 }
 

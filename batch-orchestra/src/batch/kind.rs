@@ -69,6 +69,8 @@ impl<P: Pipeline> JobKind<P> for Batch {
             records_written: r.records_written,
             already_present: r.already_present,
             superseded: r.superseded,
+            quarantined: r.quarantined,
+            quarantine: r.quarantine.clone(),
             records_filtered: r.records_filtered,
             record_errors: r.record_errors,
             error_samples: r.error_samples.clone(),

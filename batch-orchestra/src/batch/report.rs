@@ -105,6 +105,13 @@ pub struct JobReport<O: Offset> {
     /// Records an upserting sink did not write because it holds a newer version of them.
     #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
     pub superseded: u64,
+    /// Record errors kept whole in the job's [quarantine](crate::quarantine) (every record
+    /// error, when the job has one).
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub quarantined: u64,
+    /// Where the job keeps its failed records, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crate::quarantine::Quarantine>,
     /// Records the transform filtered out (returned `None` for): not errors, not written.
     #[serde(default)]
     pub records_filtered: u64,
@@ -147,6 +154,15 @@ pub struct JobReport<O: Offset> {
 }
 
 impl<O: Offset> JobReport<O> {
+    /// The report of a job that keeps its failed records in `quarantine`.
+    pub(crate) fn quarantined_in(
+        mut self,
+        quarantine: Option<crate::quarantine::Quarantine>,
+    ) -> Self {
+        self.quarantine = quarantine;
+        self
+    }
+
     /// An empty report for a new job.
     pub fn new(job_id: impl Into<String>, pipeline: impl Into<String>, start: Option<O>) -> Self {
         Self {
@@ -157,6 +173,8 @@ impl<O: Offset> JobReport<O> {
             records_written: 0,
             already_present: 0,
             superseded: 0,
+            quarantined: 0,
+            quarantine: None,
             records_filtered: 0,
             record_errors: 0,
             error_samples: Vec::new(),
@@ -276,6 +294,9 @@ pub struct BatchReport {
     /// Records an upserting sink holds a newer version of.
     #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
     pub superseded: u64,
+    /// Failed records written to the job's quarantine.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub quarantined: u64,
     /// Records the transform filtered out.
     #[serde(default)]
     pub records_filtered: u64,

@@ -9,6 +9,7 @@ use super::report::{FailedBatch, JobReport, StoppedAt};
 use crate::connector::{Offset, SinkConfig, SourceConfig};
 use crate::error::JobError;
 use crate::failure::RetrySettings;
+use crate::quarantine::Quarantine;
 use crate::snapshot::SnapshotTarget;
 
 /// Everything a job needs: which data, how to batch it, how to retry, when to stop.
@@ -98,6 +99,10 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
     /// holding off (every failed group is isolated and counted, as a poison batch).
     #[serde(default = "default_outage_budget")]
     pub outage_budget: Duration,
+    /// Where records that fail are kept whole (see [`quarantine`](crate::quarantine)); `None`
+    /// (the default) counts and samples them only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
     /// Set on a redrive: rerun only these failed ranges of an earlier job.
     #[serde(default)]
     pub redrive: Option<Redrive<S::Offset>>,
@@ -134,6 +139,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             heartbeat_timeout: default_heartbeat_timeout(),
             stuck_after: default_stuck_after(),
             outage_budget: default_outage_budget(),
+            quarantine: None,
             redrive: None,
             done: false,
             state: None,
@@ -166,6 +172,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             heartbeat_timeout: self.heartbeat_timeout,
             stuck_after: self.stuck_after,
             outage_budget: self.outage_budget,
+            quarantine: self.quarantine.clone(),
             redrive: None,
             done: false,
             state: None,
@@ -296,6 +303,13 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
     /// cancellation.
     pub fn snapshot(mut self, target: SnapshotTarget) -> Self {
         self.snapshot = Some(target);
+        self
+    }
+
+    /// Keeps every record that fails (its bytes, position, stage and reason) in
+    /// `quarantine`, where it can be listed (`batch-orchestra errors <job>`) and repaired.
+    pub fn quarantine(mut self, quarantine: Quarantine) -> Self {
+        self.quarantine = Some(quarantine);
         self
     }
 

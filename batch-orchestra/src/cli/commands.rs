@@ -171,6 +171,25 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             let (op, _) = find(ops, &jobs, &job).await?;
             print_report(op, &jobs, &job, json).await
         }
+        Command::Errors { job, json } => {
+            let jobs = jobs(&cli.task_queue, cli.profile.as_deref()).await?;
+            let (op, status) = find(ops, &jobs, &job).await?;
+            let summary = if status == WorkflowExecutionStatus::Running {
+                op.progress(&jobs, &job).await?.summary.report
+            } else {
+                match op.report(&jobs, &job).await {
+                    Ok(report) => report.summary,
+                    Err(crate::JobError::Failed {
+                        report: Some(report),
+                        ..
+                    }) => op.failed_report(&report).ok_or_else(|| {
+                        CliError::new(Exit::Error, format!("job `{job}` failed without a report"))
+                    })?,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            print_quarantine(&summary, json)
+        }
         Command::List {
             limit,
             running,
@@ -593,6 +612,49 @@ fn utc(secs: u64) -> String {
         rest % 3600 / 60,
         rest % 60
     )
+}
+
+/// The quarantined records of the job `summary` describes, as lines (or JSON lines).
+fn print_quarantine(summary: &crate::job::ReportSummary, json: bool) -> Result<Exit, CliError> {
+    let job = &summary.job_id;
+    let Some(quarantine) = &summary.quarantine else {
+        return Err(CliError::new(
+            Exit::Error,
+            format!(
+                "job `{job}` keeps no quarantine: its {} record errors are counted and sampled in its report. Start jobs with `quarantine = {{ Dir = \"<dir>\" }}` under `[job]` (or `.quarantine(Quarantine::dir(..))`) to keep failed records",
+                summary.record_errors
+            ),
+        ));
+    };
+    // A redrive writes into the folder of the job it reruns.
+    let folder = summary.redrive_of.as_deref().unwrap_or(job);
+    let records = crate::quarantine::read_job(quarantine, folder)
+        .map_err(|e| CliError::new(Exit::Error, e.to_string()))?;
+    for r in &records {
+        if json {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            continue;
+        }
+        let stage = match r.stage {
+            crate::quarantine::Stage::Read => "read",
+            crate::quarantine::Stage::Transform => "transform",
+            crate::quarantine::Stage::Write => "write",
+        };
+        println!("{}  {stage}: {}", r.position, r.reason);
+        match (&r.raw, &r.raw_base64) {
+            (Some(text), _) => println!("    {text}"),
+            (None, Some(b64)) => println!("    (not UTF-8, base64) {b64}"),
+            (None, None) => println!("    (the source cannot give the record's bytes)"),
+        }
+    }
+    if !json {
+        eprintln!(
+            "{} quarantined records in {}",
+            records.len(),
+            quarantine.describe(folder)
+        );
+    }
+    Ok(Exit::Success)
 }
 
 #[cfg(test)]

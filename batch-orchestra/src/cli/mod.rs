@@ -31,7 +31,7 @@
 //! options under `[job]` (all optional: `batch_size`, `max_in_flight`,
 //! `batches_per_activity`, `plan_ahead`, `max_batches_per_run`, `max_record_errors`,
 //! `max_error_samples`, `max_failed_batches`, `max_records_per_s`, `activity_timeout_s`,
-//! `call_timeout_s`, `heartbeat_timeout_s`, `stuck_after_s`, `start_at`). Secrets stay out of
+//! `call_timeout_s`, `heartbeat_timeout_s`, `stuck_after_s`, `start_at`, `quarantine`). Secrets stay out of
 //! it: connectors name the environment variable that holds a connection string (`uri_env`,
 //! `url_env`), read by the worker.
 //!
@@ -247,6 +247,17 @@ job.toml:
         /// The job id.
         job: String,
         /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a job's quarantined records: position, stage, reason and the record's bytes.
+    #[command(
+        after_help = "Examples:\n  batch-orchestra errors people-1\n  batch-orchestra errors people-1 --json | jq -r .raw"
+    )]
+    Errors {
+        /// The job id.
+        job: String,
+        /// One JSON object a line, for scripts.
         #[arg(long)]
         json: bool,
     },

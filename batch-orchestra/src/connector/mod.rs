@@ -189,6 +189,21 @@ pub trait Source: Send + Sync + 'static {
         let _ = range;
         None
     }
+
+    /// The bytes of the records numbered `records` (ordinals, as in
+    /// [`Position::record`](crate::Position), ascending) in `range`, as the input holds them: what a
+    /// [quarantine](crate::quarantine) keeps of a record that failed. The engine asks only
+    /// for a batch with failed records, after they failed. Return those you can find, by
+    /// ordinal; the default finds none, and quarantined records then carry their position
+    /// and reason only. Files implement it (a CSV record, a JSON Lines line).
+    fn raw_records(
+        &self,
+        range: &BatchRange<Self::Offset>,
+        records: &[u64],
+    ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>, ConnectorError>> + Send {
+        let _ = (range, records);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// A built sink: writes batches.

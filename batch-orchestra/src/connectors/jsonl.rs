@@ -238,6 +238,25 @@ impl<B: ByteInput> Source for JsonLinesReader<B> {
     fn identity(&self) -> Option<String> {
         self.input.version()
     }
+
+    async fn raw_records(
+        &self,
+        range: &BatchRange<LineOffset>,
+        records: &[u64],
+    ) -> Result<Vec<(u64, Vec<u8>)>, ConnectorError> {
+        let bytes = self.input.read(range.start.byte, range.end.byte).await?;
+        let mut found = Vec::with_capacity(records.len());
+        let mut record = range.first_record;
+        for raw in bytes.split_inclusive(|&b| b == b'\n') {
+            if !is_blank(raw) {
+                if records.binary_search(&record).is_ok() {
+                    found.push((record, content(raw).to_vec()));
+                }
+                record += 1;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// What kind of JSON error, in words, without the input's text.

@@ -25,6 +25,10 @@ pub struct ReportSummary {
     pub already_present: u64,
     /// Records an upserting sink holds a newer version of, so did not write.
     pub superseded: u64,
+    /// Failed records kept whole in the job's quarantine.
+    pub quarantined: u64,
+    /// Where the job keeps its failed records, when it does.
+    pub quarantine: Option<crate::quarantine::Quarantine>,
     /// Records a transform filtered out.
     pub records_filtered: u64,
     /// Records that could not be read, transformed or written.

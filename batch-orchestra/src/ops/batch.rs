@@ -70,6 +70,7 @@ struct JobOptions<O: crate::connector::Offset> {
     stuck_after_s: Option<f64>,
     outage_budget_s: Option<f64>,
     start_at: Option<O>,
+    quarantine: Option<crate::quarantine::Quarantine>,
 }
 
 impl<O: crate::connector::Offset> Default for JobOptions<O> {
@@ -91,6 +92,7 @@ impl<O: crate::connector::Offset> Default for JobOptions<O> {
             stuck_after_s: None,
             outage_budget_s: None,
             start_at: None,
+            quarantine: None,
         }
     }
 }
@@ -180,6 +182,7 @@ impl<P: Pipeline> Operated<P> for Batch {
         r.max_failed_batches = o.max_failed_batches.unwrap_or(r.max_failed_batches);
         r.max_records_per_s = rate.or(o.max_records_per_s).filter(|n| *n > 0);
         r.start_at = o.start_at;
+        r.quarantine = o.quarantine;
         for (key, value, field) in [
             (
                 "activity_timeout_s",

@@ -163,6 +163,15 @@ fn describe_counts(r: &ReportSummary) -> String {
     for e in &r.error_samples {
         let _ = writeln!(out, "error     {e}");
     }
+    if let Some(q) = &r.quarantine {
+        let _ = writeln!(
+            out,
+            "quarantine {} records in {} (`batch-orchestra errors {}` lists them)",
+            thousands(r.quarantined),
+            q.describe(r.redrive_of.as_deref().unwrap_or(&r.job_id)),
+            r.job_id
+        );
+    }
     for f in &r.failed {
         // A sharded job's shard that failed as a whole (its file vanished, say) has no
         // batch range: its message names it.

@@ -142,13 +142,7 @@ impl<S: SourceConfig> Source for InputsReader<S> {
             )));
         }
         let (shard, source) = self.input(range.start.input).await?;
-        let inner = BatchRange {
-            index: range.index,
-            start: range.start.at.clone(),
-            end: range.end.at.clone(),
-            first_record: range.start.record,
-            records: range.records,
-        };
+        let inner = within_input(range);
         let mut read = source
             .read(&inner)
             .await
@@ -173,6 +167,16 @@ impl<S: SourceConfig> Source for InputsReader<S> {
         Some((name, range.start.record))
     }
 
+    async fn raw_records(
+        &self,
+        range: &BatchRange<Self::Offset>,
+        records: &[u64],
+    ) -> Result<Vec<(u64, Vec<u8>)>, ConnectorError> {
+        let (_, source) = self.input(range.start.input).await?;
+        let inner = within_input(range);
+        source.raw_records(&inner, records).await
+    }
+
     async fn is_current(&self) -> bool {
         for built in &self.built {
             if let Some((source, _)) = built.get()
@@ -182,6 +186,17 @@ impl<S: SourceConfig> Source for InputsReader<S> {
             }
         }
         true
+    }
+}
+
+/// A range of a group as the range of its one input.
+fn within_input<O: crate::connector::Offset>(range: &BatchRange<GroupOffset<O>>) -> BatchRange<O> {
+    BatchRange {
+        index: range.index,
+        start: range.start.at.clone(),
+        end: range.end.at.clone(),
+        first_record: range.start.record,
+        records: range.records,
     }
 }
 

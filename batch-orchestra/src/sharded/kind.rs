@@ -62,6 +62,7 @@ impl<P: Pipeline> JobKind<P> for Sharded {
             report.records_written += child.records_written;
             report.already_present += child.already_present;
             report.superseded += child.superseded;
+            report.quarantined += child.quarantined;
             report.records_filtered += child.records_filtered;
             report.record_errors += child.record_errors;
             report.batches += child.batches;
@@ -105,6 +106,8 @@ impl<P: Pipeline> JobKind<P> for Sharded {
             records_written: r.records_written,
             already_present: r.already_present,
             superseded: r.superseded,
+            quarantined: r.quarantined,
+            quarantine: r.quarantine.clone(),
             records_filtered: r.records_filtered,
             record_errors: r.record_errors,
             error_samples: r

@@ -62,6 +62,9 @@ pub struct ShardReport<S: SourceConfig> {
     /// Records an upserting sink held a newer version of.
     #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
     pub superseded: u64,
+    /// Failed records written to the job's quarantine.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub quarantined: u64,
     /// Records filtered out by the transform.
     pub records_filtered: u64,
     /// Records that could not be read, transformed or written.
@@ -103,6 +106,7 @@ impl<S: SourceConfig> ShardReport<S> {
             records_written: report.records_written,
             already_present: report.already_present,
             superseded: report.superseded,
+            quarantined: report.quarantined,
             records_filtered: report.records_filtered,
             record_errors: report.record_errors,
             batches: report.batches,
@@ -131,6 +135,7 @@ impl<S: SourceConfig> ShardReport<S> {
             records_written: 0,
             already_present: 0,
             superseded: 0,
+            quarantined: 0,
             records_filtered: 0,
             record_errors: 0,
             batches: 0,
@@ -206,6 +211,9 @@ pub struct ShardedReport<S: SourceConfig> {
     /// Records an upserting sink held a newer version of.
     #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
     pub superseded: u64,
+    /// Failed records written to the job's quarantine.
+    #[serde(default, skip_serializing_if = "crate::connector::is_zero")]
+    pub quarantined: u64,
     /// Records filtered out.
     pub records_filtered: u64,
     /// Records that could not be read, transformed or written.
@@ -228,6 +236,9 @@ pub struct ShardedReport<S: SourceConfig> {
     pub elapsed_ms: u64,
     /// Why the job failed.
     pub failure: Option<String>,
+    /// Where the shards keep their failed records, when they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crate::quarantine::Quarantine>,
 }
 
 impl<S: SourceConfig> ShardedReport<S> {
@@ -247,6 +258,7 @@ impl<S: SourceConfig> ShardedReport<S> {
             records_written: 0,
             already_present: 0,
             superseded: 0,
+            quarantined: 0,
             records_filtered: 0,
             record_errors: 0,
             error_samples: Vec::new(),
@@ -257,6 +269,7 @@ impl<S: SourceConfig> ShardedReport<S> {
             runs: 0,
             elapsed_ms: 0,
             failure: None,
+            quarantine: None,
         }
     }
 
@@ -281,6 +294,7 @@ impl<S: SourceConfig> ShardedReport<S> {
         self.records_written += shard.records_written;
         self.already_present += shard.already_present;
         self.superseded += shard.superseded;
+        self.quarantined += shard.quarantined;
         self.records_filtered += shard.records_filtered;
         self.record_errors += shard.record_errors;
         self.batches += shard.batches;

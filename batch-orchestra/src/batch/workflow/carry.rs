@@ -51,7 +51,8 @@ pub(super) fn start<'a, P: Pipeline>(
             }
         }
         None => {
-            let mut report = JobReport::new(req.workflow_id(), P::NAMES.workflow, None);
+            let mut report = JobReport::new(req.workflow_id(), P::NAMES.workflow, None)
+                .quarantined_in(req.quarantine.clone());
             let first = segments.first();
             report.start_offset = first.and_then(|s| s.start.clone());
             report.end_offset = report.start_offset.clone();

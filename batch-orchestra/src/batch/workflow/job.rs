@@ -155,6 +155,7 @@ impl<'a, P: Pipeline> Job<'a, P> {
             max_error_samples: self.req.max_error_samples,
             call_timeout: self.req.call_timeout,
             input_fingerprint: self.report.input_fingerprint.clone(),
+            quarantine: self.req.quarantine.clone(),
         };
         let policies = &self.req.retry_policies;
         let mut settings = policies
@@ -211,6 +212,7 @@ impl<'a, P: Pipeline> Job<'a, P> {
         r.records_written += batch.records_written;
         r.already_present += batch.already_present;
         r.superseded += batch.superseded;
+        r.quarantined += batch.quarantined;
         r.records_filtered += batch.records_filtered;
         r.record_errors += batch.record_errors;
         r.batches += batches;

@@ -60,7 +60,8 @@ impl<P: Pipeline> PipelineWorkflow<P> {
                     carried.max_records_per_s,
                 ),
                 None => (
-                    JobReport::new(req.workflow_id(), P::NAMES.workflow, req.start_at.clone()),
+                    JobReport::new(req.workflow_id(), P::NAMES.workflow, req.start_at.clone())
+                        .quarantined_in(req.quarantine.clone()),
                     false,
                     req.max_in_flight,
                     req.max_records_per_s,

@@ -249,4 +249,22 @@ impl<B: ByteInput> Source for CsvReader<B> {
     fn identity(&self) -> Option<String> {
         self.input.version()
     }
+
+    async fn raw_records(
+        &self,
+        range: &BatchRange<CsvOffset>,
+        records: &[u64],
+    ) -> Result<Vec<(u64, Vec<u8>)>, ConnectorError> {
+        let (bytes, after_cr) = self.read_after(range.start.byte, range.end.byte).await?;
+        let mut scanner = Scanner::new(self.delimiter);
+        let mut found = Vec::with_capacity(records.len());
+        let mut ordinal = range.first_record;
+        scan_all(&mut scanner, range.start, after_cr, &bytes, |scanned| {
+            if records.binary_search(&ordinal).is_ok() {
+                found.push((ordinal, scanned.raw.to_vec()));
+            }
+            ordinal += 1;
+        });
+        Ok(found)
+    }
 }

@@ -199,6 +199,7 @@ impl MongoSink {
             .map_err(|e| classify(&hosts, &e))?;
         Ok(MongoWriter {
             collection: database.collection(&self.collection),
+            database,
             id: self.id.clone(),
             mode: self.mode,
             version_field: self.version_field.clone(),
@@ -238,6 +239,8 @@ fn classify(target: &str, e: &mongodb::error::Error) -> ConnectorError {
 /// A built MongoDB sink.
 pub struct MongoWriter {
     collection: mongodb::Collection<Document>,
+    /// The collection's database, for commands.
+    database: mongodb::Database,
     id: IdStrategy,
     mode: WriteMode,
     version_field: Option<String>,

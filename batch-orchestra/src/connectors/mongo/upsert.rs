@@ -3,16 +3,16 @@
 //!
 //! A batch is decided against the stored documents, looked up with one query: of several
 //! records with one `_id`, one wins (the highest version, or the last in source order); a
-//! winner whose `_id` is not stored goes into one unordered `insert_many`, one that changes
-//! a stored document is replaced (concurrently: the winners' `_id`s are distinct), and the
-//! rest are already present, superseded or a version conflict. A stored document that
-//! changed between the lookup and the write is decided again, one document at a time, by
-//! the server's own comparison.
+//! stored document equal to the winner is already present, one with a higher version
+//! supersedes it, and the rest are written with one `update` command (one round trip and one
+//! journal commit per batch): each statement replaces the document with the winner's `_id`
+//! (with a version field, only over a lower version or none) or inserts it. A statement the
+//! server refuses for its `_id` (the document changed since the lookup) is decided again on
+//! its own, by the server's comparison.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 
@@ -20,9 +20,6 @@ use super::{MongoWriter, Refusal, classify, differing_fields, id_key};
 use crate::Position;
 use crate::connector::WriteOutcome;
 use crate::error::{ConnectorError, RecordError};
-
-/// Replaces in flight at once per batch.
-const CONCURRENT_REPLACES: usize = 16;
 
 /// What becomes of one upserted document.
 enum Upserted {
@@ -73,32 +70,19 @@ impl MongoWriter {
         let stored = self
             .stored_by_id(winners.values().map(|&i| &docs[i]))
             .await?;
-        let mut inserts = Vec::new();
-        let mut replaces = Vec::new();
+        let mut writes = Vec::new();
         for &i in winners.values() {
             let doc = &docs[i];
             match stored.get(&id_key(doc)) {
-                None => inserts.push(i),
+                None => writes.push(i),
                 Some(twin) => match self.against_stored(doc, twin, field, positions[i]) {
-                    Ok(()) => replaces.push(i),
+                    Ok(()) => writes.push(i),
                     Err(fate) => fates[i] = Some(fate),
                 },
             }
         }
-        inserts.sort_unstable();
-        for (i, fate) in self.insert_new(&docs, &inserts, positions).await? {
-            fates[i] = Some(fate);
-        }
-        let docs = &docs;
-        let replaced: Vec<(usize, Upserted)> = futures::stream::iter(replaces)
-            .map(|i| async move {
-                let fate = self.replace(&docs[i], field, positions[i]).await?;
-                Ok::<_, ConnectorError>((i, fate))
-            })
-            .buffer_unordered(CONCURRENT_REPLACES)
-            .try_collect()
-            .await?;
-        for (i, fate) in replaced {
+        writes.sort_unstable();
+        for (i, fate) in self.write_all(&docs, &writes, positions).await? {
             fates[i] = Some(fate);
         }
         for fate in fates {
@@ -165,9 +149,11 @@ impl MongoWriter {
         }
     }
 
-    /// Inserts the winners at `indices` whose `_id`s were not stored; one taken since is
-    /// decided again on its own.
-    async fn insert_new(
+    /// Writes the winners at `indices` with one `update` command, a statement each: replace
+    /// the document with the winner's `_id` (with a version field, only over a lower
+    /// version), or insert it. Returns each one's fate; one refused for its `_id` is decided
+    /// again on its own.
+    async fn write_all(
         &self,
         docs: &[Document],
         indices: &[usize],
@@ -176,32 +162,72 @@ impl MongoWriter {
         if indices.is_empty() {
             return Ok(Vec::new());
         }
-        let batch: Vec<&Document> = indices.iter().map(|&i| &docs[i]).collect();
-        let mut fates: Vec<(usize, Upserted)> = Vec::with_capacity(indices.len());
-        let mut refused: HashMap<usize, Refusal> = HashMap::new();
-        match self.collection.insert_many(batch).ordered(false).await {
-            Ok(_) => {}
-            Err(e) => match &*e.kind {
-                ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
-                    for err in failure.write_errors.as_deref().unwrap_or_default() {
-                        refused.insert(err.index, Refusal::of(err.code, &err.message));
-                    }
-                }
-                _ => return Err(classify(&self.target, &e)),
-            },
+        let field = self.version_field.as_deref();
+        let updates: Vec<Document> = indices
+            .iter()
+            .map(|&i| doc! { "q": replace_filter(&docs[i], field), "u": docs[i].clone(), "upsert": true })
+            .collect();
+        let mut command = doc! {
+            "update": self.collection.name(),
+            "updates": updates,
+            "ordered": false,
+        };
+        if let Some(concern) = self.write_concern() {
+            command.insert("writeConcern", concern);
         }
+        let reply = self
+            .database
+            .run_command(command)
+            .await
+            .map_err(|e| classify(&self.target, &e))?;
+        if let Ok(concern) = reply.get_document("writeConcernError") {
+            return Err(ConnectorError::transient(format!(
+                "MongoDB at {}: the write concern failed: {}",
+                self.target,
+                concern.get_str("errmsg").unwrap_or("no message")
+            )));
+        }
+        let mut refused: HashMap<usize, Refusal> = HashMap::new();
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for error in errors.iter().filter_map(Bson::as_document) {
+                let index = number(error.get("index")).unwrap_or(-1);
+                let code = number(error.get("code")).unwrap_or(0);
+                let message = error.get_str("errmsg").unwrap_or_default();
+                refused.insert(
+                    usize::try_from(index).unwrap_or(usize::MAX),
+                    Refusal::of(i32::try_from(code).unwrap_or(0), message),
+                );
+            }
+        }
+        let mut fates = Vec::with_capacity(indices.len());
         for (n, &i) in indices.iter().enumerate() {
             let fate = match refused.remove(&n) {
                 None => Upserted::Written,
-                Some(Refusal::SameId) => {
-                    let field = self.version_field.as_deref();
-                    self.replace(&docs[i], field, positions[i]).await?
-                }
+                Some(Refusal::SameId) => self.replace(&docs[i], field, positions[i]).await?,
                 Some(refusal) => Upserted::Refused(refusal.record_error(positions[i])),
             };
             fates.push((i, fate));
         }
         Ok(fates)
+    }
+
+    /// The collection's write concern as a command's `writeConcern` field.
+    fn write_concern(&self) -> Option<Document> {
+        let concern = self.collection.write_concern()?;
+        let mut out = Document::new();
+        if let Some(w) = &concern.w {
+            out.insert("w", mongodb::bson::to_bson(w).ok()?);
+        }
+        if let Some(j) = concern.journal {
+            out.insert("j", j);
+        }
+        if let Some(timeout) = concern.w_timeout {
+            out.insert(
+                "wtimeout",
+                i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+            );
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     /// Replaces (or inserts) the document with `doc`'s `_id` on its own; with a version
@@ -212,17 +238,7 @@ impl MongoWriter {
         field: Option<&str>,
         position: Position,
     ) -> Result<Upserted, ConnectorError> {
-        let mut filter = doc! { "_id": id_of(doc) };
-        if let Some(field) = field {
-            let version = doc.get(field).cloned().unwrap_or(Bson::Null);
-            filter.insert(
-                "$or",
-                vec![
-                    Bson::Document(doc! { field: { "$lt": version } }),
-                    Bson::Document(doc! { field: Bson::Null }),
-                ],
-            );
-        }
+        let filter = replace_filter(doc, field);
         // Without versions, a concurrent upsert of the same new `_id` can win the insert:
         // then the document exists and a second try replaces it.
         for _ in 0..2 {
@@ -332,6 +348,33 @@ fn incomparable(position: Position, field: &str) -> Upserted {
             "the version field `{field}` cannot be ordered against the stored or batched document's: they are values of different kinds"
         ),
     ))
+}
+
+/// The document a record may replace: the one with its `_id`, with a version field only at a
+/// lower version or none.
+fn replace_filter(doc: &Document, field: Option<&str>) -> Document {
+    let mut filter = doc! { "_id": id_of(doc) };
+    if let Some(field) = field {
+        let version = doc.get(field).cloned().unwrap_or(Bson::Null);
+        filter.insert(
+            "$or",
+            vec![
+                Bson::Document(doc! { field: { "$lt": version } }),
+                Bson::Document(doc! { field: Bson::Null }),
+            ],
+        );
+    }
+    filter
+}
+
+/// A number of a server reply, whatever its BSON type.
+fn number(value: Option<&Bson>) -> Option<i64> {
+    match value? {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        Bson::Double(n) => Some(*n as i64),
+        _ => None,
+    }
 }
 
 fn id_of(doc: &Document) -> Bson {

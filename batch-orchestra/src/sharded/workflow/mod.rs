@@ -56,6 +56,7 @@ impl<P: Pipeline> ShardedWorkflow<P> {
                 }
                 None => {
                     me.report = ShardedReport::new(req.workflow_id(), P::NAMES.workflow);
+                    me.report.quarantine = req.job.quarantine.clone();
                     me.max_in_flight = req.job.max_in_flight;
                     me.max_records_per_s = req.job.max_records_per_s;
                     me.max_concurrent_shards = req.max_concurrent_shards;

@@ -153,6 +153,7 @@ impl<'a, P: Pipeline> Parent<'a, P> {
             None => {
                 let mut report =
                     crate::sharded::ShardedReport::new(req.workflow_id(), P::NAMES.workflow);
+                report.quarantine = req.job.quarantine.clone();
                 if req.redrive.is_some() {
                     report.redrive_of = Some(req.job.job_id.clone());
                 }
