@@ -173,6 +173,21 @@ async fn a_job_run_again_quarantines_once(jobs: &JobClient, dir: &Path) {
     assert_eq!(second.already_present, 56, "{second:?}");
     assert_eq!(second.quarantined, 4, "{second:?}");
     assert_eq!(quarantine::read_job(&q, "q-again").unwrap().len(), 4);
+    // The same job id over another input (the file grew by a row): its records are added
+    // beside the first input's, each under its own input.
+    let mut grown = people();
+    grown.extend_from_slice(b"60,person 60,60\n");
+    std::fs::write(&path, grown).unwrap();
+    let third = load(jobs, "q-again", &path, "people_again", &q).await;
+    assert_eq!(third.quarantined, 4, "{third:?}");
+    let kept = quarantine::read_job(&q, "q-again").unwrap();
+    assert_eq!(kept.len(), 8);
+    let inputs: std::collections::BTreeSet<&str> = kept.iter().map(|r| r.input.as_str()).collect();
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    assert!(
+        inputs.iter().all(|i| i.starts_with("q-again@")),
+        "{inputs:?}"
+    );
 }
 
 async fn an_unwritable_quarantine_fails_the_batch(jobs: &JobClient, dir: &Path) {

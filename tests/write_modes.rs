@@ -79,6 +79,20 @@ fn write_modes() {
         });
 }
 
+/// Versions of three keys in one batch: key 1 at days 1, 3, 2; key 2 twice at day 1 with
+/// other names (lines 5 and 6: the second wins, the first is a version conflict); key 3
+/// twice at day 1 with other names, then at day 2 (both superseded, neither a conflict).
+const ONE_BATCH: [(u32, &str, u32); 8] = [
+    (1, "a", 1),
+    (1, "c", 3),
+    (1, "b", 2),
+    (2, "x", 1),
+    (2, "y", 1),
+    (3, "d", 1),
+    (3, "e", 1),
+    (3, "f", 2),
+];
+
 /// Accounts `id,name,updated_at`, one line each, in order.
 fn accounts(rows: &[(u32, &str, u32)]) -> Vec<u8> {
     let mut s = String::from("id,name,updated_at\n");
@@ -206,20 +220,13 @@ async fn postgres_versions_in_one_batch(jobs: &JobClient, db: &tokio_postgres::C
     )
     .await
     .unwrap();
-    // Key 1 at days 1, 3, 2; key 2 twice at day 1 with other names (lines 5 and 6).
-    let csv = accounts(&[
-        (1, "a", 1),
-        (1, "c", 3),
-        (1, "b", 2),
-        (2, "x", 1),
-        (2, "y", 1),
-    ]);
+    let csv = accounts(&ONE_BATCH);
     let path = write(dir, "versions.csv", &csv);
     let sink = PostgresSink::new("versions")
         .key_columns(["id"])
         .upsert("updated_at");
     let report = to_postgres(jobs, "pg-versions", &path, sink).await;
-    assert_eq!(counts(&report), (2, 0, 2, 1), "{report:?}");
+    assert_eq!(counts(&report), (3, 0, 4, 1), "{report:?}");
     let error = &report.error_samples[0];
     assert_eq!(error.position.line, Some(5), "{error:?}");
     assert!(
@@ -228,7 +235,7 @@ async fn postgres_versions_in_one_batch(jobs: &JobClient, db: &tokio_postgres::C
         error.message
     );
     assert!(error.message.contains("`name`"), "{}", error.message);
-    assert_eq!(pg_names(db, "versions", 1..3).await, ["c", "y"]);
+    assert_eq!(pg_names(db, "versions", 1..4).await, ["c", "y", "f"]);
 }
 
 async fn postgres_upsert_configuration_errors(
@@ -362,19 +369,13 @@ async fn mongo_upsert_without_version(jobs: &JobClient, db: &mongodb::Database, 
 }
 
 async fn mongo_versions_in_one_batch(jobs: &JobClient, db: &mongodb::Database, dir: &Path) {
-    let csv = accounts(&[
-        (1, "a", 1),
-        (1, "c", 3),
-        (1, "b", 2),
-        (2, "x", 1),
-        (2, "y", 1),
-    ]);
+    let csv = accounts(&ONE_BATCH);
     let path = write(dir, "m-versions.csv", &csv);
     let sink = MongoSink::new("modes", "versions")
         .id_field("id")
         .version_field("updated_at");
     let report = to_mongo(jobs, "mongo-versions", &path, sink).await;
-    assert_eq!(counts(&report), (2, 0, 2, 1), "{report:?}");
+    assert_eq!(counts(&report), (3, 0, 4, 1), "{report:?}");
     let error = &report.error_samples[0];
     assert_eq!(error.position.line, Some(5), "{error:?}");
     assert!(
@@ -383,7 +384,7 @@ async fn mongo_versions_in_one_batch(jobs: &JobClient, db: &mongodb::Database, d
         error.message
     );
     assert!(error.message.contains("`name`"), "{}", error.message);
-    assert_eq!(mongo_names(db, "versions", 1..3).await, ["c", "y"]);
+    assert_eq!(mongo_names(db, "versions", 1..4).await, ["c", "y", "f"]);
 
     // Without versions the last record of an id wins; the earlier one is superseded.
     let csv = accounts(&[(1, "a", 1), (1, "b", 1), (2, "x", 1), (2, "x", 1)]);

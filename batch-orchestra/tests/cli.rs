@@ -447,6 +447,53 @@ async fn a_job_is_started_watched_steered_and_reported_from_the_shell() {
     assert_eq!(listed[4]["status"], "Completed");
     assert_eq!(listed[3]["status"], "Canceled");
 
+    // A job with a quarantine: its ragged rows are kept whole, and `errors` lists them.
+    let quarantine = dir.path().join("quarantine");
+    let kept = job_file(
+        dir.path(),
+        "kept.toml",
+        &csv,
+        "kept",
+        &format!("quarantine = {{ Dir = \"{}\" }}\n", quarantine.display()),
+    );
+    let out = run(&[
+        "start",
+        "csv-to-mongo",
+        "--job",
+        "kept-1",
+        "--config",
+        kept.to_str().unwrap(),
+        "--watch",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("quarantine 3 records in"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["errors", "kept-1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("read: expected 3 fields").count(), 3, "{text}");
+    assert!(text.contains("    5000,ragged"), "{text}");
+    let out = run(&["errors", "kept-1", "--json"]);
+    let kept: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let raw: Vec<&str> = kept.iter().map(|k| k["raw"].as_str().unwrap()).collect();
+    assert_eq!(raw, ["10,ragged", "5000,ragged", "11999,ragged"]);
+    assert_eq!(kept[0]["stage"], "read");
+    assert_eq!(kept[0]["position"]["line"], 12);
+    // A job without a quarantine says so, and how to keep one.
+    let out = run(&["errors", "people-1"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("keeps no quarantine"),
+        "{}",
+        stderr(&out)
+    );
+
     // SIGTERM: the worker shuts down gracefully and exits 0.
     let pid = worker.0.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -295,9 +295,12 @@ impl<P: Pipeline> PipelineActivities<P> {
             report.already_present += outcome.already_present;
             report.superseded += outcome.superseded;
             errors.extend(outcome.errors);
-            if let Some(quarantine) = &input.quarantine
-                && !errors.is_empty()
-            {
+            if let Some(quarantine) = &input.quarantine {
+                let file = quarantine::BatchFile {
+                    job_id: &input.job_id,
+                    input: &write_ctx.job_id,
+                    batch: write_ctx.batch,
+                };
                 let failed: Vec<(Stage, RecordError)> = errors
                     .iter()
                     .enumerate()
@@ -313,7 +316,7 @@ impl<P: Pipeline> PipelineActivities<P> {
                     })
                     .collect();
                 report.quarantined += self
-                    .quarantine(quarantine, input, source, batch, &failed)
+                    .quarantine(quarantine, &file, input, source, batch, &failed)
                     .await?;
             }
             report.record_errors += errors.len() as u64;
@@ -350,15 +353,21 @@ impl<P: Pipeline> PipelineActivities<P> {
     }
 
     /// Writes the failed records of `batch` to the job's quarantine, with their bytes read
-    /// again from the source; returns how many were written.
+    /// again from the source; returns how many were written. A batch without any removes
+    /// its file, left by an earlier run of the same input.
     async fn quarantine(
         &self,
         quarantine: &Quarantine,
+        file: &quarantine::BatchFile<'_>,
         input: &ProcessInput<P::Source, P::Sink>,
         source: &<P::Source as SourceConfig>::Source,
         batch: &BatchRange<OffsetOf<P>>,
         failed: &[(Stage, RecordError)],
     ) -> Result<u64, ConnectorError> {
+        if failed.is_empty() {
+            quarantine::clear_batch(quarantine, file).await?;
+            return Ok(0);
+        }
         let mut records: Vec<u64> = failed.iter().map(|(_, e)| e.position.record).collect();
         records.sort_unstable();
         records.dedup();
@@ -372,20 +381,7 @@ impl<P: Pipeline> PipelineActivities<P> {
             source.raw_records(batch, &records),
         )
         .await?;
-        // A source of several inputs names the file by input and record, as it scopes ids.
-        let stem = match source.scope(batch) {
-            Some((name, first_record)) => format!("{name}-{first_record:012}"),
-            None => format!("{:010}", batch.index),
-        };
-        quarantine::write_batch(
-            quarantine,
-            &input.job_id,
-            batch.index,
-            &stem,
-            failed,
-            &raw.into_iter().collect(),
-        )
-        .await
+        quarantine::write_batch(quarantine, file, failed, &raw.into_iter().collect()).await
     }
 }
 

@@ -640,7 +640,13 @@ fn print_quarantine(summary: &crate::job::ReportSummary, json: bool) -> Result<E
             crate::quarantine::Stage::Transform => "transform",
             crate::quarantine::Stage::Write => "write",
         };
-        println!("{}  {stage}: {}", r.position, r.reason);
+        // A sharded job's records name their input: `<job>/<input>@<fingerprint>`.
+        let input = r
+            .input
+            .split_once('/')
+            .map(|(_, input)| format!("`{}` ", input.rsplit_once('@').map_or(input, |(i, _)| i)))
+            .unwrap_or_default();
+        println!("{input}{}  {stage}: {}", r.position, r.reason);
         match (&r.raw, &r.raw_base64) {
             (Some(text), _) => println!("    {text}"),
             (None, Some(b64)) => println!("    (not UTF-8, base64) {b64}"),
@@ -653,6 +659,19 @@ fn print_quarantine(summary: &crate::job::ReportSummary, json: bool) -> Result<E
             records.len(),
             quarantine.describe(folder)
         );
+    }
+    // The folder is the workers': read on another machine (or under another working
+    // directory) it may be missing or partial.
+    if (records.len() as u64) < summary.quarantined {
+        return Err(CliError::new(
+            Exit::Error,
+            format!(
+                "the report of `{job}` counts {} quarantined records, and {} holds {}: run `errors` where the workers write the quarantine",
+                summary.quarantined,
+                quarantine.describe(folder),
+                records.len()
+            ),
+        ));
     }
     Ok(Exit::Success)
 }

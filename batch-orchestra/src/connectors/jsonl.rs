@@ -255,6 +255,10 @@ impl<B: ByteInput> Source for JsonLinesReader<B> {
                 record += 1;
             }
         }
+        // The file changed since the read: no bytes rather than another record's.
+        if record - range.first_record != range.records {
+            return Ok(Vec::new());
+        }
         Ok(found)
     }
 }

@@ -30,6 +30,12 @@ impl ProgressSummary {
             self.in_flight,
             self.max_in_flight,
         );
+        if r.superseded > 0 {
+            let _ = write!(line, " · superseded {}", thousands(r.superseded));
+        }
+        if r.quarantined > 0 {
+            let _ = write!(line, " · quarantined {}", thousands(r.quarantined));
+        }
         if let Some(rate) = self.max_records_per_s {
             let _ = write!(line, " · limit {}/s", thousands(rate.into()));
         }

@@ -265,6 +265,10 @@ impl<B: ByteInput> Source for CsvReader<B> {
             }
             ordinal += 1;
         });
+        // The file changed since the read: no bytes rather than another record's.
+        if ordinal - range.first_record != range.records {
+            return Ok(Vec::new());
+        }
         Ok(found)
     }
 }

@@ -155,6 +155,12 @@ impl MongoSink {
     }
 
     async fn build_sink(&self) -> Result<MongoWriter, ConnectorError> {
+        if let (IdStrategy::Position, Some(field)) = (&self.id, &self.version_field) {
+            return Err(ConnectorError::config(format!(
+                "MongoDB sink `{}.{}`: a version field (`{field}`) orders the versions of one document, and ids made from positions are never shared by two records: take ids from a field (`id = {{ Field = \"id\" }}`, `.id_field(\"id\")`)",
+                self.database, self.collection
+            )));
+        }
         if let (WriteMode::Insert, Some(field)) = (self.mode, &self.version_field) {
             return Err(ConnectorError::config(format!(
                 "MongoDB sink `{}.{}`: a version field (`{field}`) orders upserts, and the sink inserts: set `mode = \"Upsert\"` or drop `version_field`",

@@ -4,11 +4,12 @@
 //! A batch is decided against the stored documents, looked up with one query: of several
 //! records with one `_id`, one wins (the highest version, or the last in source order); a
 //! stored document equal to the winner is already present, one with a higher version
-//! supersedes it, and the rest are written with one `update` command (one round trip and one
-//! journal commit per batch): each statement replaces the document with the winner's `_id`
-//! (with a version field, only over a lower version or none) or inserts it. A statement the
-//! server refuses for its `_id` (the document changed since the lookup) is decided again on
-//! its own, by the server's comparison.
+//! supersedes it. Winners whose `_id` is not stored are inserted with one unordered
+//! `insert_many`; winners that change a stored document are written with one `update`
+//! command whose statements each replace the document only while it still holds the version
+//! (or the values) the lookup saw. A statement refused or matching nothing (the document
+//! changed since the lookup) is decided again on its own, by the server's comparison. Records
+//! that lost to another of their `_id` are decided against that winner once its fate is known.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -20,6 +21,11 @@ use super::{MongoWriter, Refusal, classify, differing_fields, id_key};
 use crate::Position;
 use crate::connector::WriteOutcome;
 use crate::error::{ConnectorError, RecordError};
+
+/// Statements in one `update` command, at most (the server takes up to 100,000).
+const MAX_STATEMENTS: usize = 10_000;
+/// Bytes of documents in one `update` command, at most (a command is up to 16 MiB).
+const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
 
 /// What becomes of one upserted document.
 enum Upserted {
@@ -39,8 +45,9 @@ impl MongoWriter {
     ) -> Result<WriteOutcome, ConnectorError> {
         let field = self.version_field.as_deref();
         let mut fates: Vec<Option<Upserted>> = docs.iter().map(|_| None).collect();
-        // Each `_id`'s winner, by index.
+        // Each `_id`'s winner, by index, and the records that lost to one.
         let mut winners: HashMap<String, usize> = HashMap::new();
+        let mut losers = Vec::new();
         for (i, doc) in docs.iter().enumerate() {
             if let Some(field) = field
                 && matches!(doc.get(field), None | Some(Bson::Null))
@@ -56,34 +63,54 @@ impl MongoWriter {
                 continue;
             };
             // Of two records with one `_id`, the later wins unless its version is lower.
-            let (winner, loser) = match field.map(|f| versions(&docs[i], &docs[held], f)) {
-                Some(Some(Ordering::Less)) => (held, i),
+            match field.map(|f| versions(&docs[i], &docs[held], f)) {
+                Some(Some(Ordering::Less)) => losers.push(i),
                 Some(None) => {
                     fates[i] = Some(incomparable(positions[i], field.unwrap_or_default()));
-                    continue;
                 }
-                _ => (i, held),
-            };
-            winners.insert(id_key(doc), winner);
-            fates[loser] = Some(self.beside(&docs[loser], &docs[winner], field, positions[loser]));
+                _ => {
+                    winners.insert(id_key(doc), i);
+                    losers.push(held);
+                }
+            }
         }
         let stored = self
             .stored_by_id(winners.values().map(|&i| &docs[i]))
             .await?;
-        let mut writes = Vec::new();
+        let (mut inserts, mut replaces) = (Vec::new(), Vec::new());
         for &i in winners.values() {
             let doc = &docs[i];
             match stored.get(&id_key(doc)) {
-                None => writes.push(i),
+                None => inserts.push(i),
                 Some(twin) => match self.against_stored(doc, twin, field, positions[i]) {
-                    Ok(()) => writes.push(i),
+                    Ok(()) => replaces.push((i, twin)),
                     Err(fate) => fates[i] = Some(fate),
                 },
             }
         }
-        writes.sort_unstable();
-        for (i, fate) in self.write_all(&docs, &writes, positions).await? {
+        inserts.sort_unstable();
+        replaces.sort_unstable_by_key(|(i, _)| *i);
+        for (i, fate) in self.insert_new(&docs, &inserts, positions).await? {
             fates[i] = Some(fate);
+        }
+        for (i, fate) in self.replace_stored(&docs, &replaces, positions).await? {
+            fates[i] = Some(fate);
+        }
+        // Each loser against its `_id`'s final winner, once that one's fate is known.
+        for loser in losers {
+            let winner = winners[&id_key(&docs[loser])];
+            fates[loser] = Some(match &fates[winner] {
+                Some(Upserted::Refused(_)) => Upserted::Refused(RecordError::new(
+                    positions[loser],
+                    format!(
+                        "not written: the record that supersedes it in the batch (record {}, same `_id`) was refused",
+                        positions[winner].record
+                    ),
+                )),
+                // The stored document is newer than the winner, so than this one.
+                Some(Upserted::Superseded) => Upserted::Superseded,
+                _ => self.beside(&docs[loser], &docs[winner], field, positions[loser]),
+            });
         }
         for fate in fates {
             match fate {
@@ -149,11 +176,9 @@ impl MongoWriter {
         }
     }
 
-    /// Writes the winners at `indices` with one `update` command, a statement each: replace
-    /// the document with the winner's `_id` (with a version field, only over a lower
-    /// version), or insert it. Returns each one's fate; one refused for its `_id` is decided
-    /// again on its own.
-    async fn write_all(
+    /// Inserts the winners at `indices`, whose `_id`s were not stored, with one unordered
+    /// `insert_many`; one taken since is decided again on its own.
+    async fn insert_new(
         &self,
         docs: &[Document],
         indices: &[usize],
@@ -162,14 +187,89 @@ impl MongoWriter {
         if indices.is_empty() {
             return Ok(Vec::new());
         }
+        let mut refused: HashMap<usize, Refusal> = HashMap::new();
+        let batch = indices.iter().map(|&i| &docs[i]);
+        if let Err(e) = self.collection.insert_many(batch).ordered(false).await {
+            match &*e.kind {
+                ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                    for err in failure.write_errors.as_deref().unwrap_or_default() {
+                        refused.insert(err.index, Refusal::of(err.code, &err.message));
+                    }
+                }
+                _ => return Err(classify(&self.target, &e)),
+            }
+        }
         let field = self.version_field.as_deref();
-        let updates: Vec<Document> = indices
-            .iter()
-            .map(|&i| doc! { "q": replace_filter(&docs[i], field), "u": docs[i].clone(), "upsert": true })
-            .collect();
+        let mut fates = Vec::with_capacity(indices.len());
+        for (n, &i) in indices.iter().enumerate() {
+            let fate = match refused.remove(&n) {
+                None => Upserted::Written,
+                Some(Refusal::SameId) => self.replace(&docs[i], field, positions[i]).await?,
+                Some(refusal) => Upserted::Refused(refusal.record_error(positions[i])),
+            };
+            fates.push((i, fate));
+        }
+        Ok(fates)
+    }
+
+    /// Replaces the stored documents of the winners in `replaces` (each with the document the
+    /// lookup found) with `update` commands: each statement matches the `_id` only while it
+    /// still holds the version the lookup saw (or, without a version field, the values), so
+    /// a document changed since is left alone and decided again on its own.
+    async fn replace_stored(
+        &self,
+        docs: &[Document],
+        replaces: &[(usize, &Document)],
+        positions: &[Position],
+    ) -> Result<Vec<(usize, Upserted)>, ConnectorError> {
+        let field = self.version_field.as_deref();
+        let mut fates = Vec::with_capacity(replaces.len());
+        // Commands stay well under the server's 16 MiB message and its statement limit.
+        let mut start = 0;
+        while start < replaces.len() {
+            let (mut end, mut bytes) = (start, 0usize);
+            while end < replaces.len() && end - start < MAX_STATEMENTS {
+                let size = mongodb::bson::to_vec(&docs[replaces[end].0]).map_or(0, |b| b.len());
+                if end > start && bytes + size > MAX_COMMAND_BYTES {
+                    break;
+                }
+                bytes += size;
+                end += 1;
+            }
+            let chunk = &replaces[start..end];
+            let statements: Vec<Document> = chunk
+                .iter()
+                .map(|&(i, stored)| doc! { "q": guard(stored, field), "u": docs[i].clone() })
+                .collect();
+            let (matched, mut refused) = self.update(statements).await?;
+            for (n, &(i, _)) in chunk.iter().enumerate() {
+                let fate = match (refused.remove(&n), matched) {
+                    // Some statement matched nothing (its document changed since the
+                    // lookup) and the server does not say which: each again on its own.
+                    (Some(Refusal::SameId), _) | (None, None) => {
+                        self.replace(&docs[i], field, positions[i]).await?
+                    }
+                    (None, Some(())) => Upserted::Written,
+                    (Some(refusal), _) => Upserted::Refused(refusal.record_error(positions[i])),
+                };
+                fates.push((i, fate));
+            }
+            start = end;
+        }
+        Ok(fates)
+    }
+
+    /// One `update` command of `statements` (no upserts). Returns whether every statement
+    /// that was not refused matched a document (`Some(())`; `None` when some matched none,
+    /// so the caller cannot tell which), and the refusals by statement index.
+    async fn update(
+        &self,
+        statements: Vec<Document>,
+    ) -> Result<(Option<()>, HashMap<usize, Refusal>), ConnectorError> {
+        let count = statements.len() as i64;
         let mut command = doc! {
             "update": self.collection.name(),
-            "updates": updates,
+            "updates": statements,
             "ordered": false,
         };
         if let Some(concern) = self.write_concern() {
@@ -187,7 +287,7 @@ impl MongoWriter {
                 concern.get_str("errmsg").unwrap_or("no message")
             )));
         }
-        let mut refused: HashMap<usize, Refusal> = HashMap::new();
+        let mut refused = HashMap::new();
         if let Ok(errors) = reply.get_array("writeErrors") {
             for error in errors.iter().filter_map(Bson::as_document) {
                 let index = number(error.get("index")).unwrap_or(-1);
@@ -199,16 +299,9 @@ impl MongoWriter {
                 );
             }
         }
-        let mut fates = Vec::with_capacity(indices.len());
-        for (n, &i) in indices.iter().enumerate() {
-            let fate = match refused.remove(&n) {
-                None => Upserted::Written,
-                Some(Refusal::SameId) => self.replace(&docs[i], field, positions[i]).await?,
-                Some(refusal) => Upserted::Refused(refusal.record_error(positions[i])),
-            };
-            fates.push((i, fate));
-        }
-        Ok(fates)
+        let matched = number(reply.get("n")).unwrap_or(-1);
+        let all = (matched == count - refused.len() as i64).then_some(());
+        Ok((all, refused))
     }
 
     /// The collection's write concern as a command's `writeConcern` field.
@@ -365,6 +458,19 @@ fn replace_filter(doc: &Document, field: Option<&str>) -> Document {
         );
     }
     filter
+}
+
+/// The filter of a replace of `stored`: its `_id`, and its version (or, without a version
+/// field, its values) as the lookup saw them.
+fn guard(stored: &Document, field: Option<&str>) -> Document {
+    match field {
+        Some(field) => {
+            let mut filter = doc! { "_id": id_of(stored) };
+            filter.insert(field, stored.get(field).cloned().unwrap_or(Bson::Null));
+            filter
+        }
+        None => stored.clone(),
+    }
 }
 
 /// A number of a server reply, whatever its BSON type.
