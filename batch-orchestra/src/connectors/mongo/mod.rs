@@ -363,9 +363,7 @@ impl MongoWriter {
         &self,
         docs: impl Iterator<Item = &'a Document>,
     ) -> Result<HashMap<String, Document>, ConnectorError> {
-        let ids: Vec<Bson> = docs
-            .map(|d| d.get("_id").cloned().unwrap_or(Bson::Null))
-            .collect();
+        let ids: Vec<Bson> = docs.map(id_of).collect();
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -418,6 +416,11 @@ impl MongoWriter {
         }
         Ok(conflicts)
     }
+}
+
+/// A document's `_id` (`null` when it has none).
+fn id_of(doc: &Document) -> Bson {
+    doc.get("_id").cloned().unwrap_or(Bson::Null)
 }
 
 /// A document's `_id` as a map key: its debug form, which keeps its type, as `==` on `Bson`

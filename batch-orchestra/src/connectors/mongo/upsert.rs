@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 
-use super::{MongoWriter, Refusal, classify, differing_fields, id_key};
+use super::{MongoWriter, Refusal, classify, differing_fields, id_key, id_of};
 use crate::Position;
 use crate::connector::WriteOutcome;
 use crate::error::{ConnectorError, RecordError};
@@ -481,10 +481,6 @@ fn number(value: Option<&Bson>) -> Option<i64> {
         Bson::Double(n) => Some(*n as i64),
         _ => None,
     }
-}
-
-fn id_of(doc: &Document) -> Bson {
-    doc.get("_id").cloned().unwrap_or(Bson::Null)
 }
 
 /// The server's refusal of one document, when the error is one.

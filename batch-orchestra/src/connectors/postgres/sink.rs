@@ -182,7 +182,6 @@ impl PostgresSink {
             ConflictKey::Position(c) => (index.get(c).copied(), Vec::new()),
             ConflictKey::Columns(cs) => (None, cs.clone()),
         };
-        let mut required = key_columns.clone();
         if let WriteMode::Upsert { version } = &self.mode {
             if key_columns.is_empty() {
                 return Err(ConnectorError::config(format!(
@@ -201,7 +200,6 @@ impl PostgresSink {
                     "PostgreSQL sink `{table}`: the version column `{version}` is one of the key columns; versions order the rows of one key, so it must be another column"
                 )));
             }
-            required.push(version.clone());
         }
         Ok(PostgresWriter {
             create_stage: format!(
@@ -218,7 +216,6 @@ impl PostgresSink {
                 .join(", "),
             position_index,
             key_columns,
-            required,
             mode: self.mode.clone(),
         })
     }
@@ -244,8 +241,6 @@ pub struct PostgresWriter {
     position_index: Option<usize>,
     /// The key columns (none for a position key).
     pub(super) key_columns: Vec<String>,
-    /// The columns every record must fill: the key's, and the upsert's version.
-    required: Vec<String>,
     pub(super) mode: WriteMode,
     /// The statement that makes the staging table of one transaction.
     create_stage: String,
@@ -344,16 +339,12 @@ impl PostgresWriter {
             }
             // Without its key a row would be new on every attempt (a default, or NULLs that
             // never conflict), and a retried batch would write it twice.
-            if let Some(missing) = self
-                .required
-                .iter()
-                .find(|k| map.get(k.as_str()).is_none_or(Value::is_null))
+            // The upsert's version too: without it the row has no place among its versions.
+            let mut required = (self.key_columns.iter().map(|k| ("key", k.as_str())))
+                .chain(self.mode.version().map(|v| ("version", v)));
+            if let Some((what, missing)) =
+                required.find(|(_, k)| map.get(*k).is_none_or(Value::is_null))
             {
-                let what = if self.key_columns.contains(missing) {
-                    "key"
-                } else {
-                    "version"
-                };
                 errors.push(RecordError::new(
                     record.position,
                     format!("the {what} column `{missing}` is missing or null"),
@@ -507,12 +498,10 @@ impl PostgresWriter {
 
     /// `COPY` of the batch's columns into the staging table, each row's line first.
     fn copy_statement(&self, columns: &[usize]) -> String {
-        let column_list = columns
-            .iter()
-            .map(|&i| quote_ident(&self.columns[i].name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("COPY {STAGE} ({LINE}, {column_list}) FROM STDIN (FORMAT csv)")
+        format!(
+            "COPY {STAGE} ({LINE}, {}) FROM STDIN (FORMAT csv)",
+            self.column_list(columns)
+        )
     }
 
     /// A server message about the staging table, told of the user's table: the staging

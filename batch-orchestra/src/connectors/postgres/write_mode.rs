@@ -42,6 +42,14 @@ impl WriteMode {
     pub fn is_append(&self) -> bool {
         *self == Self::Append
     }
+
+    /// The version column, for an upsert.
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Self::Append => None,
+            Self::Upsert { version } => Some(version),
+        }
+    }
 }
 
 /// What happened to the staged rows of one statement.
@@ -129,7 +137,7 @@ impl PostgresWriter {
         }
     }
 
-    fn column_list(&self, columns: &[usize]) -> String {
+    pub(super) fn column_list(&self, columns: &[usize]) -> String {
         columns
             .iter()
             .map(|&i| quote_ident(&self.columns[i].name))
@@ -137,11 +145,11 @@ impl PostgresWriter {
             .join(", ")
     }
 
-    /// `t."a" = s."a" AND ...` over the key columns.
-    fn key_join(&self) -> String {
+    /// `a."k" = b."k" AND ...` over the key columns, for tables aliased `a` and `b`.
+    fn key_join(&self, a: &str, b: &str) -> String {
         self.key_columns
             .iter()
-            .map(|k| format!("t.{k} = s.{k}", k = quote_ident(k)))
+            .map(|k| format!("{a}.{k} = {b}.{k}", k = quote_ident(k)))
             .collect::<Vec<_>>()
             .join(" AND ")
     }
@@ -171,11 +179,7 @@ impl PostgresWriter {
     fn upsert_statement(&self, columns: &[usize], version: &str) -> String {
         let column_list = self.column_list(columns);
         let v = quote_ident(version);
-        let keys = self
-            .key_columns
-            .iter()
-            .map(|k| quote_ident(k))
-            .collect::<Vec<_>>();
+        let keys: Vec<String> = self.key_columns.iter().map(|k| quote_ident(k)).collect();
         let updates = columns
             .iter()
             .map(|&i| quote_ident(&self.columns[i].name))
@@ -183,24 +187,20 @@ impl PostgresWriter {
             .map(|c| format!("{c} = EXCLUDED.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let keys_list = keys.join(", ");
-        let returned_join = keys
-            .iter()
-            .map(|k| format!("w.{k} = x.{k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
         format!(
             "WITH w AS (
-                SELECT DISTINCT ON ({keys_list}) {LINE}, {column_list} FROM {STAGE}
-                ORDER BY {keys_list}, {v} DESC, {LINE} DESC
+                SELECT DISTINCT ON ({keys}) {LINE}, {column_list} FROM {STAGE}
+                ORDER BY {keys}, {v} DESC, {LINE} DESC
              ), x AS (
                 INSERT INTO {table} AS t ({column_list}) SELECT {column_list} FROM w
-                ON CONFLICT ({keys_list}) DO UPDATE SET {updates}
+                ON CONFLICT ({keys}) DO UPDATE SET {updates}
                 WHERE t.{v} IS NULL OR t.{v} < EXCLUDED.{v}
                 RETURNING {returning}
              )
              SELECT w.{LINE} FROM w JOIN x ON {returned_join}",
+            keys = self.conflict,
             table = self.table,
+            returned_join = self.key_join("w", "x"),
             returning = keys
                 .iter()
                 .map(|k| format!("t.{k}"))
@@ -233,7 +233,7 @@ impl PostgresWriter {
              WHERE s.{LINE} <> ALL($1)",
             differs = self.differing_columns(columns, &[version]),
             table = self.table,
-            join = self.key_join(),
+            join = self.key_join("t", "s"),
         );
         let rows = tx
             .query(&query, &[&written])
@@ -288,7 +288,7 @@ impl PostgresWriter {
              ) d WHERE cardinality(differs) > 0",
             differs = self.differing_columns(columns, &[]),
             table = self.table,
-            join = self.key_join(),
+            join = self.key_join("t", "s"),
         );
         let rows = tx.query(&query, &[]).await.map_err(|e| self.db.error(&e))?;
         Ok(rows
