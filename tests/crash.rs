@@ -17,7 +17,7 @@ use batch_orchestra::failure::RetrySettings;
 use batch_orchestra::sharded::ShardedRequest;
 use batch_orchestra::testing::{MongoServer, TemporalDevServer, WorkerProcess};
 use batch_orchestra::{JobClient, JobHandle, JobStatus};
-use batch_orchestra_tests::{CsvToFaultyMongo, FaultyMongo, at_progress_marks};
+use batch_orchestra_tests::{CsvToFaultyMongo, FaultyMongo, at_sink_marks};
 use mongodb::bson::{Document, doc};
 
 /// Data rows in the CSV, of which [`BAD_ROWS`] are ragged.
@@ -157,6 +157,20 @@ impl Rig {
         client.database("crash").collection(job)
     }
 
+    /// A probe of how many documents the job's collection holds (none while the server is
+    /// down), for [`at_sink_marks`].
+    async fn held(
+        &self,
+        job: &str,
+    ) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send>> + use<>
+    {
+        let coll = self.collection(job).await;
+        move || {
+            let coll = coll.clone();
+            Box::pin(async move { coll.count_documents(doc! {}).await.ok() })
+        }
+    }
+
     /// Documents in the job's collection, and distinct `id` values among them.
     async fn counts(&self, job: &str) -> (u64, u64) {
         let coll = self.collection(job).await;
@@ -228,14 +242,16 @@ async fn a_worker_killed_five_times_loses_and_duplicates_nothing() {
     let job = "killed-worker";
     let handle = rig.start_job(rig.request(job, 100)).await;
     // Kill moments are points of progress (seeded), so every kill lands mid-job however fast
-    // the machine is: the n-th kill comes once 2,000 + 3,000 n (+ up to 1,500) rows were read.
+    // the machine is: the n-th kill comes once 2,000 + 3,000 n (+ up to 1,500) rows are in
+    // the collection.
     let marks: Vec<u64> = (0..5)
         .map(|n| 2_000 + 3_000 * n + rng.millis(0, 1_500).as_millis() as u64)
         .collect();
-    let kills = at_progress_marks(&handle, &marks, |n, read| {
+    let held = rig.held(job).await;
+    let kills = at_sink_marks(held, VALID, &marks, Duration::from_secs(120), |n, rows| {
         let mut dead = rig.workers.pop().unwrap();
         println!(
-            "killing worker {} (kill {}) at {read} rows read",
+            "killing worker {} (kill {}) at {rows} rows written",
             dead.pid(),
             n + 1
         );
@@ -379,10 +395,17 @@ async fn mongodb_killed_mid_job_loses_no_acknowledged_write() {
     rig.add_worker();
     let job = "mongo-killed";
     let handle = rig.start_job(rig.request(job, 50)).await;
-    let killed = at_progress_marks(&handle, &[6_000], |_, read| {
-        println!("SIGKILL to the MongoDB-wire server at {read} rows read");
-        rig.mongo.kill();
-    })
+    let held = rig.held(job).await;
+    let killed = at_sink_marks(
+        held,
+        VALID,
+        &[6_000],
+        Duration::from_secs(120),
+        |_, rows| {
+            println!("SIGKILL to the MongoDB-wire server at {rows} rows written");
+            rig.mongo.kill();
+        },
+    )
     .await;
     assert_eq!(killed, 1, "the job ended before the kill");
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -13,7 +13,7 @@ use batch_orchestra::connectors::postgres::PostgresSink;
 use batch_orchestra::failure::RetrySettings;
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer, WorkerProcess};
 use batch_orchestra::{JobClient, JobStatus};
-use batch_orchestra_tests::{CsvToSlowPostgres, SlowPostgres, at_progress_marks};
+use batch_orchestra_tests::{CsvToSlowPostgres, SlowPostgres, at_sink_marks};
 
 const ROWS: u64 = 12_000;
 const BAD_ROWS: u64 = 2;
@@ -79,10 +79,22 @@ async fn run_killing_the_worker_three_times(
         );
     let handle = CsvToSlowPostgres::start(&jobs, request).await.unwrap();
     // Kill moments are points of progress, so all three land mid-job: the n-th once
-    // 1,000 + 2,500 n (+ up to 500) rows were read, leaving 5,500 rows after the last.
+    // 1,000 + 2,500 n (+ up to 500) rows are in the table at version 2, leaving 5,500 rows
+    // after the last.
     let marks: Vec<u64> = (0..3).map(|n| 1_000 + 2_500 * n + seed % 500).collect();
-    let kills = at_progress_marks(&handle, &marks, |_, read| {
-        println!("killing worker {} at {read} rows read", worker.pid());
+    let db = std::sync::Arc::new(connect(pg).await);
+    let held = || {
+        let db = db.clone();
+        async move {
+            let row = db
+                .query_one("SELECT count(*) FROM people WHERE updated_at = 2", &[])
+                .await
+                .ok()?;
+            Some(row.get::<_, i64>(0) as u64)
+        }
+    };
+    let kills = at_sink_marks(held, VALID, &marks, Duration::from_secs(180), |_, rows| {
+        println!("killing worker {} at {rows} rows written", worker.pid());
         worker.kill();
         worker = spawn();
     })

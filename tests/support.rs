@@ -114,26 +114,33 @@ pub async fn run<P: batch_orchestra::Pipeline>(
     jobs.start::<P>(request).await?.report().await
 }
 
-/// While the job runs, calls `act(n, rows_read)` once its rows read reach `marks[n]`, for each
-/// mark in turn (a crash test kills a worker there); returns how many marks were reached
-/// before the job ended.
-pub async fn at_progress_marks<P: batch_orchestra::Pipeline>(
-    handle: &batch_orchestra::JobHandle<P>,
+/// While a job runs, calls `act(n, held)` once the rows its sink holds (`held()`, read from
+/// the sink's own server) reach `marks[n]`, for each mark in turn (a crash test kills a worker
+/// there); returns how many marks were reached before the sink held `total` rows or `limit`
+/// passed. Progress is read from the sink, not queried from the workflow: a query can wait
+/// seconds after a worker is killed, long enough for a fast job to end unseen.
+pub async fn at_sink_marks<F, Fut>(
+    mut held: F,
+    total: u64,
     marks: &[u64],
+    limit: std::time::Duration,
     mut act: impl FnMut(usize, u64),
-) -> usize {
+) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<u64>>,
+{
+    let deadline = std::time::Instant::now() + limit;
     let mut reached = 0;
-    while reached < marks.len() {
-        let Ok(progress) = handle.progress().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
-        if progress.report.status != batch_orchestra::JobStatus::Running {
-            break;
-        }
-        if progress.report.records_read >= marks[reached] {
-            act(reached, progress.report.records_read);
-            reached += 1;
+    while reached < marks.len() && std::time::Instant::now() < deadline {
+        if let Some(rows) = held().await {
+            if rows >= total {
+                break;
+            }
+            if rows >= marks[reached] {
+                act(reached, rows);
+                reached += 1;
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
