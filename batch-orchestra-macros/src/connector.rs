@@ -53,6 +53,7 @@ struct Connector {
     build_fn: Ident,
     /// A source's listing method, for sharded jobs.
     shards_fn: Option<Ident>,
+    incremental_fn: Option<Ident>,
     streaming: bool,
     item: ItemStruct,
 }
@@ -131,6 +132,7 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
     let mut built: Option<Type> = None;
     let mut build_fn: Option<Ident> = None;
     let mut shards_fn: Option<Ident> = None;
+    let mut incremental_fn: Option<Ident> = None;
     let mut streaming: Option<Ident> = None;
     let built_arg = side.built_arg();
     for arg in split_args(args, &mut errors) {
@@ -187,10 +189,15 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
                 Ok(ident) => shards_fn = Some(ident),
                 Err(_) => errors.push(span, "`shards` takes the name of a method of the config that lists its inputs, like `shards = list`"),
             },
+            "incremental" if matches!(side, Side::Source) => match syn::parse2::<Ident>(value) {
+                Ok(_) if incremental_fn.is_some() => errors.push(key.span(), "`incremental` is given twice"),
+                Ok(ident) => incremental_fn = Some(ident),
+                Err(_) => errors.push(span, "`incremental` takes the name of a method of the config that pins a run's window, like `incremental = begin`"),
+            },
             _ => errors.push(
                 key.span(),
                 match side {
-                    Side::Source => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}`, `build`, `shards` or `streaming`"),
+                    Side::Source => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}`, `build`, `shards`, `incremental` or `streaming`"),
                     Side::Sink => format!("unknown argument `{key_name}` of `#[{attr}]`; expected `name`, `{built_arg}` or `build`"),
                 },
             ),
@@ -208,6 +215,12 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
         errors.push(
             Span::call_site(),
             format!("missing `{built_arg}`: name the type that implements `batch_orchestra::{}`, like `{built_arg} = MyType`", side.built_trait()),
+        );
+    }
+    if let (Some(streaming), Some(_)) = (&streaming, &incremental_fn) {
+        errors.push(
+            streaming.span(),
+            "a streaming source is read from where it stopped, not in windows: drop `incremental` or `streaming`",
         );
     }
     if let (Some(streaming), Some(_)) = (&streaming, &shards_fn) {
@@ -228,6 +241,7 @@ fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector,
             built,
             build_fn: build_fn.unwrap_or_else(|| format_ident!("{}", default_build)),
             shards_fn,
+            incremental_fn,
             streaming: streaming.is_some(),
             item,
         }),
@@ -291,6 +305,7 @@ fn example(key: &str, built_arg: &str) -> String {
         "name" => "name = \"numbers\"".into(),
         "build" => "build = open".into(),
         "shards" => "shards = list".into(),
+        "incremental" => "incremental = begin".into(),
         k if k == built_arg => format!("{built_arg} = MyType"),
         other => format!("{other} = ..."),
     }
@@ -302,6 +317,7 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
         built,
         build_fn,
         shards_fn,
+        incremental_fn,
         streaming,
         item,
     } = c;
@@ -327,6 +343,22 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                 > + ::core::marker::Send {
                     #call
                 }
+            }
+        }
+    });
+    let begin_window = incremental_fn.as_ref().map(|begin| {
+        let call = quote_spanned! {begin.span()=> #ident::#begin(self, previous) };
+        quote! {
+            fn begin_window(
+                &self,
+                previous: ::core::option::Option<::batch_orchestra::connector::Cursor>,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<
+                    ::batch_orchestra::connector::Window<Self>,
+                    ::batch_orchestra::ConnectorError,
+                >,
+            > + ::core::marker::Send {
+                #call
             }
         }
     });
@@ -379,6 +411,8 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
                     > + ::core::marker::Send {
                         #build_call
                     }
+
+                    #begin_window
                 }
 
                 #list_inputs

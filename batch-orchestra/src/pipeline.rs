@@ -24,6 +24,9 @@ pub struct PipelineNames {
     pub process: &'static str,
     /// The snapshot activity: saves the job report.
     pub snapshot: &'static str,
+    /// The begin activity of an incremental job: finds the last run's cursor and pins this
+    /// run's window.
+    pub begin: &'static str,
     /// The parent workflow of a sharded job: runs one `<workflow>` child per input.
     pub sharded: &'static str,
     /// The list activity of a sharded job: lists inputs a page at a time.
@@ -55,6 +58,7 @@ macro_rules! pipeline_names {
             plan: concat!($workflow, ".plan"),
             process: concat!($workflow, ".process"),
             snapshot: concat!($workflow, ".snapshot"),
+            begin: concat!($workflow, ".begin"),
             sharded: concat!($workflow, ".sharded"),
             list: concat!($workflow, ".list"),
             shard: concat!($workflow, ".shard"),

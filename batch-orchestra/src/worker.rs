@@ -108,6 +108,7 @@ impl WorkerBuilder {
             n.plan,
             n.process,
             n.snapshot,
+            n.begin,
             n.sharded,
             n.list,
             n.shard,
@@ -142,6 +143,7 @@ impl WorkerBuilder {
                 self.connectors.clone(),
                 slot,
                 register,
+                self.client.clone(),
             ));
     }
 
@@ -318,6 +320,7 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Registers the activities of a batch pipeline: its batch jobs' and its sharded jobs' `list`.
 fn batch_and_list<P: Pipeline>(me: Arc<PipelineActivities<P>>, defs: &mut ActivityDefinitions) {
     crate::batch::activities::register::<P>(me.clone(), defs);
+    crate::batch::begin::register::<P>(me.clone(), defs);
     crate::sharded::list::register::<P>(me, defs);
 }
 

@@ -39,6 +39,9 @@ pub(crate) struct PipelineActivities<P: Pipeline> {
     /// The transform's state, built by the first batch that needs it.
     state: tokio::sync::OnceCell<P::State>,
     pub(crate) metrics: MetricsSlot,
+    /// The worker's Temporal client, for activities that look up other runs (an incremental
+    /// job's last cursor).
+    pub(crate) client: temporalio_client::Client,
     /// Registers the activities of the kind these serve.
     register: Register<P>,
     _pipeline: PhantomData<fn() -> P>,
@@ -59,11 +62,13 @@ impl<P: Pipeline> PipelineActivities<P> {
         connectors: ConnectorCache,
         metrics: MetricsSlot,
         register: Register<P>,
+        client: temporalio_client::Client,
     ) -> Self {
         Self {
             connectors,
             state: tokio::sync::OnceCell::new(),
             metrics,
+            client,
             register,
             _pipeline: PhantomData,
         }

@@ -6,6 +6,7 @@
 //! in `workflow/`, the kind's [`JobKind`](crate::job::JobKind) implementation in `kind.rs`.
 
 pub(crate) mod activities;
+pub(crate) mod begin;
 mod kind;
 mod report;
 mod request;
@@ -13,7 +14,8 @@ pub(crate) mod workflow;
 
 pub use report::{BatchReport, FailedBatch, JobReport, Progress, StoppedAt};
 pub use request::{
-    BatchProcessingRequest, CarriedState, Redrive, Stretch, Throttle, redrive_workflow_id,
+    BatchProcessingRequest, CarriedState, Incremental, Redrive, Stretch, Throttle,
+    redrive_workflow_id,
 };
 pub use workflow::PipelineWorkflow;
 

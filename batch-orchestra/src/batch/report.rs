@@ -151,6 +151,14 @@ pub struct JobReport<O: Offset> {
     /// rest from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<StoppedAt<O>>,
+    /// For an incremental run: the cursor it started from (`None` on a first run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_from: Option<crate::connector::Cursor>,
+    /// For an incremental run: the cursor the next run starts from, once this run completed
+    /// with every batch written (a run with failed batches leaves the next run where it
+    /// started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<crate::connector::Cursor>,
 }
 
 impl<O: Offset> JobReport<O> {
@@ -189,6 +197,8 @@ impl<O: Offset> JobReport<O> {
             failure: None,
             input_fingerprint: None,
             stopped_at: None,
+            cursor_from: None,
+            cursor: None,
         }
     }
 

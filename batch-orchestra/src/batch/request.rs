@@ -103,6 +103,10 @@ pub struct BatchProcessingRequest<S: SourceConfig, K: SinkConfig> {
     /// (the default) counts and samples them only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<Quarantine>,
+    /// Set for an incremental run: read only what changed since the last completed run of
+    /// its sync (see [`incremental`](Self::incremental)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
     /// Set on a redrive: rerun only these failed ranges of an earlier job.
     #[serde(default)]
     pub redrive: Option<Redrive<S::Offset>>,
@@ -140,6 +144,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             stuck_after: default_stuck_after(),
             outage_budget: default_outage_budget(),
             quarantine: None,
+            incremental: None,
             redrive: None,
             done: false,
             state: None,
@@ -173,6 +178,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             stuck_after: self.stuck_after,
             outage_budget: self.outage_budget,
             quarantine: self.quarantine.clone(),
+            incremental: None,
             redrive: None,
             done: false,
             state: None,
@@ -185,6 +191,41 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             Some(r) => redrive_workflow_id(&self.job_id, r.number),
             None => self.job_id.clone(),
         }
+    }
+
+    /// Makes this an incremental run of the sync `sync`: before reading, the job finds the
+    /// cursor the last completed run of the sync left (its runs are this pipeline's jobs whose
+    /// ids start with `<sync>-`; a schedule names its runs so) and reads only what changed
+    /// since, as the source pins it ([`SourceConfig::begin_window`]). The first run reads
+    /// everything. The run's report carries the cursor it started from and the one the next
+    /// run starts from. Run ids must start with `<sync>-`, like `orders-2026-12-07T10:00:00Z`.
+    ///
+    /// ```
+    /// use batch_orchestra::batch::BatchProcessingRequest;
+    /// use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource};
+    ///
+    /// let source = PostgresSource::table("orders", "id").incremental("updated_at");
+    /// let sink = PostgresSink::new("orders_copy").key_columns(["id"]).upsert("updated_at");
+    /// let run = BatchProcessingRequest::new("orders-run-1", source, sink).incremental("orders");
+    /// assert_eq!(run.incremental.unwrap().sync, "orders");
+    /// ```
+    pub fn incremental(mut self, sync: impl Into<String>) -> Self {
+        self.incremental = Some(Incremental {
+            sync: sync.into(),
+            from: None,
+        });
+        self
+    }
+
+    /// Starts this incremental run from `cursor` instead of the last run's (a rerun of a
+    /// window, or a first run's starting point). For PostgreSQL, `{"value": "<column value>"}`
+    /// reads the rows whose cursor column is above it. Call after
+    /// [`incremental`](Self::incremental).
+    pub fn incremental_from(mut self, cursor: crate::connector::Cursor) -> Self {
+        if let Some(run) = &mut self.incremental {
+            run.from = Some(cursor);
+        }
+        self
     }
 
     /// Starts batches no faster than `n` records per second on average (0 for no limit).
@@ -318,6 +359,17 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
         let bad = |msg: String| Err(JobError::InvalidRequest(msg));
         if self.job_id.trim().is_empty() {
             return bad("job_id is empty".into());
+        }
+        if let Some(run) = &self.incremental {
+            if run.sync.trim().is_empty() {
+                return bad(format!("job `{}`: the incremental sync name is empty", self.job_id));
+            }
+            if !self.job_id.starts_with(&format!("{}-", run.sync)) {
+                return bad(format!(
+                    "job `{}`: an incremental run's id must start with `{}-` (its sync's name), so the next run finds it",
+                    self.job_id, run.sync
+                ));
+            }
         }
         if self.batch_size == 0 {
             return bad(format!(
@@ -527,4 +579,15 @@ pub struct CarriedState<O: Offset> {
     /// The rate limit in records per second (changeable by signal).
     #[serde(default)]
     pub max_records_per_s: Option<u32>,
+}
+
+/// What makes a batch job an incremental run: the sync it belongs to and, for a rerun, the
+/// cursor to start from. See [`BatchProcessingRequest::incremental`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incremental {
+    /// The sync's name: its runs are the pipeline's jobs whose ids start with `<sync>-`.
+    pub sync: String,
+    /// Start from this cursor instead of the last completed run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<crate::connector::Cursor>,
 }

@@ -18,6 +18,7 @@ use crate::error::{ConnectorError, RecordError};
 use crate::record::Positioned;
 
 mod capability;
+pub mod incremental;
 pub mod listing;
 pub mod stream;
 
@@ -25,6 +26,7 @@ pub mod stream;
 pub use capability::{
     Capabilities, DoesNotList, DoesNotStream, ListFn, Lists, SourceProbe, Streams,
 };
+pub use incremental::{Cursor, Window};
 pub use listing::{ListInputs, Shard, ShardPage};
 pub use stream::{NotABatch, Receipt, Received, StreamReader, StreamSource};
 
@@ -308,6 +310,22 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
 
     /// Builds the source: opens files, connects clients. Called once per worker and config.
     fn build(&self) -> impl Future<Output = Result<Self::Source, ConnectorError>> + Send;
+
+    /// Pins the window of one incremental run: what changed since `previous` (everything on
+    /// a first run), and the cursor the next run starts from (see
+    /// [`incremental`](crate::connector::incremental)). A source opts in with
+    /// `incremental = <method>` in `#[batch_source]`; by default it cannot be read
+    /// incrementally, and an incremental job of it fails at once saying so.
+    fn begin_window(
+        &self,
+        previous: Option<Cursor>,
+    ) -> impl Future<Output = Result<Window<Self>, ConnectorError>> + Send {
+        let _ = previous;
+        std::future::ready(Err(ConnectorError::config(format!(
+            "the `{}` source cannot be read incrementally: drop `incremental` from the job, or use a source that supports it (postgres)",
+            Self::NAME
+        ))))
+    }
 }
 
 /// The serializable configuration of a sink; it builds the [`Sink`].

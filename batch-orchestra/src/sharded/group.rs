@@ -213,6 +213,8 @@ impl<P: Pipeline> Pipeline for Grouped<P> {
         plan: P::NAMES.shard_plan,
         process: P::NAMES.shard_process,
         snapshot: P::NAMES.shard_snapshot,
+        // Shards are never incremental: no begin activity is registered for them.
+        begin: P::NAMES.begin,
         sharded: P::NAMES.sharded,
         list: P::NAMES.list,
         shard: P::NAMES.shard,

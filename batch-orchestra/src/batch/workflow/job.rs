@@ -16,6 +16,8 @@ use crate::batch::activities::{
 use crate::batch::{BatchReport, StoppedAt};
 use crate::batch::{ReportOf, RequestOf};
 use crate::connector::BatchRange;
+use crate::batch::begin::{BeginActivity, BeginInput};
+use crate::failure::Cause;
 use crate::failure::RECORD_ERROR_LIMIT_TYPE;
 use crate::failure::Stop;
 use crate::failure::activity_options;
@@ -96,6 +98,32 @@ impl<'a, P: Pipeline> Job<'a, P> {
         self.cursor = Some(range.end.clone());
         self.next_record = range.first_record + range.records;
         self.next_batch = range.index + 1;
+    }
+
+    /// The first step of an incremental run: the `begin` activity finds the last run's
+    /// cursor and pins the window, which the run then reads (and carries, so later runs of
+    /// the job after continue-as-new read the same window).
+    pub async fn begin(&mut self) -> Result<(), Stop> {
+        let Some(incremental) = self.req.incremental.clone() else {
+            return Ok(());
+        };
+        let input = BeginInput {
+            source: self.req.source.clone(),
+            incremental,
+            run_id: self.req.job_id.clone(),
+            call_timeout: self.req.call_timeout,
+        };
+        let opts = self.options(P::NAMES.begin, "begin");
+        let begun = self
+            .ctx
+            .execute_activity(BeginActivity::<P>::new(), input, opts)
+            .await
+            .map_err(|e| Cause::of(&e).stop("pinning the incremental window"))?;
+        self.req.source = begun.source;
+        self.report.cursor_from = begun.from;
+        self.report.cursor = Some(begun.next);
+        self.publish(&[]);
+        Ok(())
     }
 
     pub fn now_ms(&self) -> u64 {

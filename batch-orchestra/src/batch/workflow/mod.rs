@@ -129,12 +129,19 @@ workflow_glue!(PipelineWorkflow, Batch, run_job);
 async fn run_job<P: Pipeline>(
     ctx: &WorkflowContext<PipelineWorkflow<P>>,
 ) -> Result<ReportOf<P>, WorkflowTermination> {
-    let req = crate::failure::checked_request(ctx.state(|w| w.request.clone()), |r| r.validate())?;
+    let req = ctx
+        .state(|w| w.request.clone())
+        .map(|r| scheduled_run::<P>(ctx.workflow_id(), r));
+    let req = crate::failure::checked_request(req, |r| r.validate())?;
     let segments = carry::segments::<P>(&req);
+    let begins = req.incremental.is_some() && req.state.is_none() && req.redrive.is_none();
     let mut job = carry::start(ctx, req, &segments);
     job.report.runs += 1;
     job.report.status = JobStatus::Running;
     job.publish(&[]);
+    if begins && let Err(stop) = job.begin().await {
+        return Err(fail(job, stop).await);
+    }
     match window::drive(&mut job, &segments).await {
         Ok(Next::Done) => {
             job.touch();
@@ -174,6 +181,19 @@ async fn run_job<P: Pipeline>(
         }
         Err(stop) => Err(fail(job, stop).await),
     }
+}
+
+/// A schedule starts its runs as `<workflow id>-<scheduled time>` with the request it holds:
+/// a new run whose workflow id extends the request's job id that way takes the workflow id as
+/// its job id, so each run has its own record ids, report and place in its sync.
+fn scheduled_run<P: Pipeline>(workflow_id: &str, mut req: RequestOf<P>) -> RequestOf<P> {
+    let extends = workflow_id
+        .strip_prefix(req.job_id.as_str())
+        .is_some_and(|rest| rest.starts_with('-'));
+    if req.state.is_none() && req.redrive.is_none() && extends {
+        req.job_id = workflow_id.to_owned();
+    }
+    req
 }
 
 /// Fails the job with its original cause, saving a failed report first when asked to. The

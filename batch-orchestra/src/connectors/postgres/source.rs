@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Database, quote_ident, quote_literal};
-use crate::connector::{BatchRange, Plan, PlannedBatch, ReadBatch, Source};
+use crate::connector::{BatchRange, Cursor, Plan, PlannedBatch, ReadBatch, Source, Window};
 use crate::error::ConnectorError;
 use crate::record::{Position, Positioned};
 
@@ -50,7 +50,7 @@ pub struct KeyOffset {
 ///     .url_env("SHOP_DATABASE_URL");
 /// assert_eq!(recent.key, "order_id");
 /// ```
-#[crate::batch_source(name = "postgres", reader = PostgresReader)]
+#[crate::batch_source(name = "postgres", reader = PostgresReader, incremental = begin)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostgresSource {
     /// The environment variable holding the connection string, read by the worker.
@@ -62,6 +62,30 @@ pub struct PostgresSource {
     /// The columns to read; all of them when empty.
     #[serde(default)]
     pub columns: Vec<String>,
+    /// For incremental runs: the column the cursor shows (an `updated_at` timestamp, an
+    /// increasing id) and a first run or a rerun can start above. See
+    /// [`incremental`](Self::incremental).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<String>,
+    /// The window an incremental run reads, pinned by its first step; `None` reads every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ChangeWindow>,
+}
+
+/// The rows an incremental run reads: those whose current version was committed after the
+/// `after` snapshot (or whose cursor column is above `above`) and before the `upto`
+/// snapshot. Snapshots are PostgreSQL's `pg_snapshot` text (`xmin:xmax:xip,...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeWindow {
+    /// Rows committed as of this snapshot, taken when the run began.
+    pub upto: String,
+    /// Rows not yet committed as of this snapshot, the one the last run read up to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Rows whose cursor column is above this value (a first run's starting point or a
+    /// rerun's), in PostgreSQL's text form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<String>,
 }
 
 impl PostgresSource {
@@ -82,6 +106,8 @@ impl PostgresSource {
             relation,
             key,
             columns: Vec::new(),
+            incremental: None,
+            window: None,
         }
     }
 
@@ -95,6 +121,81 @@ impl PostgresSource {
     pub fn columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
         self.columns = columns.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Makes the table readable incrementally (in runs of a sync, see
+    /// [`BatchProcessingRequest::incremental`](crate::batch::BatchProcessingRequest::incremental)),
+    /// with `column` as the cursor people see: an `updated_at` timestamp or an increasing id.
+    ///
+    /// Each run reads the rows whose current version was committed after the last run's
+    /// snapshot and before its own: changes are found by commit, not by the column's value,
+    /// so a transaction that took an earlier `updated_at` but committed after the last run
+    /// read (the late commit that a `MAX(updated_at)` cursor misses) is read by the next run,
+    /// and an update is read once per run that sees it. Deleted rows are not propagated. A
+    /// first run, or a rerun from `{"value": ...}`, reads the rows whose column is above the
+    /// value (all rows on a first run without one). Tables only, not queries.
+    pub fn incremental(mut self, column: impl Into<String>) -> Self {
+        self.incremental = Some(column.into());
+        self
+    }
+
+    /// Pins one incremental run's window: a snapshot taken now bounds it above, the last
+    /// run's snapshot (or a column value) below.
+    async fn begin(&self, previous: Option<Cursor>) -> Result<Window<Self>, ConnectorError> {
+        let (Relation::Table(table), Some(column)) = (&self.relation, &self.incremental) else {
+            return Err(ConnectorError::config(
+                "an incremental PostgreSQL source reads a table with a cursor column: write `PostgresSource::table(..).incremental(\"updated_at\")` (`incremental = \"updated_at\"` in a job file)",
+            ));
+        };
+        let db = Database::connect(&self.url_env).await?;
+        let mut client = db.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| db.error(&e))?;
+        let quoted: String = tx
+            .query_one("SELECT $1::text::regclass::text", &[table])
+            .await
+            .map_err(|e| db.error(&e))?
+            .get(0);
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT pg_current_snapshot()::text, max(r.{})::text FROM {quoted} r",
+                    quote_ident(column),
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| {
+                db.error(&e)
+                    .context(format_args!("pinning the window of table `{table}`"))
+            })?;
+        tx.commit().await.map_err(|e| db.error(&e))?;
+        let (upto, max): (String, Option<String>) = (row.get(0), row.get(1));
+        let (after, above) = match &previous {
+            None => (None, None),
+            Some(Value::Object(cursor)) => (
+                cursor.get("snapshot").and_then(Value::as_str).map(str::to_owned),
+                cursor.get("value").and_then(cursor_text),
+            ),
+            Some(value) => (None, cursor_text(value)),
+        };
+        // A cursor with a snapshot reads by commit; its value only says how far it got.
+        let above = if after.is_some() { None } else { above };
+        let value = max.or_else(|| {
+            previous
+                .as_ref()
+                .and_then(|p| p.get("value"))
+                .and_then(cursor_text)
+        });
+        let next = serde_json::json!({ "column": column, "value": value, "snapshot": upto });
+        let mut source = self.clone();
+        source.window = Some(ChangeWindow { upto, after, above });
+        Ok(Window { source, next })
     }
 
     async fn build_source(&self) -> Result<PostgresReader, ConnectorError> {
@@ -143,11 +244,15 @@ impl PostgresSource {
                 .join(", ");
             format!("json_build_object({fields})")
         };
+        let window = match &self.window {
+            None => String::new(),
+            Some(window) => self.window_filter(&client, &from, window, &db).await?,
+        };
         let keys = |bound: &str| {
             format!(
                 "SELECT k::text, n, total FROM (
                    SELECT a.k, row_number() OVER (ORDER BY a.k) AS n, count(*) OVER () AS total
-                   FROM (SELECT r.{key} AS k FROM {from} r WHERE r.{key} IS NOT NULL {bound}
+                   FROM (SELECT r.{key} AS k FROM {from} r WHERE r.{key} IS NOT NULL {bound} {window}
                          ORDER BY r.{key} LIMIT $1) a
                  ) b WHERE n % $2 = 0 OR n = total ORDER BY n"
             )
@@ -155,7 +260,7 @@ impl PostgresSource {
         let rows = |bound: &str| {
             format!(
                 "SELECT r.{key}::text, {row} FROM {from} r
-                 WHERE r.{key} <= CAST($1::text AS {key_type}) {bound} ORDER BY r.{key}"
+                 WHERE r.{key} <= CAST($1::text AS {key_type}) {bound} {window} ORDER BY r.{key}"
             )
         };
         let reader = PostgresReader {
@@ -164,6 +269,7 @@ impl PostgresSource {
             read_first: rows(""),
             read_after: rows(&format!("AND r.{key} > CAST($2::text AS {key_type})")),
             name,
+            windowed: self.window.is_some(),
             db,
         };
         // Bad column names in `columns` show now, not at the first batch.
@@ -172,6 +278,91 @@ impl PostgresSource {
             .await
             .map_err(|e| reader.db.error(&e))?;
         Ok(reader)
+    }
+}
+
+impl PostgresSource {
+    /// The `AND ...` that limits a table's rows to `window`. A row's version is placed by the
+    /// transaction that wrote it (`xmin`, widened to a 64-bit id next to the window's own
+    /// snapshot), so a commit that comes after the window's snapshot falls in the next
+    /// window whatever its cursor column holds.
+    async fn window_filter(
+        &self,
+        client: &tokio_postgres::Client,
+        from: &str,
+        window: &ChangeWindow,
+        db: &Database,
+    ) -> Result<String, ConnectorError> {
+        let (Relation::Table(_), Some(column)) = (&self.relation, &self.incremental) else {
+            return Err(ConnectorError::config(
+                "a PostgreSQL change window needs a table and its `incremental` column",
+            ));
+        };
+        let xmax: u64 = window
+            .upto
+            .split(':')
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .ok_or_else(|| {
+                ConnectorError::config(format!(
+                    "the window's snapshot `{}` is not a PostgreSQL snapshot",
+                    window.upto
+                ))
+            })?;
+        // The row's 32-bit xmin taken as the 64-bit id nearest the snapshot's xmax.
+        let xid = format!(
+            "GREATEST({xmax} - ((({low} - r.xmin::text::bigint + 6442450944) % 4294967296) - 2147483648), 1)::text::xid8",
+            low = xmax & 0xFFFF_FFFF
+        );
+        let mut filter = format!(
+            "AND pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
+            quote_literal(&window.upto)
+        );
+        if let Some(after) = &window.after {
+            filter.push_str(&format!(
+                " AND NOT pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
+                quote_literal(after)
+            ));
+        }
+        if let Some(above) = &window.above {
+            let column_type = column_type(client, from, column, db).await?;
+            filter.push_str(&format!(
+                " AND r.{} > CAST({} AS {column_type})",
+                quote_ident(column),
+                quote_literal(above)
+            ));
+        }
+        Ok(filter)
+    }
+}
+
+/// The SQL type of `column` in `from`.
+async fn column_type(
+    client: &tokio_postgres::Client,
+    from: &str,
+    column: &str,
+    db: &Database,
+) -> Result<String, ConnectorError> {
+    let probe = client
+        .prepare(&format!("SELECT r.{} FROM {from} r LIMIT 0", quote_ident(column)))
+        .await
+        .map_err(|e| db.error(&e).context(format_args!("reading column `{column}`")))?;
+    Ok(client
+        .query_one(
+            "SELECT format_type($1::oid, NULL)",
+            &[&probe.columns()[0].type_().oid()],
+        )
+        .await
+        .map_err(|e| db.error(&e))?
+        .get(0))
+}
+
+/// A cursor value in PostgreSQL's text form: a string as it is, a number as written.
+fn cursor_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
     }
 }
 
@@ -184,6 +375,10 @@ pub struct PostgresReader {
     plan_after: String,
     read_first: String,
     read_after: String,
+    /// Reads an incremental run's window: a row updated since the window was pinned has
+    /// left it (its new version is the next run's), so a batch may hold fewer rows than
+    /// planned.
+    windowed: bool,
 }
 
 impl Source for PostgresReader {
@@ -269,7 +464,8 @@ impl Source for PostgresReader {
             }
         }
         .map_err(|e| self.db.error(&e))?;
-        if rows.len() as u64 != range.records {
+        let shrank = self.windowed && (rows.len() as u64) < range.records;
+        if rows.len() as u64 != range.records && !shrank {
             return Err(ConnectorError::batch(format!(
                 "PostgreSQL {}: keys after {} up to {last} now hold {} rows where the plan counted {}: rows were added or removed after planning",
                 self.name,
