@@ -200,6 +200,18 @@ pub enum JobError {
         /// The job id.
         job_id: String,
     },
+    /// No schedule with this id exists.
+    #[error("schedule `{id}` was not found (`batch-orchestra schedule list` lists them)")]
+    ScheduleNotFound {
+        /// The schedule id.
+        id: String,
+    },
+    /// A schedule with this id exists already.
+    #[error("schedule `{id}` exists already: delete it first, or use another job id")]
+    ScheduleExists {
+        /// The schedule id.
+        id: String,
+    },
     /// The job failed. The message is the original cause (for example the connector's error
     /// naming the file and position), not Temporal's nested failure wrapper.
     #[error("job `{job_id}` failed: {message}")]

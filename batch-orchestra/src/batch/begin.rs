@@ -121,17 +121,16 @@ pub(crate) fn register<P: Pipeline>(
 }
 
 /// The cursor the last completed run of `sync` left, with that run's id: the newest run (by
-/// start time) of pipeline `P` whose id starts with `<sync>-`, other than `except`, that
-/// completed with every batch written.
+/// start time) of pipeline `P` whose id is `<sync>` or starts with `<sync>-`, other than
+/// `except`, that completed with every batch written.
 pub(crate) async fn last_cursor<P: Pipeline>(
     client: &Client,
     sync: &str,
     except: &str,
 ) -> Result<Option<(String, Cursor)>, ConnectorError> {
     let query = format!(
-        "WorkflowType = '{}' AND WorkflowId STARTS_WITH '{}-' AND ExecutionStatus = 'Completed'",
+        "WorkflowType = '{}' AND (WorkflowId = '{sync}' OR WorkflowId STARTS_WITH '{sync}-') AND ExecutionStatus = 'Completed'",
         P::NAMES.workflow,
-        sync.replace('\'', "")
     );
     let lookup_failed = |e: &dyn std::fmt::Display| {
         ConnectorError::transient(format!(

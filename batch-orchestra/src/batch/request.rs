@@ -195,7 +195,8 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
 
     /// Makes this an incremental run of the sync `sync`: before reading, the job finds the
     /// cursor the last completed run of the sync left (its runs are this pipeline's jobs whose
-    /// ids start with `<sync>-`; a schedule names its runs so) and reads only what changed
+    /// ids are `<sync>` or start with `<sync>-`; a schedule names its runs so) and reads only
+    /// what changed
     /// since, as the source pins it ([`SourceConfig::begin_window`]). The first run reads
     /// everything. The run's report carries the cursor it started from and the one the next
     /// run starts from. Run ids must start with `<sync>-`, like `orders-2026-12-07T10:00:00Z`.
@@ -364,7 +365,14 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
             if run.sync.trim().is_empty() {
                 return bad(format!("job `{}`: the incremental sync name is empty", self.job_id));
             }
-            if !self.job_id.starts_with(&format!("{}-", run.sync)) {
+            if run.sync.contains(['\'', '"', '\\']) {
+                return bad(format!(
+                    "job `{}`: the incremental sync name `{}` holds a quote or a backslash",
+                    self.job_id, run.sync
+                ));
+            }
+            let of_sync = self.job_id == run.sync || self.job_id.starts_with(&format!("{}-", run.sync));
+            if !of_sync {
                 return bad(format!(
                     "job `{}`: an incremental run's id must start with `{}-` (its sync's name), so the next run finds it",
                     self.job_id, run.sync
@@ -585,7 +593,8 @@ pub struct CarriedState<O: Offset> {
 /// cursor to start from. See [`BatchProcessingRequest::incremental`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incremental {
-    /// The sync's name: its runs are the pipeline's jobs whose ids start with `<sync>-`.
+    /// The sync's name: its runs are the pipeline's jobs whose ids are `<sync>` or start with
+    /// `<sync>-`.
     pub sync: String,
     /// Start from this cursor instead of the last completed run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]

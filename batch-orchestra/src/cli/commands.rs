@@ -52,6 +52,9 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             }
             Ok(Exit::Success)
         }
+        Command::Schedule(command) => {
+            super::schedule::run(command, ops, &cli.task_queue, cli.profile.as_deref()).await
+        }
         Command::Setup => super::dev::setup(),
         Command::Dev { postgres, nats } => super::dev::dev(postgres, nats).await,
         Command::CodecServer {
@@ -234,11 +237,11 @@ async fn connect(profile: Option<&str>) -> Result<Client, CliError> {
     Ok(settings.connect().await?)
 }
 
-async fn jobs(task_queue: &str, profile: Option<&str>) -> Result<JobClient, CliError> {
+pub(super) async fn jobs(task_queue: &str, profile: Option<&str>) -> Result<JobClient, CliError> {
     Ok(JobClient::new(connect(profile).await?, task_queue))
 }
 
-fn by_name<'a>(ops: &'a [Box<dyn Operate>], name: &str) -> Result<&'a dyn Operate, CliError> {
+pub(super) fn by_name<'a>(ops: &'a [Box<dyn Operate>], name: &str) -> Result<&'a dyn Operate, CliError> {
     ops.iter()
         .find(|o| o.name() == name && !o.sharded())
         .map(|o| o.as_ref())
@@ -594,7 +597,7 @@ async fn list_jobs(
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc(secs: u64) -> String {
+pub(super) fn utc(secs: u64) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;

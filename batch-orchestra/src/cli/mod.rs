@@ -20,6 +20,8 @@
 //! batch-orchestra report people-1 --json
 //! batch-orchestra redrive people-1 --watch
 //! batch-orchestra list
+//! batch-orchestra schedule create pg-to-pg --job orders --config orders.toml --every 15m
+//! batch-orchestra schedule describe orders
 //! ```
 //!
 //! The Temporal connection is resolved as [`connect_from_env`](crate::connect_from_env) does
@@ -41,6 +43,7 @@ mod codec;
 mod commands;
 mod dev;
 pub mod recipes;
+mod schedule;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -270,6 +273,10 @@ job.toml:
         #[arg(long)]
         watch: bool,
     },
+    /// Run a job on a cron expression or an interval: create, list, describe, pause,
+    /// unpause, trigger, backfill, delete.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// List the registered pipelines with their source and sink.
     Pipelines {
         /// JSON lines for scripts.

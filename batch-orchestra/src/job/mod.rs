@@ -12,6 +12,7 @@
 pub(crate) mod glue;
 mod handle;
 mod kind;
+pub mod schedule;
 mod signals;
 mod status;
 mod summary;

@@ -48,6 +48,49 @@ struct JobFile<S: SourceConfig, K: SinkConfig> {
     /// Present: the job runs sharded over the inputs the source lists.
     #[serde(default)]
     shards: Option<super::sharded::ShardOptions>,
+    /// When `schedule create` runs the job (read there with [`schedule_table`]); parsed here
+    /// too so a wrong key is refused with its line, and ignored by `start`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    schedule: Option<ScheduleTable>,
+}
+
+/// The `[schedule]` table of a job file: `cron = "0 * * * *"` or `every = "15m"`, and
+/// `overlap` (`skip`, the default, `buffer-one`, `buffer-all`, `cancel-other`,
+/// `allow-all`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleTable {
+    pub cron: Option<String>,
+    pub every: Option<String>,
+    pub overlap: Option<String>,
+}
+
+/// The `[schedule]` table of a job file, if it has one.
+pub(crate) fn schedule_table(path: &Path, text: &str) -> Result<Option<ScheduleTable>, ConfigError> {
+    #[derive(Deserialize)]
+    struct OnlySchedule {
+        schedule: Option<ScheduleTable>,
+    }
+    toml::from_str::<OnlySchedule>(text)
+        .map(|f| f.schedule)
+        .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))
+}
+
+/// `90s`, `15m`, `1h`, `2d` (or plain seconds) as a duration.
+pub(crate) fn interval(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(unit)?))
 }
 
 /// The `[job]` table: every key is optional; durations are in seconds.
@@ -71,6 +114,10 @@ struct JobOptions<O: crate::connector::Offset> {
     outage_budget_s: Option<f64>,
     start_at: Option<O>,
     quarantine: Option<crate::quarantine::Quarantine>,
+    /// Makes each run an incremental run of this sync.
+    sync: Option<String>,
+    /// An incremental run's starting cursor instead of the last run's.
+    from_cursor: Option<crate::connector::Cursor>,
 }
 
 impl<O: crate::connector::Offset> Default for JobOptions<O> {
@@ -93,6 +140,8 @@ impl<O: crate::connector::Offset> Default for JobOptions<O> {
             outage_budget_s: None,
             start_at: None,
             quarantine: None,
+            sync: None,
+            from_cursor: None,
         }
     }
 }
@@ -183,6 +232,21 @@ impl<P: Pipeline> Operated<P> for Batch {
         r.max_records_per_s = rate.or(o.max_records_per_s).filter(|n| *n > 0);
         r.start_at = o.start_at;
         r.quarantine = o.quarantine;
+        match (o.sync, o.from_cursor) {
+            (Some(sync), from) => {
+                r = r.incremental(sync);
+                if let Some(from) = from {
+                    r = r.incremental_from(from);
+                }
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(format!(
+                    "{}: `job.from_cursor` is the start of an incremental run: set `job.sync` too",
+                    path.display()
+                )));
+            }
+            (None, None) => {}
+        }
         for (key, value, field) in [
             (
                 "activity_timeout_s",
@@ -203,6 +267,12 @@ impl<P: Pipeline> Operated<P> for Batch {
             }
         }
         if let Some(shards) = file.shards {
+            if r.incremental.is_some() {
+                return Err(ConfigError(format!(
+                    "{}: `job.sync` makes runs incremental over one table; a job with `[shards]` reads many inputs",
+                    path.display()
+                )));
+            }
             if r.start_at.is_some() {
                 return Err(ConfigError(format!(
                     "{}: `job.start_at` is an offset in one input; a job with `[shards]` has many",

@@ -5,6 +5,8 @@
 #[cfg(feature = "cli")]
 mod batch;
 #[cfg(feature = "cli")]
+pub(crate) use batch::{interval, schedule_table};
+#[cfg(feature = "cli")]
 mod operate;
 #[cfg(feature = "cli")]
 mod sharded;

@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
+use crate::job::schedule::Schedule;
 use crate::job::{JobClient, JobHandle, JobKind, ProgressSummary, ReportSummary};
 use crate::pipeline::Pipeline;
 
@@ -34,6 +35,12 @@ pub(crate) trait Ready: Send {
     fn kind(&self) -> &'static str;
     /// Starts the job.
     fn start(self: Box<Self>, jobs: &JobClient) -> BoxFuture<'_, Result<(), JobError>>;
+    /// Creates a schedule that starts the job at each time `schedule` names.
+    fn schedule<'a>(
+        self: Box<Self>,
+        jobs: &'a JobClient,
+        schedule: &'a Schedule,
+    ) -> BoxFuture<'a, Result<(), JobError>>;
 }
 
 /// A request of kind `K` of pipeline `P`.
@@ -53,6 +60,14 @@ impl<P: Pipeline, K: JobKind<P>> Ready for Request<P, K> {
 
     fn start(self: Box<Self>, jobs: &JobClient) -> BoxFuture<'_, Result<(), JobError>> {
         Box::pin(async move { jobs.start_kind::<P, K>(self.0).await.map(drop) })
+    }
+
+    fn schedule<'a>(
+        self: Box<Self>,
+        jobs: &'a JobClient,
+        schedule: &'a Schedule,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move { jobs.schedule_kind::<P, K>(self.0, schedule).await.map(drop) })
     }
 }
 
