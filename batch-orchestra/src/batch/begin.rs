@@ -24,7 +24,7 @@ use crate::pipeline::{Pipeline, PipelineNames};
 /// The most earlier runs the lookup reads the reports of before it gives up looking for a
 /// completed one: past that, the sync starts over (reads everything, which an idempotent
 /// sink counts as already present).
-const RUNS_LOOKED_AT: usize = 20;
+const RUNS_LOOKED_AT: usize = 50;
 
 /// Input of the `begin` activity.
 #[derive(Clone, Serialize, Deserialize)]
@@ -46,7 +46,8 @@ pub struct BeginInput<S: SourceConfig> {
 pub struct BeginOutput<S: SourceConfig> {
     /// The source config limited to this run's window.
     pub source: S,
-    /// The cursor the run starts from; `None` on a first run.
+    /// The cursor the last completed run left, which this run starts from; `None` on a
+    /// first run.
     pub from: Option<Cursor>,
     /// The cursor the next run starts from.
     pub next: Cursor,
@@ -81,22 +82,20 @@ impl<P: Pipeline> Work<P> for BeginWork {
             run_id,
             call_timeout,
         } = input;
-        let (from, previous_run) = match incremental.from {
-            Some(cursor) => (Some(cursor), None),
-            None => match last_cursor::<P>(&me.client, &incremental.sync, &run_id).await? {
-                Some((run, cursor)) => (Some(cursor), Some(run)),
+        let (previous_run, previous) =
+            match last_cursor::<P>(&me.client, &incremental.sync, &run_id).await? {
+                Some((run, cursor)) => (Some(run), Some(cursor)),
                 None => (None, None),
-            },
-        };
+            };
         let window = bounded(
             call_timeout,
             "pinning the incremental window",
-            source.begin_window(from.clone()),
+            source.begin_window(previous.clone(), incremental.from),
         )
         .await?;
         Ok(BeginOutput {
             source: window.source,
-            from,
+            from: previous,
             next: window.next,
             previous_run,
         })
@@ -159,7 +158,10 @@ pub(crate) async fn last_cursor<P: Pipeline>(
             .report()
             .await
             .map_err(|e| lookup_failed(&e))?;
-        if report.status == JobStatus::Completed
+        // Another sync's runs can share the prefix (`orders` and `orders-eu`).
+        let of_sync = report.sync.as_deref() == Some(sync);
+        if of_sync
+            && report.status == JobStatus::Completed
             && let Some(cursor) = report.cursor
         {
             return Ok(Some((id, cursor)));

@@ -151,6 +151,9 @@ pub struct JobReport<O: Offset> {
     /// rest from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<StoppedAt<O>>,
+    /// For an incremental run: the sync it is a run of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
     /// For an incremental run: the cursor it started from (`None` on a first run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor_from: Option<crate::connector::Cursor>,
@@ -197,6 +200,7 @@ impl<O: Offset> JobReport<O> {
             failure: None,
             input_fingerprint: None,
             stopped_at: None,
+            sync: None,
             cursor_from: None,
             cursor: None,
         }

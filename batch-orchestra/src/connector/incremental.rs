@@ -10,7 +10,10 @@
 //! plans, retries and replays see one fixed window.
 //!
 //! A source opts in with `incremental = <method>` in `#[batch_source]`, naming an
-//! `async fn(&self, Option<Cursor>) -> Result<Window<Self>, ConnectorError>`.
+//! `async fn(&self, previous: Option<Cursor>, from: Option<Cursor>) -> Result<Window<Self>,
+//! ConnectorError>`: `previous` is the last completed run's cursor, `from` a rerun's
+//! starting point, read on top of what changed since `previous` (so a rerun never moves the
+//! sync past changes it did not read).
 
 use serde::{Deserialize, Serialize};
 

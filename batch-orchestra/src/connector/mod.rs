@@ -311,16 +311,18 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     /// Builds the source: opens files, connects clients. Called once per worker and config.
     fn build(&self) -> impl Future<Output = Result<Self::Source, ConnectorError>> + Send;
 
-    /// Pins the window of one incremental run: what changed since `previous` (everything on
-    /// a first run), and the cursor the next run starts from (see
+    /// Pins the window of one incremental run: what changed since `previous`, the cursor
+    /// the last completed run left (everything on a first run), plus, for a rerun, what lies
+    /// past `from`; and the cursor the next run starts from (see
     /// [`incremental`](crate::connector::incremental)). A source opts in with
     /// `incremental = <method>` in `#[batch_source]`; by default it cannot be read
     /// incrementally, and an incremental job of it fails at once saying so.
     fn begin_window(
         &self,
         previous: Option<Cursor>,
+        from: Option<Cursor>,
     ) -> impl Future<Output = Result<Window<Self>, ConnectorError>> + Send {
-        let _ = previous;
+        let _ = (previous, from);
         std::future::ready(Err(ConnectorError::config(format!(
             "the `{}` source cannot be read incrementally: drop `incremental` from the job, or use a source that supports it (postgres)",
             Self::NAME

@@ -107,6 +107,7 @@ impl<'a, P: Pipeline> Job<'a, P> {
         let Some(incremental) = self.req.incremental.clone() else {
             return Ok(());
         };
+        self.report.sync = Some(incremental.sync.clone());
         let input = BeginInput {
             source: self.req.source.clone(),
             incremental,

@@ -72,9 +72,9 @@ pub struct PostgresSource {
     pub window: Option<ChangeWindow>,
 }
 
-/// The rows an incremental run reads: those whose current version was committed after the
-/// `after` snapshot (or whose cursor column is above `above`) and before the `upto`
-/// snapshot. Snapshots are PostgreSQL's `pg_snapshot` text (`xmin:xmax:xip,...`).
+/// The rows an incremental run reads: those whose current version was committed before the
+/// `upto` snapshot and either after the `after` snapshot or with the cursor column above
+/// `above` (all of them when neither is set). Snapshots are PostgreSQL's `pg_snapshot` text (`xmin:xmax:xip,...`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeWindow {
     /// Rows committed as of this snapshot, taken when the run began.
@@ -141,7 +141,11 @@ impl PostgresSource {
 
     /// Pins one incremental run's window: a snapshot taken now bounds it above, the last
     /// run's snapshot (or a column value) below.
-    async fn begin(&self, previous: Option<Cursor>) -> Result<Window<Self>, ConnectorError> {
+    async fn begin(
+        &self,
+        previous: Option<Cursor>,
+        from: Option<Cursor>,
+    ) -> Result<Window<Self>, ConnectorError> {
         let (Relation::Table(table), Some(column)) = (&self.relation, &self.incremental) else {
             return Err(ConnectorError::config(
                 "an incremental PostgreSQL source reads a table with a cursor column: write `PostgresSource::table(..).incremental(\"updated_at\")` (`incremental = \"updated_at\"` in a job file)",
@@ -176,22 +180,19 @@ impl PostgresSource {
             })?;
         tx.commit().await.map_err(|e| db.error(&e))?;
         let (upto, max): (String, Option<String>) = (row.get(0), row.get(1));
-        let (after, above) = match &previous {
-            None => (None, None),
-            Some(Value::Object(cursor)) => (
-                cursor.get("snapshot").and_then(Value::as_str).map(str::to_owned),
-                cursor.get("value").and_then(cursor_text),
-            ),
-            Some(value) => (None, cursor_text(value)),
+        // The last run's snapshot bounds what changed since; a rerun's value adds the rows
+        // above it. A cursor without a snapshot (written by hand) is read as a value.
+        let snapshot = |c: &Cursor| c.get("snapshot").and_then(Value::as_str).map(str::to_owned);
+        let value = |c: &Cursor| match c {
+            Value::Object(o) => o.get("value").and_then(cursor_text),
+            other => cursor_text(other),
         };
-        // A cursor with a snapshot reads by commit; its value only says how far it got.
-        let above = if after.is_some() { None } else { above };
-        let value = max.or_else(|| {
-            previous
-                .as_ref()
-                .and_then(|p| p.get("value"))
-                .and_then(cursor_text)
-        });
+        let after = previous.as_ref().and_then(snapshot);
+        let above = from
+            .as_ref()
+            .and_then(value)
+            .or_else(|| previous.as_ref().filter(|p| snapshot(p).is_none()).and_then(value));
+        let value = max.or_else(|| previous.as_ref().and_then(value));
         let next = serde_json::json!({ "column": column, "value": value, "snapshot": upto });
         let mut source = self.clone();
         source.window = Some(ChangeWindow { upto, after, above });
@@ -314,23 +315,27 @@ impl PostgresSource {
             "GREATEST({xmax} - ((({low} - r.xmin::text::bigint + 6442450944) % 4294967296) - 2147483648), 1)::text::xid8",
             low = xmax & 0xFFFF_FFFF
         );
-        let mut filter = format!(
-            "AND pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
-            quote_literal(&window.upto)
-        );
+        let mut since = Vec::new();
         if let Some(after) = &window.after {
-            filter.push_str(&format!(
-                " AND NOT pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
+            since.push(format!(
+                "NOT pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
                 quote_literal(after)
             ));
         }
         if let Some(above) = &window.above {
             let column_type = column_type(client, from, column, db).await?;
-            filter.push_str(&format!(
-                " AND r.{} > CAST({} AS {column_type})",
+            since.push(format!(
+                "r.{} > CAST({} AS {column_type})",
                 quote_ident(column),
                 quote_literal(above)
             ));
+        }
+        let mut filter = format!(
+            "AND pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
+            quote_literal(&window.upto)
+        );
+        if !since.is_empty() {
+            filter.push_str(&format!(" AND ({})", since.join(" OR ")));
         }
         Ok(filter)
     }
