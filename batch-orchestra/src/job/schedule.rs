@@ -179,6 +179,12 @@ pub struct ScheduleHandle {
     id: String,
 }
 
+impl std::fmt::Debug for ScheduleHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleHandle").field("id", &self.id).finish()
+    }
+}
+
 impl ScheduleHandle {
     /// The schedule's id.
     pub fn id(&self) -> &str {
