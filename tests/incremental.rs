@@ -43,8 +43,7 @@ fn incremental_runs_and_schedules() {
             let db = Sync { db, pg: &pg };
             with_worker(&temporal, async |jobs| {
                 a_second_run_reads_only_what_changed(jobs, &db).await;
-                a_commit_that_lands_late_below_the_cursor_is_read_by_the_next_run(jobs, &db)
-                    .await;
+                a_commit_that_lands_late_below_the_cursor_is_read_by_the_next_run(jobs, &db).await;
                 a_rerun_from_a_value_reads_the_rows_above_it_and_writes_nothing_twice(jobs, &db)
                     .await;
             })
@@ -187,7 +186,10 @@ async fn a_second_run_reads_only_what_changed(jobs: &JobClient, db: &Sync<'_>) {
         "the second run reads the 100 new rows and the 50 updated ones, nothing else"
     );
     assert_eq!(second.records_written, 150);
-    assert_eq!(second.cursor_from, first.cursor, "it starts where the first ended");
+    assert_eq!(
+        second.cursor_from, first.cursor,
+        "it starts where the first ended"
+    );
     assert_eq!(second.cursor.as_ref().unwrap()["value"], "3");
     db.assert_in_sync("people", "after the second run").await;
 
@@ -211,7 +213,10 @@ async fn a_commit_that_lands_late_below_the_cursor_is_read_by_the_next_run(
         .unwrap();
     db.insert("late", 101..102, 1_000).await;
     let first = run(jobs, request("late", "late-1", "late")).await;
-    assert_eq!(first.records_read, 11, "A is not committed yet: 10 rows and B");
+    assert_eq!(
+        first.records_read, 11,
+        "A is not committed yet: 10 rows and B"
+    );
     let cursor = first.cursor.as_ref().unwrap()["value"].clone();
     assert_eq!(
         cursor, "1000",
@@ -261,10 +266,7 @@ async fn the_cursor_survives_a_temporal_server_restart(jobs: &JobClient, db: &Sy
     db.assert_in_sync("people", "after the restart").await;
 }
 
-async fn a_schedule_runs_pauses_triggers_backfills_and_is_deleted(
-    jobs: &JobClient,
-    db: &Sync<'_>,
-) {
+async fn a_schedule_runs_pauses_triggers_backfills_and_is_deleted(jobs: &JobClient, db: &Sync<'_>) {
     db.tables("orders").await;
     db.insert("orders", 0..500, 1).await;
     let schedule = jobs
@@ -299,7 +301,8 @@ async fn a_schedule_runs_pauses_triggers_backfills_and_is_deleted(
     }
     let read: u64 = runs.iter().map(|r| r.records_read).sum();
     assert_eq!(read, 520, "the runs read each row once between them");
-    db.assert_in_sync("orders", "after three scheduled runs").await;
+    db.assert_in_sync("orders", "after three scheduled runs")
+        .await;
 
     // Paused: no run starts.
     schedule.pause("test pause").await.unwrap();
@@ -309,13 +312,19 @@ async fn a_schedule_runs_pauses_triggers_backfills_and_is_deleted(
     let state = schedule.describe().await.unwrap();
     assert!(state.paused);
     assert_eq!(state.note.as_deref(), Some("test pause"));
-    assert_eq!(state.runs_started, started, "a paused schedule starts nothing");
+    assert_eq!(
+        state.runs_started, started,
+        "a paused schedule starts nothing"
+    );
 
     // Trigger: one run now, paused or not.
     schedule.trigger().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while schedule.describe().await.unwrap().runs_started == started {
-        assert!(tokio::time::Instant::now() < deadline, "the trigger started no run");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the trigger started no run"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -326,7 +335,10 @@ async fn a_schedule_runs_pauses_triggers_backfills_and_is_deleted(
     let after = completed_runs(jobs, "orders", before + 2).await;
     let backfilled: Vec<&Run> = after
         .iter()
-        .filter(|r| r.scheduled.is_some_and(|t| (secs(paused_at)..=secs(resumed_at)).contains(&t)))
+        .filter(|r| {
+            r.scheduled
+                .is_some_and(|t| (secs(paused_at)..=secs(resumed_at)).contains(&t))
+        })
         .collect();
     assert!(
         backfilled.len() >= 2,
@@ -336,7 +348,10 @@ async fn a_schedule_runs_pauses_triggers_backfills_and_is_deleted(
     schedule.delete().await.unwrap();
     let gone = schedule.describe().await;
     assert!(
-        matches!(gone, Err(batch_orchestra::JobError::ScheduleNotFound { .. })),
+        matches!(
+            gone,
+            Err(batch_orchestra::JobError::ScheduleNotFound { .. })
+        ),
         "a deleted schedule is gone: {gone:?}"
     );
     db.assert_in_sync("orders", "after the backfill").await;
@@ -403,7 +418,11 @@ fn scheduled_secs(id: &str, sync: &str) -> Option<u64> {
     if d.len() != 3 || c.len() != 3 {
         return None;
     }
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + d[2] - 1;

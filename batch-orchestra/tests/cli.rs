@@ -1020,6 +1020,157 @@ fn codec_server_needs_keys_and_its_token() {
 /// Every subcommand's bad arguments exit 2 with what is wrong, before anything is contacted
 /// (the address points nowhere).
 #[test]
+fn a_job_is_scheduled_described_paused_triggered_and_deleted_from_the_shell() {
+    let temporal = TemporalDevServer::start().unwrap();
+    let mongo = MongoServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: dir.path().to_owned(),
+        envs: vec![
+            ("TEMPORAL_ADDRESS".into(), temporal.address()),
+            ("MONGODB_URI".into(), mongo.uri()),
+            ("BATCH_ORCHESTRA_TASK_QUEUE".into(), "cli-schedule".into()),
+        ],
+    };
+    let _worker = Worker(
+        cli.command(&["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let csv = dir.path().join("people.csv");
+    write_csv(&csv, 500, &[]);
+    // Keyed by `id`, so every run after the first finds the rows already there.
+    let job = dir.path().join("hourly.toml");
+    let file = |schedule: &str| {
+        format!(
+            "[source]\npath = \"{}\"\n\n[sink]\nuri_env = \"MONGODB_URI\"\ndatabase = \"cli\"\ncollection = \"scheduled\"\nid = {{ Field = \"id\" }}\n\n[schedule]\n{schedule}\n",
+            csv.display()
+        )
+    };
+    std::fs::write(&job, file("every = \"2s\"")).unwrap();
+    let job = job.to_str().unwrap();
+    let create = [
+        "schedule",
+        "create",
+        "csv-to-mongo",
+        "--job",
+        "people",
+        "--config",
+        job,
+    ];
+    let out = cli.run(&create);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("runs are named people-<scheduled time>"));
+    let again = cli.run(&create);
+    assert_eq!(code(&again), 1, "a second schedule `people` is refused");
+    assert!(stderr(&again).contains("schedule `people` exists already"));
+
+    let listed = stdout(&cli.run(&["schedule", "list", "--json"]));
+    assert!(
+        listed.contains("\"schedule\":\"people\"")
+            && listed.contains("\"pipeline\":\"csv-to-mongo\""),
+        "{listed}"
+    );
+
+    // Two runs complete, named by their scheduled times; the second finds every row there.
+    let describe = || cli.json(&["schedule", "describe", "people", "--json"]);
+    let completed = |d: &Value| {
+        d["recent_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "completed")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        "two completed scheduled runs",
+        Duration::from_secs(60),
+        || completed(&describe()).len() >= 2,
+    );
+    let runs = completed(&describe());
+    for run in &runs {
+        assert!(
+            run["job_id"].as_str().unwrap().starts_with("people-20"),
+            "{run}"
+        );
+    }
+    assert_eq!(
+        runs[0]["report"]["records_written"], 500,
+        "the first run loads the file"
+    );
+    assert_eq!(
+        runs[1]["report"]["already_present"], 500,
+        "the next run finds every row there: {}",
+        runs[1]
+    );
+    let human = stdout(&cli.run(&["schedule", "describe", "people"]));
+    assert!(human.contains("paused     no"), "{human}");
+    assert!(
+        human.contains(runs[0]["job_id"].as_str().unwrap()),
+        "{human}"
+    );
+
+    let out = cli.run(&["schedule", "pause", "people", "--note", "source upgrade"]);
+    assert_eq!(code(&out), 0);
+    let paused = describe();
+    assert_eq!(paused["paused"], true);
+    assert_eq!(paused["note"], "source upgrade");
+    let started = paused["runs_started"].as_i64().unwrap();
+    assert_eq!(code(&cli.run(&["schedule", "trigger", "people"])), 0);
+    wait_until("the triggered run", Duration::from_secs(30), || {
+        describe()["runs_started"].as_i64().unwrap() > started
+    });
+    let bad_time = cli.run(&[
+        "schedule",
+        "backfill",
+        "people",
+        "--from",
+        "yesterday",
+        "--to",
+        "2026-12-02T00:00:00Z",
+    ]);
+    assert_eq!(code(&bad_time), 2);
+    assert!(stderr(&bad_time).contains("`yesterday` is not a UTC time"));
+    assert_eq!(code(&cli.run(&["schedule", "unpause", "people"])), 0);
+    assert_eq!(code(&cli.run(&["schedule", "delete", "people"])), 0);
+    let gone = cli.run(&["schedule", "describe", "people"]);
+    assert_eq!(code(&gone), 1);
+    assert!(
+        stderr(&gone).contains("schedule `people` was not found"),
+        "{}",
+        stderr(&gone)
+    );
+
+    // Bad schedules: a time that is not one, none at all, a key the table does not have.
+    for (schedule, exit, says) in [
+        ("every = \"soon\"", 2, "`soon` is not an interval"),
+        ("", 2, "no time to run at"),
+        (
+            "every = \"1h\"\ncolour = \"red\"",
+            3,
+            "unknown field `colour`",
+        ),
+    ] {
+        std::fs::write(dir.path().join("bad.toml"), file(schedule)).unwrap();
+        let bad = dir.path().join("bad.toml");
+        let out = cli.run(&[
+            "schedule",
+            "create",
+            "csv-to-mongo",
+            "--job",
+            "bad",
+            "--config",
+            bad.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), exit, "{schedule}");
+        assert!(stderr(&out).contains(says), "{schedule}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn every_subcommand_refuses_bad_arguments_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cli = Cli {
@@ -1046,6 +1197,12 @@ fn every_subcommand_refuses_bad_arguments_with_exit_2() {
         (&["worker", "--metrics", "nope"], "invalid socket address"),
         (&["codec-server", "--port", "x"], "invalid value 'x'"),
         (&["bogus"], "unrecognized subcommand 'bogus'"),
+        (
+            &["schedule", "create"],
+            "required arguments were not provided",
+        ),
+        (&["schedule", "describe"], "<ID>"),
+        (&["schedule", "bogus"], "unrecognized subcommand 'bogus'"),
     ];
     for (args, says) in cases {
         let out = cli.run(args);

@@ -136,10 +136,8 @@ pub(crate) async fn last_cursor<P: Pipeline>(
             "cannot look up the last run of sync `{sync}` in Temporal: {e}"
         ))
     };
-    let mut listed = client.list_workflows(
-        query,
-        WorkflowListOptions::builder().limit(1_000).build(),
-    );
+    let mut listed =
+        client.list_workflows(query, WorkflowListOptions::builder().limit(1_000).build());
     let mut runs: Vec<(SystemTime, String)> = Vec::new();
     while let Some(item) = listed.next().await {
         let run = item.map_err(|e| lookup_failed(&e))?;

@@ -363,7 +363,10 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
         }
         if let Some(run) = &self.incremental {
             if run.sync.trim().is_empty() {
-                return bad(format!("job `{}`: the incremental sync name is empty", self.job_id));
+                return bad(format!(
+                    "job `{}`: the incremental sync name is empty",
+                    self.job_id
+                ));
             }
             if run.sync.contains(['\'', '"', '\\']) {
                 return bad(format!(
@@ -371,7 +374,8 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
                     self.job_id, run.sync
                 ));
             }
-            let of_sync = self.job_id == run.sync || self.job_id.starts_with(&format!("{}-", run.sync));
+            let of_sync =
+                self.job_id == run.sync || self.job_id.starts_with(&format!("{}-", run.sync));
             if !of_sync {
                 return bad(format!(
                     "job `{}`: an incremental run's id must start with `{}-` (its sync's name), so the next run finds it",

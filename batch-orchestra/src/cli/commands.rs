@@ -241,7 +241,10 @@ pub(super) async fn jobs(task_queue: &str, profile: Option<&str>) -> Result<JobC
     Ok(JobClient::new(connect(profile).await?, task_queue))
 }
 
-pub(super) fn by_name<'a>(ops: &'a [Box<dyn Operate>], name: &str) -> Result<&'a dyn Operate, CliError> {
+pub(super) fn by_name<'a>(
+    ops: &'a [Box<dyn Operate>],
+    name: &str,
+) -> Result<&'a dyn Operate, CliError> {
     ops.iter()
         .find(|o| o.name() == name && !o.sharded())
         .map(|o| o.as_ref())

@@ -78,7 +78,9 @@ Each run is a job named <job>-<scheduled time>, like orders-2026-12-07T10:00:00Z
         json: bool,
     },
     /// Stop starting runs (a running one goes on).
-    #[command(after_help = "Example:\n  batch-orchestra schedule pause orders --note \"source upgrade\"")]
+    #[command(
+        after_help = "Example:\n  batch-orchestra schedule pause orders --note \"source upgrade\""
+    )]
     Pause {
         /// The schedule id.
         id: String,
@@ -191,7 +193,10 @@ pub(super) async fn run(
             let jobs = jobs(task_queue, profile).await?;
             let entries = jobs.schedules().await?;
             if !json {
-                println!("{:<28} {:<24} {:<7} NEXT RUN", "SCHEDULE", "PIPELINE", "PAUSED");
+                println!(
+                    "{:<28} {:<24} {:<7} NEXT RUN",
+                    "SCHEDULE", "PIPELINE", "PAUSED"
+                );
             }
             for e in entries {
                 let next = e.next_run.map(time).unwrap_or_else(|| "-".into());
@@ -287,12 +292,10 @@ async fn describe(ops: &[Box<dyn Operate>], jobs: &JobClient, state: &ScheduleSt
     for run in &state.recent_runs {
         let running = state.running.contains(&run.job_id);
         let report = match (op, running) {
-            (Some(op), false) => {
-                tokio::time::timeout(REPORT_WITHIN, op.report(jobs, &run.job_id))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            }
+            (Some(op), false) => tokio::time::timeout(REPORT_WITHIN, op.report(jobs, &run.job_id))
+                .await
+                .ok()
+                .and_then(Result::ok),
             _ => None,
         };
         let status = match (&report, running) {

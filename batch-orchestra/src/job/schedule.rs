@@ -181,7 +181,9 @@ pub struct ScheduleHandle {
 
 impl std::fmt::Debug for ScheduleHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScheduleHandle").field("id", &self.id).finish()
+        f.debug_struct("ScheduleHandle")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -197,7 +199,9 @@ impl ScheduleHandle {
 
     fn error<'a>(&'a self, what: &'a str) -> impl Fn(ScheduleError) -> JobError + 'a {
         move |e| match e {
-            ScheduleError::Rpc(status) if status.code() == temporalio_client::tonic::Code::NotFound => {
+            ScheduleError::Rpc(status)
+                if status.code() == temporalio_client::tonic::Code::NotFound =>
+            {
                 JobError::ScheduleNotFound {
                     id: self.id.clone(),
                 }
@@ -295,7 +299,10 @@ impl ScheduleHandle {
 }
 
 impl JobClient {
-    /// Schedules batch jobs of pipeline `P` from `request`: see [`schedule_kind`](Self::schedule_kind).
+    /// Creates a schedule whose id is the request's job id and that starts a batch job of
+    /// pipeline `P` from `request` at each time `schedule` names. Each run's job id is
+    /// `<job id>-<scheduled time>` (a run started twice for one time is one job). A schedule
+    /// with that id already there is refused with [`JobError::ScheduleExists`].
     pub async fn schedule<P: Pipeline>(
         &self,
         request: <Batch as JobKind<P>>::Request,
@@ -307,13 +314,20 @@ impl JobClient {
     /// Creates a schedule whose id is the request's job id and that starts a job of kind `K`
     /// from `request` at each time `schedule` names. Each run's job id is
     /// `<job id>-<scheduled time>`. A schedule with that id already there is refused with
-    /// [`JobError::ScheduleExists`].
-    pub async fn schedule_kind<P: Pipeline, K: JobKind<P>>(
+    /// [`JobError::ScheduleExists`]. Batch jobs only: a sharded run would find the shards of
+    /// the first run done, and a stream runs on its own.
+    pub(crate) async fn schedule_kind<P: Pipeline, K: JobKind<P>>(
         &self,
         request: K::Request,
         schedule: &Schedule,
     ) -> Result<ScheduleHandle, JobError> {
         K::validate(&request)?;
+        if K::NAME != <Batch as JobKind<P>>::NAME {
+            return Err(JobError::InvalidRequest(format!(
+                "only batch jobs can be scheduled, not {} jobs",
+                K::NAME
+            )));
+        }
         if schedule.cron.is_none() && schedule.every.is_none_or(|e| e.is_zero()) {
             return Err(JobError::InvalidRequest(
                 "a schedule needs a cron expression or an interval above zero".into(),
@@ -330,7 +344,9 @@ impl JobClient {
             .build();
         match self.client.create_schedule(id.clone(), options).await {
             Ok(_) => Ok(self.schedule_of(id)),
-            Err(ScheduleError::Rpc(status)) if status.code() == temporalio_client::tonic::Code::AlreadyExists => {
+            Err(ScheduleError::Rpc(status))
+                if status.code() == temporalio_client::tonic::Code::AlreadyExists =>
+            {
                 Err(JobError::ScheduleExists { id })
             }
             Err(e) => Err(JobError::Temporal(format!(
@@ -349,9 +365,7 @@ impl JobClient {
 
     /// Every schedule in the namespace.
     pub async fn schedules(&self) -> Result<Vec<ScheduleEntry>, JobError> {
-        let mut listed = self
-            .client
-            .list_schedules(ListSchedulesOptions::default());
+        let mut listed = self.client.list_schedules(ListSchedulesOptions::default());
         let mut entries = Vec::new();
         while let Some(item) = listed.next().await {
             let s = item.map_err(|e| JobError::Temporal(format!("cannot list schedules: {e}")))?;

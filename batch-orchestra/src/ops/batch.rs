@@ -67,7 +67,10 @@ pub(crate) struct ScheduleTable {
 }
 
 /// The `[schedule]` table of a job file, if it has one.
-pub(crate) fn schedule_table(path: &Path, text: &str) -> Result<Option<ScheduleTable>, ConfigError> {
+pub(crate) fn schedule_table(
+    path: &Path,
+    text: &str,
+) -> Result<Option<ScheduleTable>, ConfigError> {
     #[derive(Deserialize)]
     struct OnlySchedule {
         schedule: Option<ScheduleTable>,
@@ -80,7 +83,9 @@ pub(crate) fn schedule_table(path: &Path, text: &str) -> Result<Option<ScheduleT
 /// `90s`, `15m`, `1h`, `2d` (or plain seconds) as a duration.
 pub(crate) fn interval(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (n, unit) = text.split_at(split);
     let n: u64 = n.parse().ok()?;
     let unit = match unit.trim() {

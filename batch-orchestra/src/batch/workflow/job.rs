@@ -13,10 +13,10 @@ use crate::batch::activities::{
     PlanActivity, PlanInput, PlanOutput, ProcessActivity, ProcessInput, SnapshotActivity,
     SnapshotInput,
 };
+use crate::batch::begin::{BeginActivity, BeginInput};
 use crate::batch::{BatchReport, StoppedAt};
 use crate::batch::{ReportOf, RequestOf};
 use crate::connector::BatchRange;
-use crate::batch::begin::{BeginActivity, BeginInput};
 use crate::failure::Cause;
 use crate::failure::RECORD_ERROR_LIMIT_TYPE;
 use crate::failure::Stop;

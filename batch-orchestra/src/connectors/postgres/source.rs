@@ -188,10 +188,12 @@ impl PostgresSource {
             other => cursor_text(other),
         };
         let after = previous.as_ref().and_then(snapshot);
-        let above = from
-            .as_ref()
-            .and_then(value)
-            .or_else(|| previous.as_ref().filter(|p| snapshot(p).is_none()).and_then(value));
+        let above = from.as_ref().and_then(value).or_else(|| {
+            previous
+                .as_ref()
+                .filter(|p| snapshot(p).is_none())
+                .and_then(value)
+        });
         let value = max.or_else(|| previous.as_ref().and_then(value));
         let next = serde_json::json!({ "column": column, "value": value, "snapshot": upto });
         let mut source = self.clone();
@@ -349,9 +351,15 @@ async fn column_type(
     db: &Database,
 ) -> Result<String, ConnectorError> {
     let probe = client
-        .prepare(&format!("SELECT r.{} FROM {from} r LIMIT 0", quote_ident(column)))
+        .prepare(&format!(
+            "SELECT r.{} FROM {from} r LIMIT 0",
+            quote_ident(column)
+        ))
         .await
-        .map_err(|e| db.error(&e).context(format_args!("reading column `{column}`")))?;
+        .map_err(|e| {
+            db.error(&e)
+                .context(format_args!("reading column `{column}`"))
+        })?;
     Ok(client
         .query_one(
             "SELECT format_type($1::oid, NULL)",
