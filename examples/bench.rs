@@ -29,7 +29,10 @@
 //!    (`postgres_upsert_rows_per_s`, `upsert_vs_append`), and upserted into MongoDB
 //!    (`mongo_upsert_rows_per_s`); a file with 10 % bad rows into the no-op sink with a
 //!    quarantine (`quarantine_rows_per_s`, `quarantine_vs_clean`); `--modes-only` runs just
-//!    these;
+//!    these; a table kept in sync by incremental runs (`bench_sync.rs`): the first run
+//!    (`incremental_full_rows_per_s`), the next after 1 % new rows (`incremental_rows_per_s`,
+//!    `incremental_vs_full`), and scheduled runs' first write after their due time
+//!    (`schedule_start_lag_s`); `--sync-only` runs just these;
 //! 10. Parquet (`bench_stores.rs`): the Parquet source's own loop and into the no-op sink
 //!     through Temporal (`parquet_ratio`);
 //! 11. NATS JetStream (`bench_nats.rs`): CSV -> NATS through Temporal and its direct loop
@@ -80,6 +83,8 @@ mod sharded;
 mod stores;
 #[path = "bench_stream.rs"]
 mod stream;
+#[path = "bench_sync.rs"]
+mod sync;
 #[path = "bench_workers.rs"]
 mod workers;
 use temporalio_common::UntypedWorkflow;
@@ -124,6 +129,8 @@ struct Args {
     /// as it was).
     encryption_only: bool,
     modes_only: bool,
+    /// Only the incremental-sync and schedule figures, printed.
+    sync_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
@@ -136,6 +143,7 @@ fn args() -> Result<Args, Error> {
         workers_only: false,
         encryption_only: false,
         modes_only: false,
+        sync_only: false,
     };
     // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
     let mut it = std::env::args().skip(1).filter(|a| a != "--");
@@ -160,6 +168,10 @@ fn args() -> Result<Args, Error> {
             a.modes_only = true;
             continue;
         }
+        if flag == "--sync-only" {
+            a.sync_only = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--rows" => a.rows = value.parse()?,
@@ -170,7 +182,7 @@ fn args() -> Result<Args, Error> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only, --workers-only, --encryption-only or --modes-only"
+                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only, --workers-only, --encryption-only, --modes-only or --sync-only"
                 )
                 .into());
             }
@@ -347,6 +359,14 @@ fn main() -> Result<(), Error> {
         return Ok(());
     }
     let csv_path = csv.to_string_lossy().into_owned();
+    if a.sync_only {
+        let s = sync::run(&runtime, &tuned, a.rows, a.reps)?;
+        println!(
+            "sync: full {:.0} rows/s, next run after 1 % new rows {:.0} rows/s, {:.3} of the full run's time; scheduled runs' first write {:.2} s after due (median)",
+            s.full.median, s.incremental.median, s.incremental_vs_full.median, s.start_lag_s.median
+        );
+        return Ok(());
+    }
     if a.modes_only {
         let m = modes::run(&runtime, &tuned, &csv_path, a.reps)?;
         println!(
@@ -563,6 +583,7 @@ fn main() -> Result<(), Error> {
 
     let pg = stores::run(&runtime, &tuned, &csv_path, a.reps)?;
     let modes = modes::run(&runtime, &tuned, &csv_path, a.reps)?;
+    let sync = sync::run(&runtime, &tuned, a.rows, a.reps)?;
     let pq = stores::run_parquet(&runtime, &tuned, &dir, a.rows, a.reps)?;
     let nt = nats::run(&runtime, &tuned, &csv_path, a.reps)?;
     let st = stream::run(&runtime, &tuned, a.reps, STREAM_MESSAGES)?;
@@ -682,6 +703,10 @@ fn main() -> Result<(), Error> {
         "quarantine_rows_per_s": modes.quarantine.median, "quarantine_min": modes.quarantine.min, "quarantine_max": modes.quarantine.max,
         "quarantine_clean_rows_per_s": modes.clean.median,
         "quarantine_vs_clean": modes.quarantine.median / modes.clean.median,
+        "incremental_full_rows_per_s": sync.full.median, "incremental_full_min": sync.full.min, "incremental_full_max": sync.full.max,
+        "incremental_rows_per_s": sync.incremental.median, "incremental_min": sync.incremental.min, "incremental_max": sync.incremental.max,
+        "incremental_vs_full": sync.incremental_vs_full.median,
+        "schedule_start_lag_s": sync.start_lag_s.median, "schedule_start_lag_min": sync.start_lag_s.min, "schedule_start_lag_max": sync.start_lag_s.max,
         "mongo_upsert_rows_per_s": modes.mongo_upsert.median, "mongo_upsert_min": modes.mongo_upsert.min, "mongo_upsert_max": modes.mongo_upsert.max,
         "postgres_source_rows_per_s": pg.source.median, "postgres_source_min": pg.source.min, "postgres_source_max": pg.source.max,
         "parquet_parse_rows_per_s": pq.parsed.median, "parquet_parse_min": pq.parsed.min, "parquet_parse_max": pq.parsed.max,

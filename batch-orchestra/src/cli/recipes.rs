@@ -11,6 +11,7 @@
 //! | `csv-to-postgres` | [`CsvFile`] | `PostgresSink` | columns by header (feature `postgres`) |
 //! | `postgres-to-json-lines` | `PostgresSource` | [`JsonLinesDir`] | none (feature `postgres`) |
 //! | `json-lines-to-postgres` | [`JsonLinesFile`] | `PostgresSink` | none (feature `postgres`) |
+//! | `postgres-to-postgres` | `PostgresSource` | `PostgresSink` | none: a table kept in sync, incrementally with `job.sync` (feature `postgres`) |
 //! | `parquet-to-json-lines` | `ParquetFile` | [`JsonLinesDir`] | none (feature `parquet`) |
 //! | `json-lines-to-parquet` | [`JsonLinesFile`] | `ParquetDir` | none (feature `parquet`) |
 //! | `csv-to-nats` | [`CsvFile`] | `NatsSink` | one object of strings per row (feature `nats`) |
@@ -107,6 +108,16 @@ mod postgres {
     }
 
     pipeline! {
+        /// A PostgreSQL table or query into another table; with `job.sync` and the source's
+        /// `incremental` column, each run copies what changed since the last.
+        pub PostgresToPostgres {
+            source: PostgresSource,
+            sink: PostgresSink,
+            workflow: "postgres-to-postgres",
+        }
+    }
+
+    pipeline! {
         /// JSON Lines objects into a PostgreSQL table.
         pub JsonLinesToPostgres {
             source: JsonLinesFile,
@@ -116,7 +127,7 @@ mod postgres {
     }
 }
 #[cfg(feature = "postgres")]
-pub use postgres::{CsvToPostgres, JsonLinesToPostgres, PostgresToJsonLines};
+pub use postgres::{CsvToPostgres, JsonLinesToPostgres, PostgresToJsonLines, PostgresToPostgres};
 
 #[cfg(feature = "parquet")]
 mod parquet {
@@ -199,7 +210,8 @@ pub fn recipes() -> PipelineList {
     let list = list
         .with::<CsvToPostgres>()
         .with::<PostgresToJsonLines>()
-        .with::<JsonLinesToPostgres>();
+        .with::<JsonLinesToPostgres>()
+        .with::<PostgresToPostgres>();
     #[cfg(feature = "parquet")]
     let list = list
         .with::<ParquetToJsonLines>()
