@@ -32,7 +32,10 @@
 //!    these; a table kept in sync by incremental runs (`bench_sync.rs`): the first run
 //!    (`incremental_full_rows_per_s`), the next after 1 % new rows (`incremental_rows_per_s`,
 //!    `incremental_vs_full`), and scheduled runs' first write after their due time
-//!    (`schedule_start_lag_s`); `--sync-only` runs just these;
+//!    (`schedule_start_lag_s`); `--sync-only` runs just these; the Temporal actions (what
+//!    Temporal Cloud bills) per million rows of CSV -> no-op, MongoDB and PostgreSQL
+//!    (`bench_cost.rs`: `actions_per_million_rows_*`, `action_shares_noop`); `--cost-only`
+//!    runs just these;
 //! 10. Parquet (`bench_stores.rs`): the Parquet source's own loop and into the no-op sink
 //!     through Temporal (`parquet_ratio`);
 //! 11. NATS JetStream (`bench_nats.rs`): CSV -> NATS through Temporal and its direct loop
@@ -73,6 +76,8 @@ use batch_orchestra::{
 };
 use temporalio_client::WorkflowFetchHistoryOptions;
 
+#[path = "bench_cost.rs"]
+mod cost;
 #[path = "bench_modes.rs"]
 mod modes;
 #[path = "bench_nats.rs"]
@@ -131,6 +136,8 @@ struct Args {
     modes_only: bool,
     /// Only the incremental-sync and schedule figures, printed.
     sync_only: bool,
+    /// Only the actions per million rows, printed.
+    cost_only: bool,
 }
 
 fn args() -> Result<Args, Error> {
@@ -144,6 +151,7 @@ fn args() -> Result<Args, Error> {
         encryption_only: false,
         modes_only: false,
         sync_only: false,
+        cost_only: false,
     };
     // `cargo xtask bench -- --rows N` passes the `--` on: skip it.
     let mut it = std::env::args().skip(1).filter(|a| a != "--");
@@ -172,6 +180,10 @@ fn args() -> Result<Args, Error> {
             a.sync_only = true;
             continue;
         }
+        if flag == "--cost-only" {
+            a.cost_only = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--rows" => a.rows = value.parse()?,
@@ -182,7 +194,7 @@ fn args() -> Result<Args, Error> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only, --workers-only, --encryption-only, --modes-only or --sync-only"
+                    "unknown flag {other}; expected --rows, --reps, --big-mb, --sharded-only, --stream-only, --workers-only, --encryption-only, --modes-only, --sync-only or --cost-only"
                 )
                 .into());
             }
@@ -364,6 +376,14 @@ fn main() -> Result<(), Error> {
         println!(
             "sync: full {:.0} rows/s, next run after 1 % new rows {:.0} rows/s, {:.3} of the full run's time; scheduled runs' first write {:.2} s after due (median)",
             s.full.median, s.incremental.median, s.incremental_vs_full.median, s.start_lag_s.median
+        );
+        return Ok(());
+    }
+    if a.cost_only {
+        let c = cost::run(&runtime, &tuned, &csv_path, a.rows)?;
+        println!(
+            "actions per million rows: no-op {:.0}, MongoDB {:.0}, PostgreSQL {:.0}; no-op by type: {:?}",
+            c.noop, c.mongo, c.postgres, c.noop_shares
         );
         return Ok(());
     }
@@ -584,6 +604,7 @@ fn main() -> Result<(), Error> {
     let pg = stores::run(&runtime, &tuned, &csv_path, a.reps)?;
     let modes = modes::run(&runtime, &tuned, &csv_path, a.reps)?;
     let sync = sync::run(&runtime, &tuned, a.rows, a.reps)?;
+    let cost = cost::run(&runtime, &tuned, &csv_path, a.rows)?;
     let pq = stores::run_parquet(&runtime, &tuned, &dir, a.rows, a.reps)?;
     let nt = nats::run(&runtime, &tuned, &csv_path, a.reps)?;
     let st = stream::run(&runtime, &tuned, a.reps, STREAM_MESSAGES)?;
@@ -703,6 +724,10 @@ fn main() -> Result<(), Error> {
         "quarantine_rows_per_s": modes.quarantine.median, "quarantine_min": modes.quarantine.min, "quarantine_max": modes.quarantine.max,
         "quarantine_clean_rows_per_s": modes.clean.median,
         "quarantine_vs_clean": modes.quarantine.median / modes.clean.median,
+        "actions_per_million_rows_noop": cost.noop,
+        "actions_per_million_rows_mongo": cost.mongo,
+        "actions_per_million_rows_postgres": cost.postgres,
+        "action_shares_noop": cost.noop_shares,
         "incremental_full_rows_per_s": sync.full.median, "incremental_full_min": sync.full.min, "incremental_full_max": sync.full.max,
         "incremental_rows_per_s": sync.incremental.median, "incremental_min": sync.incremental.min, "incremental_max": sync.incremental.max,
         "incremental_vs_full": sync.incremental_vs_full.median,

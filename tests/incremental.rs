@@ -1,7 +1,7 @@
 //! Keeping a table in sync on real servers: incremental runs of a PostgreSQL table into
 //! another (each run reads what changed since the last completed one), the late commit a
-//! `MAX(updated_at)` cursor misses, a rerun from a value, the cursor surviving a Temporal
-//! server restart, and a schedule every two seconds that is paused, triggered, backfilled and
+//! `MAX(updated_at)` cursor misses, a rerun from a value, a failed run passed over, the cursor
+//! surviving a Temporal server restart, and a schedule every two seconds that is paused, triggered, backfilled and
 //! deleted.
 //!
 //! One test function: the connectors read their connection string from the worker's
@@ -46,6 +46,7 @@ fn incremental_runs_and_schedules() {
                 a_commit_that_lands_late_below_the_cursor_is_read_by_the_next_run(jobs, &db).await;
                 a_rerun_from_a_value_reads_the_rows_above_it_and_writes_nothing_twice(jobs, &db)
                     .await;
+                a_failed_run_leaves_the_next_where_the_last_good_one_ended(jobs, &db).await;
             })
             .await;
             temporal.restart().expect("restart the Temporal server");
@@ -253,6 +254,44 @@ async fn a_rerun_from_a_value_reads_the_rows_above_it_and_writes_nothing_twice(
         "the copy holds them already: nothing written twice"
     );
     db.assert_in_sync("people", "after the rerun").await;
+}
+
+async fn a_failed_run_leaves_the_next_where_the_last_good_one_ended(
+    jobs: &JobClient,
+    db: &Sync<'_>,
+) {
+    db.tables("flaky").await;
+    db.insert("flaky", 0..10, 1).await;
+    let first = run(jobs, request("flaky", "flaky-1", "flaky")).await;
+    db.insert("flaky", 10..15, 2).await;
+    // The copy is away: the next run fails before it writes anything.
+    db.db
+        .batch_execute("ALTER TABLE flaky_copy RENAME TO flaky_away")
+        .await
+        .unwrap();
+    let failed = TableSync::start(jobs, request("flaky", "flaky-2", "flaky"))
+        .await
+        .unwrap()
+        .report()
+        .await;
+    assert!(
+        failed.is_err(),
+        "the run without its copy fails: {failed:?}"
+    );
+    db.db
+        .batch_execute("ALTER TABLE flaky_away RENAME TO flaky_copy")
+        .await
+        .unwrap();
+    let next = run(jobs, request("flaky", "flaky-3", "flaky")).await;
+    assert_eq!(
+        next.cursor_from, first.cursor,
+        "the failed run is passed over: the next starts where the first ended"
+    );
+    assert_eq!(
+        next.records_read, 5,
+        "and reads the 5 rows the failed run did not write"
+    );
+    db.assert_in_sync("flaky", "after a failed run").await;
 }
 
 async fn the_cursor_survives_a_temporal_server_restart(jobs: &JobClient, db: &Sync<'_>) {

@@ -7,7 +7,9 @@
 //! `batch.legacy.history.json` is a batch job recorded by an early version of the workflow). After an intended
 //! change that old runs must still replay, keep the fixtures; after one they need not (a
 //! patch guards it), add the new ones with `BATCH_ORCHESTRA_RECORD_HISTORY=1`, which writes
-//! the fixtures of this run (existing ones are kept under a numbered name).
+//! the fixtures of this run (existing ones are kept under a numbered name). `incremental` is a
+//! schedule-started incremental run: its `begin` activity and its job id taken from the
+//! workflow id.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use batch_orchestra::batch::{BatchProcessingRequest, PipelineWorkflow};
 use batch_orchestra::connectors::csv::{CsvFile, CsvRow};
 use batch_orchestra::connectors::noop::NoopSink;
+use batch_orchestra::job::schedule::Schedule;
 use batch_orchestra::sharded::Grouped;
 use batch_orchestra::sharded::ShardedRequest;
 use batch_orchestra::sharded::ShardedWorkflow;
@@ -234,6 +237,53 @@ async fn recorded_histories_of_every_job_shape_replay() {
                 .await
                 .unwrap();
             check("stream", runs(&jobs, job).await).await;
+
+            // A sync of two incremental runs; the second started by a schedule (triggered),
+            // so it takes its workflow id as job id and begins from the first's cursor.
+            let sync = "replay-sync";
+            let first = BatchProcessingRequest::new(
+                format!("{sync}-1"),
+                RangeSource::new(100),
+                CountingSink::new(sync),
+            )
+            .batch_size(25)
+            .incremental(sync);
+            jobs.start::<RangeToCounting>(first)
+                .await
+                .unwrap()
+                .report()
+                .await
+                .unwrap();
+            let next =
+                BatchProcessingRequest::new(sync, RangeSource::new(150), CountingSink::new(sync))
+                    .batch_size(25)
+                    .incremental(sync);
+            let schedule = jobs
+                .schedule::<RangeToCounting>(
+                    next,
+                    &Schedule::every(Duration::from_secs(3_600)).paused(),
+                )
+                .await
+                .unwrap();
+            schedule.trigger().await.unwrap();
+            let run = loop {
+                if let Some(run) = schedule.describe().await.unwrap().recent_runs.pop() {
+                    break run.job_id;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let report = RangeToCounting::job(&jobs, &run).report().await.unwrap();
+            assert_eq!(
+                report.job_id, run,
+                "a scheduled run's job id is its workflow id"
+            );
+            assert_eq!(
+                report.records_read, 50,
+                "the run reads the 50 ids added since the first"
+            );
+            assert_eq!(report.cursor_from, Some(serde_json::json!({ "end": 100 })));
+            schedule.delete().await.unwrap();
+            check("incremental", runs(&jobs, &run).await).await;
             Ok::<_, batch_orchestra::JobError>(())
         })
         .await

@@ -361,9 +361,15 @@ async fn describe(ops: &[Box<dyn Operate>], jobs: &JobClient, state: &ScheduleSt
         "runs       {} started, {} skipped (one was still running)",
         state.runs_started, state.runs_skipped
     );
-    match &cursor {
-        Some((run, c)) => println!("cursor     {c} (from {run})"),
-        None => println!("cursor     - (no completed run among the recent ones)"),
+    let completed = runs
+        .iter()
+        .any(|r| r.status == JobStatus::Completed.to_string());
+    match (&cursor, completed) {
+        (Some((run, c)), _) => println!("cursor     {c} (from {run})"),
+        (None, true) => {
+            println!("cursor     - (the runs are not incremental: each reads everything)")
+        }
+        (None, false) => println!("cursor     - (no completed run among the recent ones)"),
     }
     if runs.is_empty() {
         return;

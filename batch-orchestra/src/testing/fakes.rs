@@ -23,8 +23,10 @@ pub struct TestRecord {
 /// The text every [`TestRecord`] payload starts with.
 pub const PAYLOAD_MARKER: &str = "RECORD-CONTENT-";
 
-/// A source of `count` records with ids `0..count`; the offset is the next id.
-#[crate::batch_source(name = "range", reader = Self)]
+/// A source of `count` records with ids `0..count`; the offset is the next id. Read
+/// incrementally, each run reads the ids added since the last (`count` grown), with the
+/// cursor `{"end": <count>}`.
+#[crate::batch_source(name = "range", reader = Self, incremental = begin)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeSource {
     /// Records in the source.
@@ -35,6 +37,9 @@ pub struct RangeSource {
     pub bad_every: Option<u64>,
     /// Fail `build` with a configuration error naming this input.
     pub missing_input: Option<String>,
+    /// The first id, when not 0: an incremental run's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
 }
 
 impl RangeSource {
@@ -45,11 +50,30 @@ impl RangeSource {
             payload_bytes: 16,
             bad_every: None,
             missing_input: None,
+            first: None,
         }
     }
 }
 
 impl RangeSource {
+    /// The window of an incremental run: from the last run's end (or a rerun's, whichever
+    /// is first) to `count`.
+    async fn begin(
+        &self,
+        previous: Option<crate::connector::Cursor>,
+        from: Option<crate::connector::Cursor>,
+    ) -> Result<crate::connector::Window<Self>, ConnectorError> {
+        let end = |c: &Option<crate::connector::Cursor>| c.as_ref()?.get("end")?.as_u64();
+        let first = [end(&previous), end(&from)].into_iter().flatten().min();
+        Ok(crate::connector::Window {
+            source: Self {
+                first,
+                ..self.clone()
+            },
+            next: serde_json::json!({ "end": self.count }),
+        })
+    }
+
     async fn build_source(&self) -> Result<RangeSource, ConnectorError> {
         match &self.missing_input {
             Some(input) => Err(ConnectorError::config(format!(
@@ -70,7 +94,10 @@ impl Source for RangeSource {
         batch_size: u64,
         max_batches: usize,
     ) -> Result<Plan<u64>, ConnectorError> {
-        let mut start = from.copied().unwrap_or(0).min(self.count);
+        let mut start = from
+            .copied()
+            .unwrap_or(self.first.unwrap_or(0))
+            .min(self.count);
         let mut batches = Vec::new();
         while start < self.count && batches.len() < max_batches {
             let end = (start + batch_size).min(self.count);

@@ -13,6 +13,7 @@ pub struct TemporalDevServer {
     process: OwnedProcess,
     port: u16,
     ui_port: u16,
+    metrics_port: u16,
 }
 
 impl TemporalDevServer {
@@ -88,6 +89,7 @@ impl TemporalDevServer {
             process,
             port,
             ui_port,
+            metrics_port,
         })
     }
 
@@ -118,6 +120,12 @@ impl TemporalDevServer {
     /// The web UI's address (served only when started with `ui`).
     pub fn ui_address(&self) -> String {
         format!("http://127.0.0.1:{}", self.ui_port)
+    }
+
+    /// The server's own Prometheus metrics, `http://127.0.0.1:<port>/metrics`: among them
+    /// the `action` counter Temporal Cloud bills by.
+    pub fn metrics_address(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.metrics_port)
     }
 
     /// The server's process id.
