@@ -1,5 +1,6 @@
 //! PostgreSQL crash tests: the worker process killed three times mid-job (at seeded points of
-//! progress) while it copies a CSV into PostgreSQL, inserting or upserting. Every valid row
+//! progress) while it copies a CSV into PostgreSQL, inserting or upserting, and while an
+//! incremental run copies a table (the next run then reads only what changed). Every valid row
 //! ends up in the table exactly once (at its new version, for the upsert), and the report
 //! counts each once (written or already present); rows a killed worker had committed are
 //! found again by the retry and counted as already present.
@@ -7,13 +8,13 @@
 use std::process::Command;
 use std::time::Duration;
 
-use batch_orchestra::batch::JobReport;
+use batch_orchestra::batch::{JobReport, ReportOf, RequestOf};
 use batch_orchestra::connectors::csv::{CsvFile, CsvOffset};
-use batch_orchestra::connectors::postgres::PostgresSink;
+use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource};
 use batch_orchestra::failure::RetrySettings;
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer, WorkerProcess};
-use batch_orchestra::{JobClient, JobStatus};
-use batch_orchestra_tests::{CsvToSlowPostgres, SlowPostgres, at_sink_marks};
+use batch_orchestra::{JobClient, JobHandle, JobStatus, Pipeline};
+use batch_orchestra_tests::{CsvToSlowPostgres, SlowPostgres, TableToSlowPostgres, at_sink_marks};
 
 const ROWS: u64 = 12_000;
 const BAD_ROWS: u64 = 2;
@@ -35,14 +36,36 @@ fn people_csv(dir: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Runs the CSV into `sink` on a worker process killed three times mid-job; returns the
+/// The settings of every crash job: small batches, one a `process` activity, a short
+/// heartbeat timeout and quick retries, so kills land mid-job and recovery is fast.
+fn crash_settings<P: Pipeline>(request: RequestOf<P>) -> RequestOf<P> {
+    request
+        .batch_size(200)
+        .batches_per_activity(1)
+        .max_batches_per_activity(1)
+        .max_in_flight(2)
+        .heartbeat_timeout(Duration::from_secs(2))
+        .retry(
+            "process",
+            RetrySettings {
+                initial_interval: Duration::from_millis(500),
+                maximum_interval: Duration::from_secs(2),
+                maximum_attempts: 20,
+                ..RetrySettings::default()
+            },
+        )
+}
+
+/// Starts a job with `start` on a worker process killed three times mid-job, when the rows
+/// `held_sql` counts (what the job wrote so far, of `total`) reach seeded marks; returns its
 /// report.
-async fn run_killing_the_worker_three_times(
+async fn run_killing_the_worker_three_times<P: Pipeline>(
     pg: &PostgresServer,
     temporal: &TemporalDevServer,
-    csv: String,
-    sink: PostgresSink,
-) -> JobReport<CsvOffset> {
+    total: u64,
+    held_sql: &str,
+    start: impl AsyncFnOnce(&JobClient) -> JobHandle<P>,
+) -> ReportOf<P> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.subsec_nanos() as u64);
@@ -58,42 +81,19 @@ async fn run_killing_the_worker_three_times(
     };
     let mut worker = spawn();
     let jobs = JobClient::new(temporal.client().await.unwrap(), queue);
-    let sink = SlowPostgres {
-        inner: sink,
-        delay_ms: 200,
-    };
-    let request = CsvToSlowPostgres::request("people", CsvFile::new(csv), sink)
-        .batch_size(200)
-        .batches_per_activity(1)
-        .max_batches_per_activity(1)
-        .max_in_flight(2)
-        .heartbeat_timeout(Duration::from_secs(2))
-        .retry(
-            "process",
-            RetrySettings {
-                initial_interval: Duration::from_millis(500),
-                maximum_interval: Duration::from_secs(2),
-                maximum_attempts: 20,
-                ..RetrySettings::default()
-            },
-        );
-    let handle = CsvToSlowPostgres::start(&jobs, request).await.unwrap();
+    let handle = start(&jobs).await;
     // Kill moments are points of progress, so all three land mid-job: the n-th once
-    // 1,000 + 2,500 n (+ up to 500) rows are in the table at version 2, leaving 5,500 rows
-    // after the last.
+    // 1,000 + 2,500 n (+ up to 500) rows are written, leaving thousands after the last.
     let marks: Vec<u64> = (0..3).map(|n| 1_000 + 2_500 * n + seed % 500).collect();
     let db = std::sync::Arc::new(connect(pg).await);
     let held = || {
         let db = db.clone();
         async move {
-            let row = db
-                .query_one("SELECT count(*) FROM people WHERE updated_at = 2", &[])
-                .await
-                .ok()?;
+            let row = db.query_one(held_sql, &[]).await.ok()?;
             Some(row.get::<_, i64>(0) as u64)
         }
     };
-    let kills = at_sink_marks(held, VALID, &marks, Duration::from_secs(180), |_, rows| {
+    let kills = at_sink_marks(held, total, &marks, Duration::from_secs(180), |_, rows| {
         println!("killing worker {} at {rows} rows written", worker.pid());
         worker.kill();
         worker = spawn();
@@ -106,6 +106,32 @@ async fn run_killing_the_worker_three_times(
     assert_eq!(kills, 3, "the job ended before its third kill");
     drop(worker);
     report
+}
+
+/// The people CSV into `sink` (through [`SlowPostgres`]) with the worker killed three times.
+async fn copy_people_killing_the_worker(
+    pg: &PostgresServer,
+    temporal: &TemporalDevServer,
+    csv: String,
+    sink: PostgresSink,
+) -> JobReport<CsvOffset> {
+    let sink = SlowPostgres {
+        inner: sink,
+        delay_ms: 200,
+    };
+    run_killing_the_worker_three_times(
+        pg,
+        temporal,
+        VALID,
+        "SELECT count(*) FROM people WHERE updated_at = 2",
+        async |jobs| {
+            let request = CsvToSlowPostgres::request("people", CsvFile::new(csv), sink);
+            CsvToSlowPostgres::start(jobs, crash_settings(request))
+                .await
+                .unwrap()
+        },
+    )
+    .await
 }
 
 async fn connect(pg: &PostgresServer) -> tokio_postgres::Client {
@@ -154,8 +180,7 @@ async fn a_worker_killed_three_times_mid_copy_loses_and_duplicates_nothing() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sink = PostgresSink::new("people").key_columns(["id"]);
-    let report =
-        run_killing_the_worker_three_times(&pg, &temporal, people_csv(dir.path()), sink).await;
+    let report = copy_people_killing_the_worker(&pg, &temporal, people_csv(dir.path()), sink).await;
     let row = db
         .query_one("SELECT count(*), count(DISTINCT id) FROM people", &[])
         .await
@@ -183,8 +208,7 @@ async fn a_worker_killed_three_times_mid_upsert_leaves_every_row_at_its_new_vers
     let sink = PostgresSink::new("people")
         .key_columns(["id"])
         .upsert("updated_at");
-    let report =
-        run_killing_the_worker_three_times(&pg, &temporal, people_csv(dir.path()), sink).await;
+    let report = copy_people_killing_the_worker(&pg, &temporal, people_csv(dir.path()), sink).await;
     let row = db
         .query_one(
             "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE updated_at = 2 AND name = 'person ' || id) FROM people",
@@ -200,4 +224,85 @@ async fn a_worker_killed_three_times_mid_upsert_leaves_every_row_at_its_new_vers
         new as u64, VALID,
         "every valid row at its new version: {summary}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_run_with_its_worker_killed_is_exact_and_the_next_reads_only_what_changed()
+{
+    let pg = PostgresServer::start().unwrap();
+    let temporal = TemporalDevServer::start().unwrap();
+    let db = connect(&pg).await;
+    db.batch_execute(&format!(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, name text NOT NULL, updated_at bigint NOT NULL);
+         CREATE TABLE orders_copy (LIKE orders INCLUDING ALL);
+         INSERT INTO orders SELECT i, 'order ' || i, 1 FROM generate_series(0, {ROWS} - 1) i"
+    ))
+    .await
+    .unwrap();
+    let request = |run: &str| {
+        let source = PostgresSource::table("orders", "id").incremental("updated_at");
+        let sink = SlowPostgres {
+            inner: PostgresSink::new("orders_copy")
+                .key_columns(["id"])
+                .upsert("updated_at"),
+            delay_ms: 200,
+        };
+        crash_settings(TableToSlowPostgres::request(run, source, sink).incremental("orders"))
+    };
+    let first = run_killing_the_worker_three_times(
+        &pg,
+        &temporal,
+        ROWS,
+        "SELECT count(*) FROM orders_copy",
+        async |jobs| {
+            TableToSlowPostgres::start(jobs, request("orders-1"))
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    let copied = |db: &tokio_postgres::Client| async move {
+        let row = db
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE c.name = o.name AND c.updated_at = o.updated_at)
+                 FROM orders o LEFT JOIN orders_copy c USING (id)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
+    };
+    let summary = format!(
+        "first run: {} read, {} written, {} already present",
+        first.records_read, first.records_written, first.already_present
+    );
+    println!("{summary}");
+    assert_eq!(first.records_read, ROWS, "the window is pinned: every row read once, {summary}");
+    assert_eq!(first.records_written + first.already_present, ROWS, "{summary}");
+    assert_eq!(copied(&db).await, (ROWS, ROWS), "every row copied: {summary}");
+
+    // The next run, on a worker nobody kills: only what changed since the first.
+    db.batch_execute(&format!(
+        "INSERT INTO orders SELECT i, 'order ' || i, 2 FROM generate_series({ROWS}, {ROWS} + 999) i;
+         UPDATE orders SET name = 'changed', updated_at = 3 WHERE id < 500"
+    ))
+    .await
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_crash-worker"));
+    command
+        .env("TEMPORAL_ADDRESS", temporal.address())
+        .env("DATABASE_URL", pg.url())
+        .env("TASK_QUEUE", "crash-postgres");
+    let _worker = WorkerProcess::spawn(command).expect("start a worker process");
+    let jobs = JobClient::new(temporal.client().await.unwrap(), "crash-postgres");
+    let next = TableToSlowPostgres::start(&jobs, request("orders-2"))
+        .await
+        .unwrap()
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(next.cursor_from, first.cursor);
+    assert_eq!(next.records_read, 1_500, "1,000 new rows and 500 changed ones");
+    assert_eq!(next.records_written, 1_500);
+    assert_eq!(copied(&db).await, (ROWS + 1_000, ROWS + 1_000), "the copy is in sync");
 }

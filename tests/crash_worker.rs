@@ -1,4 +1,5 @@
-//! A worker process for the crash tests: serves `CsvToFaultyMongo`, `CsvToSlowPostgres` on
+//! A worker process for the crash tests: serves `CsvToFaultyMongo`, `CsvToSlowPostgres`,
+//! `TableToSlowPostgres` on
 //! `TASK_QUEUE`, with Temporal at `TEMPORAL_ADDRESS`, MongoDB at `MONGODB_URI` and PostgreSQL
 //! at `DATABASE_URL`, and `NatsToMongo` with NATS at `BATCH_ORCHESTRA_TEST_NATS_URL`. A test
 //! kills it with SIGKILL.
@@ -6,7 +7,7 @@
 use std::time::Duration;
 
 use batch_orchestra::{Worker, connect_from_env};
-use batch_orchestra_tests::{CsvToFaultyMongo, CsvToSlowPostgres, NatsToMongo};
+use batch_orchestra_tests::{CsvToFaultyMongo, CsvToSlowPostgres, NatsToMongo, TableToSlowPostgres};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -24,6 +25,7 @@ async fn main() {
         let built = Worker::builder(client, queue.clone())
             .pipeline::<CsvToFaultyMongo>()
             .and_then(|b| b.pipeline::<CsvToSlowPostgres>())
+            .and_then(|b| b.pipeline::<TableToSlowPostgres>())
             .and_then(|b| b.pipeline::<NatsToMongo>())
             .and_then(|b| b.build());
         match built {

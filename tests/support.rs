@@ -306,6 +306,15 @@ pipeline! {
     }
 }
 
+pipeline! {
+    /// A PostgreSQL table into another through [`SlowPostgres`] (incremental runs).
+    pub TableToSlowPostgres {
+        source: batch_orchestra::connectors::postgres::PostgresSource,
+        sink: SlowPostgres,
+        workflow: "table-to-slow-postgres",
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The streaming pipeline: JSON messages of a JetStream consumer into MongoDB documents.
 // ---------------------------------------------------------------------------------------------

@@ -312,10 +312,18 @@ impl PostgresSource {
                     window.upto
                 ))
             })?;
-        // The row's 32-bit xmin taken as the 64-bit id nearest the snapshot's xmax.
-        let xid = format!(
-            "GREATEST({xmax} - ((({low} - r.xmin::text::bigint + 6442450944) % 4294967296) - 2147483648), 1)::text::xid8",
+        // The row's 32-bit xmin widened next to the snapshot's xmax: `behind` is how many
+        // ids before xmax it lies, modulo 2^32. Up to 2^31 behind: that far in the past;
+        // within 2^30 ahead (the last quarter): written after the snapshot; in between: older
+        // than any snapshot can tell apart (frozen long ago), so visible in all of them.
+        let behind = format!(
+            "(({low} - r.xmin::text::bigint + 4294967296) % 4294967296)",
             low = xmax & 0xFFFF_FFFF
+        );
+        let xid = format!(
+            "(CASE WHEN {behind} < 2147483648 THEN GREATEST({xmax} - {behind}, 1)
+                   WHEN {behind} >= 3221225472 THEN {xmax} + 4294967296 - {behind}
+                   ELSE 1 END)::text::xid8"
         );
         let mut since = Vec::new();
         if let Some(after) = &window.after {
