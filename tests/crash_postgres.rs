@@ -126,7 +126,7 @@ async fn copy_people_killing_the_worker(
         "SELECT count(*) FROM people WHERE updated_at = 2",
         async |jobs| {
             let request = CsvToSlowPostgres::request("people", CsvFile::new(csv), sink);
-            CsvToSlowPostgres::start(jobs, crash_settings(request))
+            CsvToSlowPostgres::start(jobs, crash_settings::<CsvToSlowPostgres>(request))
                 .await
                 .unwrap()
         },
@@ -227,8 +227,7 @@ async fn a_worker_killed_three_times_mid_upsert_leaves_every_row_at_its_new_vers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_incremental_run_with_its_worker_killed_is_exact_and_the_next_reads_only_what_changed()
-{
+async fn an_incremental_run_with_its_worker_killed_is_exact_and_the_next_reads_only_what_changed() {
     let pg = PostgresServer::start().unwrap();
     let temporal = TemporalDevServer::start().unwrap();
     let db = connect(&pg).await;
@@ -247,7 +246,9 @@ async fn an_incremental_run_with_its_worker_killed_is_exact_and_the_next_reads_o
                 .upsert("updated_at"),
             delay_ms: 200,
         };
-        crash_settings(TableToSlowPostgres::request(run, source, sink).incremental("orders"))
+        crash_settings::<TableToSlowPostgres>(
+            TableToSlowPostgres::request(run, source, sink).incremental("orders"),
+        )
     };
     let first = run_killing_the_worker_three_times(
         &pg,
@@ -261,25 +262,25 @@ async fn an_incremental_run_with_its_worker_killed_is_exact_and_the_next_reads_o
         },
     )
     .await;
-    let copied = |db: &tokio_postgres::Client| async move {
-        let row = db
-            .query_one(
-                "SELECT count(*), count(*) FILTER (WHERE c.name = o.name AND c.updated_at = o.updated_at)
-                 FROM orders o LEFT JOIN orders_copy c USING (id)",
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
-    };
     let summary = format!(
         "first run: {} read, {} written, {} already present",
         first.records_read, first.records_written, first.already_present
     );
     println!("{summary}");
-    assert_eq!(first.records_read, ROWS, "the window is pinned: every row read once, {summary}");
-    assert_eq!(first.records_written + first.already_present, ROWS, "{summary}");
-    assert_eq!(copied(&db).await, (ROWS, ROWS), "every row copied: {summary}");
+    assert_eq!(
+        first.records_read, ROWS,
+        "the window is pinned: every row read once, {summary}"
+    );
+    assert_eq!(
+        first.records_written + first.already_present,
+        ROWS,
+        "{summary}"
+    );
+    assert_eq!(
+        copied(&db).await,
+        (ROWS, ROWS),
+        "every row copied: {summary}"
+    );
 
     // The next run, on a worker nobody kills: only what changed since the first.
     db.batch_execute(&format!(
@@ -302,7 +303,27 @@ async fn an_incremental_run_with_its_worker_killed_is_exact_and_the_next_reads_o
         .await
         .unwrap();
     assert_eq!(next.cursor_from, first.cursor);
-    assert_eq!(next.records_read, 1_500, "1,000 new rows and 500 changed ones");
+    assert_eq!(
+        next.records_read, 1_500,
+        "1,000 new rows and 500 changed ones"
+    );
     assert_eq!(next.records_written, 1_500);
-    assert_eq!(copied(&db).await, (ROWS + 1_000, ROWS + 1_000), "the copy is in sync");
+    assert_eq!(
+        copied(&db).await,
+        (ROWS + 1_000, ROWS + 1_000),
+        "the copy is in sync"
+    );
+}
+
+/// Rows of `orders`, and of them those the copy holds as they are.
+async fn copied(db: &tokio_postgres::Client) -> (u64, u64) {
+    let row = db
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE c.name = o.name AND c.updated_at = o.updated_at)
+             FROM orders o LEFT JOIN orders_copy c USING (id)",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
 }

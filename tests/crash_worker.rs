@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use batch_orchestra::{Worker, connect_from_env};
-use batch_orchestra_tests::{CsvToFaultyMongo, CsvToSlowPostgres, NatsToMongo, TableToSlowPostgres};
+use batch_orchestra_tests::{
+    CsvToFaultyMongo, CsvToSlowPostgres, NatsToMongo, TableToSlowPostgres,
+};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -16,7 +16,7 @@ use crate::client::TemporalSettings;
 use crate::job::JobClient;
 use crate::job::JobStatus;
 use crate::ops::view::{describe_progress, describe_report};
-use crate::ops::{Control, Operate, PipelineList};
+use crate::ops::{Control, Operate, Overrides, PipelineList};
 use crate::worker::Worker;
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus as RawStatus;
 
@@ -67,19 +67,17 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             job,
             config,
             rate,
+            from_cursor,
             check,
             watch,
         } => {
             let op = by_name(ops, &pipeline)?;
-            let text = std::fs::read_to_string(&config).map_err(|e| {
-                CliError::new(
-                    Exit::Config,
-                    format!("cannot read the job file {}: {e}", config.display()),
-                )
-            })?;
-            let request = op
-                .parse(&job, &config, &text, rate)
-                .map_err(|e| CliError::new(Exit::Config, e.0))?;
+            let overrides = Overrides {
+                rate,
+                from_cursor: from_cursor
+                    .map(|c| serde_json::from_str(&c).unwrap_or(serde_json::Value::String(c))),
+            };
+            let (request, _) = read_job_file(op, &job, &config, &overrides)?;
             let sharded = if request.kind() == "sharded" {
                 ", sharded"
             } else {
@@ -239,6 +237,25 @@ async fn connect(profile: Option<&str>) -> Result<Client, CliError> {
 
 pub(super) async fn jobs(task_queue: &str, profile: Option<&str>) -> Result<JobClient, CliError> {
     Ok(JobClient::new(connect(profile).await?, task_queue))
+}
+
+/// Reads and checks the job file `config` of job `job`; returns the request and the text.
+pub(super) fn read_job_file(
+    op: &dyn Operate,
+    job: &str,
+    config: &std::path::Path,
+    overrides: &Overrides,
+) -> Result<(Box<dyn crate::ops::Ready>, String), CliError> {
+    let text = std::fs::read_to_string(config).map_err(|e| {
+        CliError::new(
+            Exit::Config,
+            format!("cannot read the job file {}: {e}", config.display()),
+        )
+    })?;
+    let request = op
+        .parse(job, config, &text, overrides)
+        .map_err(|e| CliError::new(Exit::Config, e.0))?;
+    Ok((request, text))
 }
 
 pub(super) fn by_name<'a>(

@@ -173,6 +173,11 @@ job.toml:
         /// Records per second at most (overrides `job.max_records_per_s`).
         #[arg(long, value_name = "N")]
         rate: Option<u32>,
+        /// An incremental run (`job.sync`) from this cursor instead of the last run's, on
+        /// top of what changed since: JSON like '{"value": "2026-12-01"}' (overrides
+        /// `job.from_cursor`).
+        #[arg(long, value_name = "JSON")]
+        from_cursor: Option<String>,
         /// Check the file and stop: start nothing.
         #[arg(long)]
         check: bool,

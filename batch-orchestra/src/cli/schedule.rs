@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
 
-use super::commands::{by_name, jobs, utc};
+use super::commands::{by_name, jobs, read_job_file, utc};
 use super::{CliError, Exit};
 use crate::job::schedule::{Overlap, Schedule, ScheduleState};
 use crate::job::{JobClient, JobStatus};
-use crate::ops::{Operate, interval, schedule_table};
+use crate::ops::{Operate, Overrides, interval, schedule_table};
 
 /// How long `describe` waits for one run's report before showing it as unknown.
 const REPORT_WITHIN: Duration = Duration::from_secs(5);
@@ -144,18 +144,9 @@ pub(super) async fn run(
             paused,
         } => {
             let op = by_name(ops, &pipeline)?;
-            let text = std::fs::read_to_string(&config).map_err(|e| {
-                CliError::new(
-                    Exit::Config,
-                    format!("cannot read the job file {}: {e}", config.display()),
-                )
-            })?;
-            let config_error = |m: String| CliError::new(Exit::Config, m);
-            let request = op
-                .parse(&job, &config, &text, None)
-                .map_err(|e| config_error(e.0))?;
+            let (request, text) = read_job_file(op, &job, &config, &Overrides::default())?;
             let table = schedule_table(&config, &text)
-                .map_err(|e| config_error(e.0))?
+                .map_err(|e| CliError::new(Exit::Config, e.0))?
                 .unwrap_or_default();
             let shown = config.display();
             let mut schedule = match (cron.or(table.cron), every.or(table.every)) {
@@ -219,31 +210,19 @@ pub(super) async fn run(
             Ok(Exit::Success)
         }
         ScheduleCommand::Pause { id, note } => {
-            jobs(task_queue, profile)
-                .await?
-                .schedule_of(&id)
-                .pause(&note)
-                .await?;
-            println!("paused schedule `{id}`");
-            Ok(Exit::Success)
+            let schedule = jobs(task_queue, profile).await?.schedule_of(&id);
+            schedule.pause(&note).await?;
+            done(format!("paused schedule `{id}`"))
         }
         ScheduleCommand::Unpause { id, note } => {
-            jobs(task_queue, profile)
-                .await?
-                .schedule_of(&id)
-                .unpause(&note)
-                .await?;
-            println!("unpaused schedule `{id}`");
-            Ok(Exit::Success)
+            let schedule = jobs(task_queue, profile).await?.schedule_of(&id);
+            schedule.unpause(&note).await?;
+            done(format!("unpaused schedule `{id}`"))
         }
         ScheduleCommand::Trigger { id } => {
-            jobs(task_queue, profile)
-                .await?
-                .schedule_of(&id)
-                .trigger()
-                .await?;
-            println!("triggered a run of schedule `{id}`");
-            Ok(Exit::Success)
+            let schedule = jobs(task_queue, profile).await?.schedule_of(&id);
+            schedule.trigger().await?;
+            done(format!("triggered a run of schedule `{id}`"))
         }
         ScheduleCommand::Backfill { id, from, to } => {
             let parse = |t: &str| {
@@ -257,24 +236,22 @@ pub(super) async fn run(
             if end <= start {
                 return Err(usage(format!("--to {to} is not after --from {from}")));
             }
-            jobs(task_queue, profile)
-                .await?
-                .schedule_of(&id)
-                .backfill(start, end)
-                .await?;
-            println!("backfilling schedule `{id}` from {from} to {to}");
-            Ok(Exit::Success)
+            let schedule = jobs(task_queue, profile).await?.schedule_of(&id);
+            schedule.backfill(start, end).await?;
+            done(format!("backfilling schedule `{id}` from {from} to {to}"))
         }
         ScheduleCommand::Delete { id } => {
-            jobs(task_queue, profile)
-                .await?
-                .schedule_of(&id)
-                .delete()
-                .await?;
-            println!("deleted schedule `{id}`");
-            Ok(Exit::Success)
+            let schedule = jobs(task_queue, profile).await?.schedule_of(&id);
+            schedule.delete().await?;
+            done(format!("deleted schedule `{id}`"))
         }
     }
+}
+
+/// Says what was done; the command succeeded.
+fn done(what: String) -> Result<Exit, CliError> {
+    println!("{what}");
+    Ok(Exit::Success)
 }
 
 /// One recent run as `describe` shows it.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::operate::{ConfigError, Control, Operated, Ready, Request};
+use super::operate::{ConfigError, Control, Operated, Overrides, Ready, Request};
 use crate::batch::BatchProcessingRequest;
 use crate::batch::RequestOf;
 use crate::connector::{SinkConfig, SourceConfig};
@@ -220,7 +220,7 @@ impl<P: Pipeline> Operated<P> for Batch {
         job_id: &str,
         path: &Path,
         text: &str,
-        rate: Option<u32>,
+        overrides: &Overrides,
     ) -> Result<Box<dyn Ready>, ConfigError> {
         let file = parse_job_file::<P>(path, text)?;
         let o = file.job;
@@ -234,10 +234,10 @@ impl<P: Pipeline> Operated<P> for Batch {
         r.max_record_errors = o.max_record_errors.or(r.max_record_errors);
         r.max_error_samples = o.max_error_samples.unwrap_or(r.max_error_samples);
         r.max_failed_batches = o.max_failed_batches.unwrap_or(r.max_failed_batches);
-        r.max_records_per_s = rate.or(o.max_records_per_s).filter(|n| *n > 0);
+        r.max_records_per_s = overrides.rate.or(o.max_records_per_s).filter(|n| *n > 0);
         r.start_at = o.start_at;
         r.quarantine = o.quarantine;
-        match (o.sync, o.from_cursor) {
+        match (o.sync, overrides.from_cursor.clone().or(o.from_cursor)) {
             (Some(sync), from) => {
                 r = r.incremental(sync);
                 if let Some(from) = from {
@@ -246,7 +246,7 @@ impl<P: Pipeline> Operated<P> for Batch {
             }
             (None, Some(_)) => {
                 return Err(ConfigError(format!(
-                    "{}: `job.from_cursor` is the start of an incremental run: set `job.sync` too",
+                    "{}: a starting cursor (`job.from_cursor`, `--from-cursor`) is for incremental runs: set `job.sync` too",
                     path.display()
                 )));
             }

@@ -16,7 +16,7 @@ mod stream;
 pub(crate) mod view;
 
 #[cfg(feature = "cli")]
-pub(crate) use operate::{Control, Operate, operator};
+pub(crate) use operate::{Control, Operate, Overrides, Ready, operator};
 
 #[cfg(feature = "cli")]
 use crate::job::{Batch, Sharded, Stream};

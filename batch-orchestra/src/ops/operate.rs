@@ -25,6 +25,15 @@ pub(crate) enum Control {
     Cancel,
 }
 
+/// What the command line sets over a job file: `--rate` and `--from-cursor`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overrides {
+    /// Records per second at most.
+    pub rate: Option<u32>,
+    /// An incremental run's starting cursor.
+    pub from_cursor: Option<crate::connector::Cursor>,
+}
+
 /// A job config file that cannot be used, with the file and what is wrong.
 #[derive(Debug)]
 pub(crate) struct ConfigError(pub String);
@@ -82,7 +91,7 @@ pub(crate) trait Operated<P: Pipeline>: JobKind<P> {
         job_id: &str,
         path: &Path,
         text: &str,
-        rate: Option<u32>,
+        overrides: &Overrides,
     ) -> Result<Box<dyn Ready>, ConfigError>;
 
     /// The report as JSON for scripts.
@@ -128,7 +137,7 @@ pub(crate) trait Operate: Send + Sync {
         job_id: &str,
         path: &Path,
         text: &str,
-        rate: Option<u32>,
+        overrides: &Overrides,
     ) -> Result<Box<dyn Ready>, ConfigError>;
     /// The live progress of a running job.
     fn progress<'a>(
@@ -187,9 +196,9 @@ impl<P: Pipeline, K: Operated<P>> Operate for Operator<P, K> {
         job_id: &str,
         path: &Path,
         text: &str,
-        rate: Option<u32>,
+        overrides: &Overrides,
     ) -> Result<Box<dyn Ready>, ConfigError> {
-        K::parse(job_id, path, text, rate)
+        K::parse(job_id, path, text, overrides)
     }
 
     fn progress<'a>(

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::batch::throttle;
-use super::operate::{ConfigError, Control, Operated, Ready, Request};
+use super::operate::{ConfigError, Control, Operated, Overrides, Ready, Request};
 use crate::batch::RequestOf;
 use crate::error::JobError;
 use crate::job::{JobClient, JobHandle, JobKind, Sharded};
@@ -64,7 +64,7 @@ impl<P: Pipeline> Operated<P> for Sharded {
         _job_id: &str,
         path: &Path,
         _text: &str,
-        _rate: Option<u32>,
+        _overrides: &Overrides,
     ) -> Result<Box<dyn Ready>, ConfigError> {
         Err(ConfigError(format!(
             "{}: start pipeline `{}` with a `[shards]` table to run it sharded",

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::batch::{parse_file, seconds_in};
-use super::operate::{ConfigError, Control, Operated, Ready, Request};
+use super::operate::{ConfigError, Control, Operated, Overrides, Ready, Request};
 use crate::connector::{SinkConfig, SourceConfig};
 use crate::error::JobError;
 use crate::job::{JobClient, JobHandle, JobKind, Stream};
@@ -66,9 +66,15 @@ impl<P: Pipeline> Operated<P> for Stream {
         job_id: &str,
         path: &Path,
         text: &str,
-        rate: Option<u32>,
+        overrides: &Overrides,
     ) -> Result<Box<dyn Ready>, ConfigError> {
-        if rate.is_some() {
+        if overrides.from_cursor.is_some() {
+            return Err(ConfigError(format!(
+                "pipeline `{}` streams: it resumes where it stopped, not from a cursor (`--from-cursor`)",
+                P::NAMES.workflow
+            )));
+        }
+        if overrides.rate.is_some() {
             return Err(ConfigError(format!(
                 "pipeline `{}` streams: it has no rate limit (`--rate`); size it with `[stream]` batch_size and executors",
                 P::NAMES.workflow
