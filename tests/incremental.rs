@@ -1,8 +1,9 @@
 //! Keeping a table in sync on real servers: incremental runs of a PostgreSQL table into
 //! another (each run reads what changed since the last completed one), the late commit a
 //! `MAX(updated_at)` cursor misses, a rerun from a value, a failed run passed over, the cursor
-//! surviving a Temporal server restart, and a schedule every two seconds that is paused, triggered, backfilled and
-//! deleted.
+//! surviving a Temporal server restart, a schedule every two seconds that is paused,
+//! triggered, backfilled and deleted, and a schedule whose runs outlast its interval (the
+//! runs due meanwhile skipped).
 //!
 //! One test function: the connectors read their connection string from the worker's
 //! environment, set before any other thread starts. Each case is a named function, so a
@@ -13,7 +14,9 @@ use std::time::{Duration, SystemTime};
 use batch_orchestra::batch::{JobReport, RequestOf};
 use batch_orchestra::connectors::postgres::{KeyOffset, PostgresSink, PostgresSource};
 use batch_orchestra::job::schedule::Schedule;
-use batch_orchestra::testing::{PostgresServer, TemporalDevServer};
+use batch_orchestra::testing::{
+    CountingSink, PostgresServer, RangeSource, RangeToCounting, TemporalDevServer,
+};
 use batch_orchestra::{JobClient, JobStatus, Worker, pipeline, pipelines};
 use serde_json::json;
 use tokio_postgres::NoTls;
@@ -53,16 +56,17 @@ fn incremental_runs_and_schedules() {
             with_worker(&temporal, async |jobs| {
                 the_cursor_survives_a_temporal_server_restart(jobs, &db).await;
                 a_schedule_runs_pauses_triggers_backfills_and_is_deleted(jobs, &db).await;
+                a_run_due_while_the_last_still_runs_is_skipped(jobs).await;
             })
             .await;
         });
 }
 
-/// Runs `cases` with a worker serving [`TableSync`] on `temporal`.
+/// Runs `cases` with a worker serving [`TableSync`] and [`RangeToCounting`] on `temporal`.
 async fn with_worker(temporal: &TemporalDevServer, cases: impl AsyncFnOnce(&JobClient)) {
     let client = temporal.client().await.expect("connect to Temporal");
     let mut worker = Worker::builder(client.clone(), QUEUE)
-        .pipelines(pipelines![TableSync])
+        .pipelines(pipelines![TableSync, RangeToCounting])
         .expect("register the pipeline")
         .build()
         .expect("build the worker");
@@ -394,6 +398,40 @@ async fn a_schedule_runs_pauses_triggers_backfills_and_is_deleted(jobs: &JobClie
         "a deleted schedule is gone: {gone:?}"
     );
     db.assert_in_sync("orders", "after the backfill").await;
+}
+
+async fn a_run_due_while_the_last_still_runs_is_skipped(jobs: &JobClient) {
+    // Each run takes about 3 s (6 batches of 500 ms, one at a time); one is due every second.
+    let sink = CountingSink {
+        delay_ms: 500,
+        ..CountingSink::new("slow-schedule")
+    };
+    let request =
+        batch_orchestra::batch::BatchProcessingRequest::new("slow", RangeSource::new(60), sink)
+            .batch_size(10)
+            .max_in_flight(1)
+            .batches_per_activity(1);
+    let schedule = jobs
+        .schedule::<RangeToCounting>(request, &Schedule::every(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        let state = schedule.describe().await.unwrap();
+        if state.runs_skipped >= 2 && state.runs_started >= 2 {
+            break state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no overlapping run skipped within 30 s: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        state.running.len() <= 1,
+        "one run at a time under the default overlap policy: {state:?}"
+    );
+    schedule.delete().await.unwrap();
 }
 
 /// A completed run of a schedule.
