@@ -314,7 +314,7 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     /// Pins the window of one incremental run: what changed since `previous`, the cursor
     /// the last completed run left (everything on a first run), plus, for a rerun, what lies
     /// past `from`; and the cursor the next run starts from (see
-    /// [`incremental`](crate::connector::incremental)). A source opts in with
+    /// [`incremental`]). A source opts in with
     /// `incremental = <method>` in `#[batch_source]`; by default it cannot be read
     /// incrementally, and an incremental job of it fails at once saying so.
     fn begin_window(
