@@ -347,12 +347,11 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
         }
     });
     let begin_window = incremental_fn.as_ref().map(|begin| {
-        let call = quote_spanned! {begin.span()=> #ident::#begin(self, previous, from) };
+        let call = quote_spanned! {begin.span()=> #ident::#begin(self, bounds) };
         quote! {
             fn begin_window(
                 &self,
-                previous: ::core::option::Option<::batch_orchestra::connector::Cursor>,
-                from: ::core::option::Option<::batch_orchestra::connector::Cursor>,
+                bounds: ::batch_orchestra::connector::Bounds,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<
                     ::batch_orchestra::connector::Window<Self>,

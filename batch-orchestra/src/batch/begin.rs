@@ -16,7 +16,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityDefinitions};
 
 use super::Incremental;
 use crate::activity::{Activity, PipelineActivities, Work, bounded};
-use crate::connector::{Cursor, SourceConfig};
+use crate::connector::{Bounds, Cursor, SourceConfig};
 use crate::error::ConnectorError;
 use crate::job::{Batch, JobClient, JobStatus};
 use crate::pipeline::{Pipeline, PipelineNames};
@@ -46,8 +46,8 @@ pub struct BeginInput<S: SourceConfig> {
 pub struct BeginOutput<S: SourceConfig> {
     /// The source config limited to this run's window.
     pub source: S,
-    /// The cursor the last completed run left, which this run starts from; `None` on a
-    /// first run.
+    /// The cursor this run starts from: the one the last completed run left (`None` on a
+    /// first run), or a range run's own.
     pub from: Option<Cursor>,
     /// The cursor the next run starts from.
     pub next: Cursor,
@@ -82,20 +82,28 @@ impl<P: Pipeline> Work<P> for BeginWork {
             run_id,
             call_timeout,
         } = input;
-        let (previous_run, previous) =
-            match last_cursor::<P>(&me.client, &incremental.sync, &run_id).await? {
-                Some((run, cursor)) => (Some(run), Some(cursor)),
-                None => (None, None),
-            };
+        let Incremental { sync, from, to } = incremental;
+        // A range run has its own start and end: the sync's runs are not looked at.
+        let found = match to {
+            Some(_) => None,
+            None => last_cursor::<P>(&me.client, &sync, &run_id).await?,
+        };
+        let (previous_run, previous) = found.unzip();
+        let starts_at = if to.is_some() {
+            from.clone()
+        } else {
+            previous.clone()
+        };
+        let bounds = Bounds::after(previous).from(from).to(to);
         let window = bounded(
             call_timeout,
             "pinning the incremental window",
-            source.begin_window(previous.clone(), incremental.from),
+            source.begin_window(bounds),
         )
         .await?;
         Ok(BeginOutput {
             source: window.source,
-            from: previous,
+            from: starts_at,
             next: window.next,
             previous_run,
         })

@@ -162,6 +162,10 @@ pub struct JobReport<O: Offset> {
     /// started).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<crate::connector::Cursor>,
+    /// For a range run: the cursor its range ended at. A range run leaves the sync's cursor
+    /// where it was (its `cursor` stays empty), so live runs pass over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_to: Option<crate::connector::Cursor>,
 }
 
 impl<O: Offset> JobReport<O> {
@@ -203,6 +207,7 @@ impl<O: Offset> JobReport<O> {
             sync: None,
             cursor_from: None,
             cursor: None,
+            cursor_to: None,
         }
     }
 

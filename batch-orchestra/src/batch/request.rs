@@ -214,6 +214,7 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
         self.incremental = Some(Incremental {
             sync: sync.into(),
             from: None,
+            to: None,
         });
         self
     }
@@ -225,6 +226,31 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
     pub fn incremental_from(mut self, cursor: crate::connector::Cursor) -> Self {
         if let Some(run) = &mut self.incremental {
             run.from = Some(cursor);
+        }
+        self
+    }
+
+    /// Makes this incremental run a range run: it reads from its
+    /// [`incremental_from`](Self::incremental_from) cursor (the start when there is none) to
+    /// `cursor`, once, and does not move the sync's cursor (the next live run starts where
+    /// the last live run ended). A backfill of a past range. Call after
+    /// [`incremental`](Self::incremental).
+    ///
+    /// ```
+    /// use batch_orchestra::batch::BatchProcessingRequest;
+    /// use batch_orchestra::connectors::csv::CsvFile;
+    /// use batch_orchestra::connectors::noop::NoopSink;
+    /// use serde_json::json;
+    ///
+    /// let run = BatchProcessingRequest::new("events-backfill-1", CsvFile::new("events.csv"), NoopSink::default())
+    ///     .incremental("events")
+    ///     .incremental_from(json!({"byte": 0, "line": 1}))
+    ///     .incremental_to(json!({"byte": 5000, "line": 81}));
+    /// assert!(run.incremental.unwrap().to.is_some());
+    /// ```
+    pub fn incremental_to(mut self, cursor: crate::connector::Cursor) -> Self {
+        if let Some(run) = &mut self.incremental {
+            run.to = Some(cursor);
         }
         self
     }
@@ -603,4 +629,7 @@ pub struct Incremental {
     /// Start from this cursor instead of the last completed run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<crate::connector::Cursor>,
+    /// For a range run: end at this cursor, and leave the sync's cursor where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<crate::connector::Cursor>,
 }

@@ -68,14 +68,17 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
             config,
             rate,
             from_cursor,
+            to_cursor,
             check,
             watch,
         } => {
             let op = by_name(ops, &pipeline)?;
+            // A cursor that is not JSON is taken as a string (`--from-cursor 2026-12-01`).
+            let json = |c: String| serde_json::from_str(&c).unwrap_or(serde_json::Value::String(c));
             let overrides = Overrides {
                 rate,
-                from_cursor: from_cursor
-                    .map(|c| serde_json::from_str(&c).unwrap_or(serde_json::Value::String(c))),
+                from_cursor: from_cursor.map(json),
+                to_cursor: to_cursor.map(json),
             };
             let (request, _) = read_job_file(op, &job, &config, &overrides)?;
             let sharded = if request.kind() == "sharded" {

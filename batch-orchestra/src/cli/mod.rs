@@ -178,6 +178,11 @@ job.toml:
         /// `job.from_cursor`).
         #[arg(long, value_name = "JSON")]
         from_cursor: Option<String>,
+        /// A range run (`job.sync`): read from `--from-cursor` (or the start) to this cursor,
+        /// once, leaving the sync's cursor where it is: a backfill of a past range (overrides
+        /// `job.to_cursor`).
+        #[arg(long, value_name = "JSON")]
+        to_cursor: Option<String>,
         /// Check the file and stop: start nothing.
         #[arg(long)]
         check: bool,

@@ -26,7 +26,7 @@ pub mod stream;
 pub use capability::{
     Capabilities, DoesNotList, DoesNotStream, ListFn, Lists, SourceProbe, Streams,
 };
-pub use incremental::{Cursor, Window};
+pub use incremental::{Bounds, Cursor, Window};
 pub use listing::{ListInputs, Shard, ShardPage};
 pub use stream::{NotABatch, Receipt, Received, StreamReader, StreamSource};
 
@@ -311,20 +311,18 @@ pub trait SourceConfig: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     /// Builds the source: opens files, connects clients. Called once per worker and config.
     fn build(&self) -> impl Future<Output = Result<Self::Source, ConnectorError>> + Send;
 
-    /// Pins the window of one incremental run: what changed since `previous`, the cursor
-    /// the last completed run left (everything on a first run), plus, for a rerun, what lies
-    /// past `from`; and the cursor the next run starts from (see
-    /// [`incremental`]). A source opts in with
+    /// Pins the window of one incremental run between its [`Bounds`]: what changed since
+    /// the last completed run (everything on a first run), or a range run's explicit range;
+    /// and the cursor the next run starts from (see [`incremental`]). A source opts in with
     /// `incremental = <method>` in `#[batch_source]`; by default it cannot be read
     /// incrementally, and an incremental job of it fails at once saying so.
     fn begin_window(
         &self,
-        previous: Option<Cursor>,
-        from: Option<Cursor>,
+        bounds: Bounds,
     ) -> impl Future<Output = Result<Window<Self>, ConnectorError>> + Send {
-        let _ = (previous, from);
+        let _ = bounds;
         std::future::ready(Err(ConnectorError::config(format!(
-            "the `{}` source cannot be read incrementally: drop `incremental` from the job, or use a source that supports it (postgres)",
+            "the `{}` source cannot be read incrementally: drop `incremental` from the job, or use a source that supports it (postgres, csv-file, json-lines-file)",
             Self::NAME
         ))))
     }

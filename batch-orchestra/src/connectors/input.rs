@@ -61,6 +61,9 @@ pub struct LocalFile {
     path: String,
     len: u64,
     stamp: FileStamp,
+    /// Set when only a prefix is read, of a file that may grow meanwhile: the check of the
+    /// prefix (see [`growing`](super::growing)).
+    prefix_check: Option<String>,
 }
 
 /// What tells one version of a file from another: its length, modification time and inode.
@@ -119,7 +122,33 @@ impl LocalFile {
             path: path.to_owned(),
             len: stamp.len,
             stamp,
+            prefix_check: None,
         })
+    }
+
+    /// Opens the first `len` bytes of `path`, a file that may grow while they are read: it
+    /// must still hold them (`check`, see [`growing`](super::growing)), or the error says the
+    /// file was rewritten. Appending to it does not change this input.
+    pub(crate) async fn open_prefix(
+        path: &str,
+        len: u64,
+        check: &str,
+    ) -> Result<Self, ConnectorError> {
+        let mut file = Self::open(path).await?;
+        let rewritten = || {
+            ConnectorError::config(format!(
+                "`{path}` was rewritten since this run pinned its window (bytes 0..{len}): start a new run, which reads it as a new file"
+            ))
+        };
+        if file.len < len {
+            return Err(rewritten());
+        }
+        file.len = len;
+        if super::growing::check_of(&file, len).await? != check {
+            return Err(rewritten());
+        }
+        file.prefix_check = Some(check.to_owned());
+        Ok(file)
     }
 }
 
@@ -133,7 +162,10 @@ impl ByteInput for LocalFile {
     }
 
     fn version(&self) -> Option<String> {
-        Some(self.stamp.version())
+        match &self.prefix_check {
+            Some(check) => Some(format!("{}:{check}", self.len)),
+            None => Some(self.stamp.version()),
+        }
     }
 
     async fn read(&self, start: u64, end: u64) -> Result<Vec<u8>, ConnectorError> {
@@ -152,11 +184,21 @@ impl ByteInput for LocalFile {
     }
 
     /// Stats the path again: the file is current while its length, modification time and
-    /// inode are those seen at open.
+    /// inode are those seen at open; a prefix, while the inode is the same and the file no
+    /// shorter.
     async fn is_current(&self) -> bool {
         let path = self.path.clone();
         let stamp = self.stamp;
         let now = tokio::task::spawn_blocking(move || std::fs::metadata(&path)).await;
-        matches!(now, Ok(Ok(meta)) if FileStamp::of(&meta) == stamp)
+        let Ok(Ok(meta)) = now else {
+            return false;
+        };
+        let now = FileStamp::of(&meta);
+        match self.prefix_check {
+            Some(_) => {
+                (now.device, now.inode) == (stamp.device, stamp.inode) && now.len >= self.len
+            }
+            None => now == stamp,
+        }
     }
 }

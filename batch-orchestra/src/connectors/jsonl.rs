@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::growing::{self, FileWindow};
 use super::input::{ByteInput, LineOffset, LocalFile};
 use crate::connector::{
-    BatchRange, Plan, PlannedBatch, ReadBatch, Sink, Source, WriteContext, WriteOutcome,
+    BatchRange, Bounds, Plan, PlannedBatch, ReadBatch, Sink, Source, Window, WriteContext,
+    WriteOutcome,
 };
 use crate::error::{ConnectorError, RecordError, TransformError, redact_values};
 use crate::record::{Position, Positioned};
@@ -34,17 +36,53 @@ const MAX_LINE: u64 = 256 << 20;
 /// let source = JsonLinesFile::new("data/events.jsonl");
 /// assert_eq!(source.path, "data/events.jsonl");
 /// ```
-#[crate::batch_source(name = "json-lines-file", reader = JsonLinesReader<LocalFile>, shards = list)]
+///
+/// Read incrementally (an incremental job, [`BatchProcessingRequest::incremental`]), a file
+/// that only grows is read from where the last run ended; see [`growing`](super::growing).
+///
+/// [`BatchProcessingRequest::incremental`]: crate::batch::BatchProcessingRequest::incremental
+#[crate::batch_source(
+    name = "json-lines-file",
+    reader = JsonLinesReader<LocalFile>,
+    shards = list,
+    incremental = since_last_run
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonLinesFile {
     /// The file's path on the worker.
     pub path: String,
+    /// An incremental run's window, pinned by the run: `None` reads the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<FileWindow>,
 }
 
 impl JsonLinesFile {
     /// The file at `path`.
     pub fn new(path: impl Into<String>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            window: None,
+        }
+    }
+
+    /// Pins an incremental run's window: from the last run's end, when the file only grew
+    /// since, to the end of its last complete line.
+    async fn since_last_run(&self, bounds: Bounds) -> Result<Window<Self>, ConnectorError> {
+        let file = LocalFile::open(&self.path).await?;
+        let (start, to) = growing::bounds_in(&file, &bounds).await?;
+        let start = start.unwrap_or(LineOffset { byte: 0, line: 1 });
+        let end = match to {
+            Some(to) => to,
+            None => growing::last_line_end(&file, start).await?,
+        };
+        let (window, next) = growing::window_of(&file, start.min(end), end).await?;
+        Ok(Window {
+            source: Self {
+                window: Some(window),
+                ..self.clone()
+            },
+            next,
+        })
     }
 
     /// Lists the files `path` matches (a glob), for a sharded job.
@@ -53,11 +91,24 @@ impl JsonLinesFile {
         after: Option<String>,
         limit: usize,
     ) -> Result<crate::connector::ShardPage<Self>, ConnectorError> {
-        crate::connector::listing::list_files(&self.path, after, limit, |path| Self { path }).await
+        crate::connector::listing::list_files(&self.path, after, limit, |path| Self {
+            path,
+            window: None,
+        })
+        .await
     }
 
     async fn build_source(&self) -> Result<JsonLinesReader<LocalFile>, ConnectorError> {
-        Ok(JsonLinesReader::new(LocalFile::open(&self.path).await?))
+        match &self.window {
+            None => Ok(JsonLinesReader::new(LocalFile::open(&self.path).await?)),
+            Some(w) => {
+                let file = LocalFile::open_prefix(&self.path, w.end.byte, &w.check).await?;
+                Ok(JsonLinesReader {
+                    input: file,
+                    start: w.start,
+                })
+            }
+        }
     }
 }
 
@@ -83,12 +134,17 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Tr
 /// A built JSON Lines source over any [`ByteInput`].
 pub struct JsonLinesReader<B> {
     input: B,
+    /// Where planning starts when the job has no offset yet.
+    start: LineOffset,
 }
 
 impl<B: ByteInput> JsonLinesReader<B> {
     /// A reader of `input`.
     pub fn new(input: B) -> Self {
-        Self { input }
+        Self {
+            input,
+            start: LineOffset { byte: 0, line: 1 },
+        }
     }
 }
 
@@ -113,7 +169,7 @@ impl<B: ByteInput> Source for JsonLinesReader<B> {
         max_batches: usize,
     ) -> Result<Plan<LineOffset>, ConnectorError> {
         let len = self.input.len();
-        let mut at = from.copied().unwrap_or(LineOffset { byte: 0, line: 1 });
+        let mut at = from.copied().unwrap_or(self.start).max(self.start);
         let mut batches = Vec::new();
         let mut start = at;
         let mut records = 0u64;

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "csv")]
 pub mod csv;
+pub mod growing;
 pub mod input;
 pub mod jsonl;
 #[cfg(feature = "mongodb")]

@@ -123,6 +123,8 @@ struct JobOptions<O: crate::connector::Offset> {
     sync: Option<String>,
     /// An incremental run's starting cursor instead of the last run's.
     from_cursor: Option<crate::connector::Cursor>,
+    /// A range run's ending cursor: the run reads from `from_cursor` to it, once.
+    to_cursor: Option<crate::connector::Cursor>,
 }
 
 impl<O: crate::connector::Offset> Default for JobOptions<O> {
@@ -147,6 +149,7 @@ impl<O: crate::connector::Offset> Default for JobOptions<O> {
             quarantine: None,
             sync: None,
             from_cursor: None,
+            to_cursor: None,
         }
     }
 }
@@ -237,20 +240,25 @@ impl<P: Pipeline> Operated<P> for Batch {
         r.max_records_per_s = overrides.rate.or(o.max_records_per_s).filter(|n| *n > 0);
         r.start_at = o.start_at;
         r.quarantine = o.quarantine;
-        match (o.sync, overrides.from_cursor.clone().or(o.from_cursor)) {
-            (Some(sync), from) => {
+        let from = overrides.from_cursor.clone().or(o.from_cursor);
+        let to = overrides.to_cursor.clone().or(o.to_cursor);
+        match o.sync {
+            Some(sync) => {
                 r = r.incremental(sync);
                 if let Some(from) = from {
                     r = r.incremental_from(from);
                 }
+                if let Some(to) = to {
+                    r = r.incremental_to(to);
+                }
             }
-            (None, Some(_)) => {
+            None if from.is_some() || to.is_some() => {
                 return Err(ConfigError(format!(
-                    "{}: a starting cursor (`job.from_cursor`, `--from-cursor`) is for incremental runs: set `job.sync` too",
+                    "{}: a cursor (`job.from_cursor`, `job.to_cursor`, `--from-cursor`, `--to-cursor`) is for incremental runs: set `job.sync` too",
                     path.display()
                 )));
             }
-            (None, None) => {}
+            None => {}
         }
         for (key, value, field) in [
             (

@@ -25,13 +25,15 @@ pub(crate) enum Control {
     Cancel,
 }
 
-/// What the command line sets over a job file: `--rate` and `--from-cursor`.
+/// What the command line sets over a job file: `--rate`, `--from-cursor` and `--to-cursor`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Overrides {
     /// Records per second at most.
     pub rate: Option<u32>,
     /// An incremental run's starting cursor.
     pub from_cursor: Option<crate::connector::Cursor>,
+    /// A range run's ending cursor.
+    pub to_cursor: Option<crate::connector::Cursor>,
 }
 
 /// A job config file that cannot be used, with the file and what is wrong.

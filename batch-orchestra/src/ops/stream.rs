@@ -68,9 +68,9 @@ impl<P: Pipeline> Operated<P> for Stream {
         text: &str,
         overrides: &Overrides,
     ) -> Result<Box<dyn Ready>, ConfigError> {
-        if overrides.from_cursor.is_some() {
+        if overrides.from_cursor.is_some() || overrides.to_cursor.is_some() {
             return Err(ConfigError(format!(
-                "pipeline `{}` streams: it resumes where it stopped, not from a cursor (`--from-cursor`)",
+                "pipeline `{}` streams: it resumes where it stopped, not from a cursor (`--from-cursor`, `--to-cursor`)",
                 P::NAMES.workflow
             )));
         }

@@ -25,7 +25,7 @@ pub const PAYLOAD_MARKER: &str = "RECORD-CONTENT-";
 
 /// A source of `count` records with ids `0..count`; the offset is the next id. Read
 /// incrementally, each run reads the ids added since the last (`count` grown), with the
-/// cursor `{"end": <count>}`.
+/// cursor `{"end": <count>}`; a range run reads from `from` to `to`.
 #[crate::batch_source(name = "range", reader = Self, incremental = begin)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeSource {
@@ -57,20 +57,24 @@ impl RangeSource {
 
 impl RangeSource {
     /// The window of an incremental run: from the last run's end (or a rerun's, whichever
-    /// is first) to `count`.
+    /// is first) to `count`, or to a range run's `to`.
     async fn begin(
         &self,
-        previous: Option<crate::connector::Cursor>,
-        from: Option<crate::connector::Cursor>,
+        bounds: crate::connector::Bounds,
     ) -> Result<crate::connector::Window<Self>, ConnectorError> {
         let end = |c: &Option<crate::connector::Cursor>| c.as_ref()?.get("end")?.as_u64();
-        let first = [end(&previous), end(&from)].into_iter().flatten().min();
+        let first = [end(&bounds.previous), end(&bounds.from)]
+            .into_iter()
+            .flatten()
+            .min();
+        let count = end(&bounds.to).map_or(self.count, |to| to.min(self.count));
         Ok(crate::connector::Window {
             source: Self {
                 first,
+                count,
                 ..self.clone()
             },
-            next: serde_json::json!({ "end": self.count }),
+            next: serde_json::json!({ "end": count }),
         })
     }
 

@@ -108,6 +108,7 @@ impl<'a, P: Pipeline> Job<'a, P> {
             return Ok(());
         };
         self.report.sync = Some(incremental.sync.clone());
+        let range = incremental.to.is_some();
         let input = BeginInput {
             source: self.req.source.clone(),
             incremental,
@@ -122,7 +123,11 @@ impl<'a, P: Pipeline> Job<'a, P> {
             .map_err(|e| Cause::of(&e).stop("pinning the incremental window"))?;
         self.req.source = begun.source;
         self.report.cursor_from = begun.from;
-        self.report.cursor = Some(begun.next);
+        if range {
+            self.report.cursor_to = Some(begun.next);
+        } else {
+            self.report.cursor = Some(begun.next);
+        }
         self.publish(&[]);
         Ok(())
     }

@@ -22,6 +22,8 @@ pub use options::{CsvOptions, RaggedRows};
 pub use reader::CsvReader;
 pub use row::CsvRow;
 
+use super::growing::{self, FileWindow};
+use crate::connector::{Bounds, Window};
 use crate::error::ConnectorError;
 
 /// A resumable position in a CSV file: the byte where a record starts, and its line (from 1).
@@ -36,7 +38,17 @@ pub type CsvOffset = LineOffset;
 /// let source = CsvFile::new("data/people.csv").delimiter(';');
 /// assert_eq!(source.options.delimiter, ';');
 /// ```
-#[crate::batch_source(name = "csv-file", reader = CsvReader<LocalFile>, shards = list)]
+///
+/// Read incrementally (an incremental job, [`BatchProcessingRequest::incremental`]), a file
+/// that only grows is read from where the last run ended; see [`growing`](super::growing).
+///
+/// [`BatchProcessingRequest::incremental`]: crate::batch::BatchProcessingRequest::incremental
+#[crate::batch_source(
+    name = "csv-file",
+    reader = CsvReader<LocalFile>,
+    shards = list,
+    incremental = since_last_run
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CsvFile {
     /// The file's path on the worker.
@@ -44,6 +56,9 @@ pub struct CsvFile {
     /// Parsing options.
     #[serde(default)]
     pub options: CsvOptions,
+    /// An incremental run's window, pinned by the run: `None` reads the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<FileWindow>,
 }
 
 impl CsvFile {
@@ -52,6 +67,7 @@ impl CsvFile {
         Self {
             path: path.into(),
             options: CsvOptions::default(),
+            window: None,
         }
     }
 
@@ -82,14 +98,49 @@ impl CsvFile {
         crate::connector::listing::list_files(&self.path, after, limit, |path| Self {
             path,
             options: self.options.clone(),
+            window: None,
         })
         .await
+    }
+
+    /// Pins an incremental run's window: from the last run's end, when the file only grew
+    /// since, to the end of its last complete record.
+    async fn since_last_run(&self, bounds: Bounds) -> Result<Window<Self>, ConnectorError> {
+        self.options.delimiter_byte(&self.path)?;
+        let file = LocalFile::open(&self.path).await?;
+        let (start, to) = growing::bounds_in(&file, &bounds).await?;
+        let reader = CsvReader::open(file, &self.options).await?;
+        let start = start.unwrap_or(reader.data_start).max(reader.data_start);
+        let end = match to {
+            Some(to) => to,
+            // A header still being written: nothing to read yet.
+            None if self.options.has_header && reader.header().is_none() => {
+                LineOffset { byte: 0, line: 1 }
+            }
+            None => reader.complete_end(start).await?,
+        };
+        let start = start.min(end);
+        let (window, next) = growing::window_of(&reader.input, start, end).await?;
+        Ok(Window {
+            source: Self {
+                window: Some(window),
+                ..self.clone()
+            },
+            next,
+        })
     }
 
     async fn build_source(&self) -> Result<CsvReader<LocalFile>, ConnectorError> {
         // Bad options fail before the file is touched.
         self.options.delimiter_byte(&self.path)?;
-        CsvReader::open(LocalFile::open(&self.path).await?, &self.options).await
+        match &self.window {
+            None => CsvReader::open(LocalFile::open(&self.path).await?, &self.options).await,
+            Some(w) => {
+                let file = LocalFile::open_prefix(&self.path, w.end.byte, &w.check).await?;
+                let reader = CsvReader::open(file, &self.options).await?;
+                Ok(reader.starting_at(w.start))
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::scanner::*;
 pub struct CsvReader<B> {
     pub(super) input: B,
     header: Option<Arc<csv::StringRecord>>,
-    data_start: CsvOffset,
+    pub(super) data_start: CsvOffset,
     delimiter: u8,
     ragged: RaggedRows,
 }
@@ -75,6 +75,46 @@ impl<B: ByteInput> CsvReader<B> {
             delimiter,
             ragged: options.ragged,
         })
+    }
+
+    /// The reader of the records from `at` on (an incremental run's window).
+    pub(super) fn starting_at(mut self, at: CsvOffset) -> Self {
+        self.data_start = self.data_start.max(at);
+        self
+    }
+
+    /// The end of the last record from `from` on that a line terminator ends: where a run
+    /// over a file still being appended to stops, so a record being written is read whole by
+    /// the next run.
+    pub(super) async fn complete_end(&self, from: CsvOffset) -> Result<CsvOffset, ConnectorError> {
+        let len = self.input.len();
+        let (first, after_cr) = self
+            .read_after(from.byte, len.min(from.byte + PLAN_CHUNK))
+            .await?;
+        let mut scanner = Scanner::new(self.delimiter);
+        let mut cursor = Cursor::new(from, after_cr);
+        let (mut at, mut end) = (from.byte, from);
+        let mut first = Some(first);
+        while at < len {
+            let chunk = match first.take() {
+                Some(chunk) => chunk,
+                None => self.input.read(at, len.min(at + PLAN_CHUNK)).await?,
+            };
+            at += chunk.len() as u64;
+            // Never fed an empty slice: that would end a record cut by the end of the file.
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let (step, n) = scanner.step(rest);
+                cursor.advance(&rest[..n]);
+                rest = &rest[n..];
+                if let Step::Record = step {
+                    cursor.finish_record();
+                    scanner.clear();
+                    end = cursor.next;
+                }
+            }
+        }
+        Ok(end)
     }
 
     /// The header's column names, when the file has one.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Database, quote_ident, quote_literal};
-use crate::connector::{BatchRange, Cursor, Plan, PlannedBatch, ReadBatch, Source, Window};
+use crate::connector::{BatchRange, Bounds, Cursor, Plan, PlannedBatch, ReadBatch, Source, Window};
 use crate::error::ConnectorError;
 use crate::record::{Position, Positioned};
 
@@ -140,17 +140,37 @@ impl PostgresSource {
     }
 
     /// Pins one incremental run's window: a snapshot taken now bounds it above, the last
-    /// run's snapshot (or a column value) below.
-    async fn begin(
-        &self,
-        previous: Option<Cursor>,
-        from: Option<Cursor>,
-    ) -> Result<Window<Self>, ConnectorError> {
+    /// run's snapshot (or a column value) below. A range run is bounded by its cursors'
+    /// snapshots instead.
+    async fn begin(&self, bounds: Bounds) -> Result<Window<Self>, ConnectorError> {
         let (Relation::Table(table), Some(column)) = (&self.relation, &self.incremental) else {
             return Err(ConnectorError::config(
                 "an incremental PostgreSQL source reads a table with a cursor column: write `PostgresSource::table(..).incremental(\"updated_at\")` (`incremental = \"updated_at\"` in a job file)",
             ));
         };
+        let snapshot = |c: &Cursor| c.get("snapshot").and_then(Value::as_str).map(str::to_owned);
+        let value = |c: &Cursor| match c {
+            Value::Object(o) => o.get("value").and_then(cursor_text),
+            other => cursor_text(other),
+        };
+        if let Some(to) = &bounds.to {
+            // A range run: the rows whose current version committed between the two
+            // snapshots (a row changed again since `to` is read by the run that saw it).
+            let upto = snapshot(to).ok_or_else(|| {
+                ConnectorError::config(format!(
+                    "the end cursor {to} has no `snapshot`: a PostgreSQL range ends at a cursor a run wrote (`schedule describe` shows them)"
+                ))
+            })?;
+            let from = bounds.from.as_ref();
+            let after = from.and_then(snapshot);
+            let above = from.filter(|c| snapshot(c).is_none()).and_then(value);
+            let mut source = self.clone();
+            source.window = Some(ChangeWindow { upto, after, above });
+            return Ok(Window {
+                source,
+                next: to.clone(),
+            });
+        }
         let db = Database::connect(&self.url_env).await?;
         let mut client = db.client().await?;
         let tx = client
@@ -182,19 +202,14 @@ impl PostgresSource {
         let (upto, max): (String, Option<String>) = (row.get(0), row.get(1));
         // The last run's snapshot bounds what changed since; a rerun's value adds the rows
         // above it. A cursor without a snapshot (written by hand) is read as a value.
-        let snapshot = |c: &Cursor| c.get("snapshot").and_then(Value::as_str).map(str::to_owned);
-        let value = |c: &Cursor| match c {
-            Value::Object(o) => o.get("value").and_then(cursor_text),
-            other => cursor_text(other),
-        };
-        let after = previous.as_ref().and_then(snapshot);
-        let above = from.as_ref().and_then(value).or_else(|| {
-            previous
-                .as_ref()
-                .filter(|p| snapshot(p).is_none())
-                .and_then(value)
-        });
-        let value = max.or_else(|| previous.as_ref().and_then(value));
+        let previous = bounds.previous.as_ref();
+        let after = previous.and_then(snapshot);
+        let above = bounds
+            .from
+            .as_ref()
+            .and_then(value)
+            .or_else(|| previous.filter(|p| snapshot(p).is_none()).and_then(value));
+        let value = max.or_else(|| previous.and_then(value));
         let next = serde_json::json!({ "column": column, "value": value, "snapshot": upto });
         let mut source = self.clone();
         source.window = Some(ChangeWindow { upto, after, above });
