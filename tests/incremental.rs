@@ -1,6 +1,7 @@
 //! Keeping a table in sync on real servers: incremental runs of a PostgreSQL table into
 //! another (each run reads what changed since the last completed one), the late commit a
-//! `MAX(updated_at)` cursor misses, a rerun from a value, a failed run passed over, the cursor
+//! `MAX(updated_at)` cursor misses, a rerun from a value, a range run between two cursors, a
+//! failed run passed over, the cursor
 //! surviving a Temporal server restart, a schedule every two seconds that is paused,
 //! triggered, backfilled and deleted, and a schedule whose runs outlast its interval (the
 //! runs due meanwhile skipped).
@@ -45,10 +46,14 @@ fn incremental_runs_and_schedules() {
             tokio::spawn(connection);
             let db = Sync { db, pg: &pg };
             with_worker(&temporal, async |jobs| {
-                a_second_run_reads_only_what_changed(jobs, &db).await;
+                let (first, second) = a_second_run_reads_only_what_changed(jobs, &db).await;
                 a_commit_that_lands_late_below_the_cursor_is_read_by_the_next_run(jobs, &db).await;
                 a_rerun_from_a_value_reads_the_rows_above_it_and_writes_nothing_twice(jobs, &db)
                     .await;
+                a_range_run_reads_between_two_cursors_and_leaves_the_sync_cursor(
+                    jobs, &db, first, second,
+                )
+                .await;
                 a_failed_run_leaves_the_next_where_the_last_good_one_ended(jobs, &db).await;
             })
             .await;
@@ -167,7 +172,11 @@ async fn run(jobs: &JobClient, request: RequestOf<TableSync>) -> JobReport<KeyOf
     report
 }
 
-async fn a_second_run_reads_only_what_changed(jobs: &JobClient, db: &Sync<'_>) {
+/// Returns the first two runs' cursors.
+async fn a_second_run_reads_only_what_changed(
+    jobs: &JobClient,
+    db: &Sync<'_>,
+) -> (serde_json::Value, serde_json::Value) {
     db.tables("people").await;
     db.insert("people", 0..1_000, 1).await;
     let first = run(jobs, request("people", "people-1", "people")).await;
@@ -201,6 +210,37 @@ async fn a_second_run_reads_only_what_changed(jobs: &JobClient, db: &Sync<'_>) {
     let third = run(jobs, request("people", "people-3", "people")).await;
     assert_eq!(third.records_read, 0, "nothing changed: nothing read");
     assert_eq!(third.cursor_from, second.cursor);
+    (first.cursor.unwrap(), second.cursor.unwrap())
+}
+
+async fn a_range_run_reads_between_two_cursors_and_leaves_the_sync_cursor(
+    jobs: &JobClient,
+    db: &Sync<'_>,
+    first: serde_json::Value,
+    second: serde_json::Value,
+) {
+    let range = request("people", "people-range", "people")
+        .incremental_from(first.clone())
+        .incremental_to(second.clone());
+    let ranged = run(jobs, range).await;
+    assert_eq!(
+        ranged.records_read, 150,
+        "the range holds what the second run read: 100 new rows and 50 updated"
+    );
+    assert_eq!(
+        ranged.already_present, 150,
+        "the copy holds them: nothing twice"
+    );
+    assert_eq!(ranged.cursor_to, Some(second.clone()));
+    assert_eq!(ranged.cursor, None, "a range run leaves the sync's cursor");
+    let next = run(jobs, request("people", "people-4", "people")).await;
+    assert_ne!(
+        next.cursor_from,
+        Some(second),
+        "the next live run starts from the last live run, not the range's end"
+    );
+    assert_eq!(next.records_read, 0);
+    db.assert_in_sync("people", "after the range run").await;
 }
 
 async fn a_commit_that_lands_late_below_the_cursor_is_read_by_the_next_run(

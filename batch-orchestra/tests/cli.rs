@@ -1144,23 +1144,25 @@ fn a_job_is_scheduled_described_paused_triggered_and_deleted_from_the_shell() {
         stderr(&gone)
     );
 
-    // A starting cursor needs an incremental job (`job.sync`).
-    let out = cli.run(&[
-        "start",
-        "csv-to-mongo",
-        "--job",
-        "x",
-        "--config",
-        job,
-        "--from-cursor",
-        "{\"value\": 1}",
-    ]);
-    assert_eq!(code(&out), 3);
-    assert!(
-        stderr(&out).contains("set `job.sync` too"),
-        "{}",
-        stderr(&out)
-    );
+    // A starting or ending cursor needs an incremental job (`job.sync`).
+    for flag in ["--from-cursor", "--to-cursor"] {
+        let out = cli.run(&[
+            "start",
+            "csv-to-mongo",
+            "--job",
+            "x",
+            "--config",
+            job,
+            flag,
+            "{\"byte\": 1}",
+        ]);
+        assert_eq!(code(&out), 3, "{flag}");
+        assert!(
+            stderr(&out).contains("set `job.sync` too"),
+            "{flag}: {}",
+            stderr(&out)
+        );
+    }
 
     // Bad schedules: a time that is not one, none at all, a key the table does not have.
     for (schedule, exit, says) in [

@@ -33,8 +33,8 @@
 //! options under `[job]` (all optional: `batch_size`, `max_in_flight`,
 //! `batches_per_activity`, `plan_ahead`, `max_batches_per_run`, `max_record_errors`,
 //! `max_error_samples`, `max_failed_batches`, `max_records_per_s`, `activity_timeout_s`,
-//! `call_timeout_s`, `heartbeat_timeout_s`, `stuck_after_s`, `start_at`, `quarantine`, `sync`
-//! and `from_cursor` for incremental runs). A `[schedule]` table (`cron` or `every`, and
+//! `call_timeout_s`, `heartbeat_timeout_s`, `stuck_after_s`, `start_at`, `quarantine`, `sync`,
+//! `from_cursor` and `to_cursor` for incremental runs). A `[schedule]` table (`cron` or `every`, and
 //! `overlap`) is read by `schedule create` and ignored by `start`. Secrets stay out of
 //! it: connectors name the environment variable that holds a connection string (`uri_env`,
 //! `url_env`), read by the worker.

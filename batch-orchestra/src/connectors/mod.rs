@@ -17,6 +17,9 @@
 //! | `postgres::PostgresSink` | sink: a PostgreSQL table, by `COPY` | `postgres` |
 //! | `nats::NatsSink` | sink: a NATS JetStream subject, one JSON message per record | `nats` |
 //! | `nats::NatsStream` | streaming source: a durable JetStream pull consumer, JSON messages | `nats` |
+//!
+//! `CsvFile` and [`jsonl::JsonLinesFile`] read a growing file incrementally ([`growing`]);
+//! `postgres::PostgresSource` a table's changes since the last run.
 
 #[cfg(feature = "csv")]
 pub mod csv;
