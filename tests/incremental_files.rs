@@ -1,14 +1,17 @@
-//! Incremental runs over files that only grow, on a real Temporal dev server: a CSV appended
-//! to between runs (a record still being written when a run begins is read whole by the
-//! next), a JSON Lines file rewritten between runs (read again from its start, as a new file),
-//! and a range run between two cursors that leaves the sync's cursor where it was. Every case
-//! reads what the sink wrote: each record once, none missing.
+//! Incremental runs over files, on a real Temporal dev server: a CSV appended to between runs
+//! (a record still being written when a run begins is read whole by the next), a JSON Lines
+//! file rewritten between runs (read again from its start, as a new file), a range run
+//! between two cursors that leaves the sync's cursor where it was, and a directory where new
+//! files land between runs ("new files only": a file renamed into place with an old
+//! modification time still read once, a changed file reloaded or refused, a listing of many
+//! pages). Every case reads what the sink wrote: each record once, none missing.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use batch_orchestra::batch::{JobReport, RequestOf};
 use batch_orchestra::connectors::csv::{CsvFile, CsvRow, LineOffset};
+use batch_orchestra::connectors::files::{ChangedFiles, FileOffset, Files};
 use batch_orchestra::connectors::jsonl::{JsonLinesDir, JsonLinesFile};
 use batch_orchestra::{JobClient, JobStatus, Pipeline, TransformError, pipeline, pipelines};
 use batch_orchestra_tests::{Harness, read_json_lines};
@@ -28,29 +31,37 @@ pipeline! {
     pub LinesGrowing { source: JsonLinesFile, sink: JsonLinesDir }
 }
 
+pipeline! {
+    /// The new files of a directory into JSON Lines files.
+    pub NewFiles { source: Files<JsonLinesFile>, sink: JsonLinesDir }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_runs_over_growing_files() {
     let Harness {
         server: _server,
         jobs,
         mut worker,
-    } = Harness::with(pipelines![CsvGrowing, LinesGrowing]).await;
+    } = Harness::with(pipelines![CsvGrowing, LinesGrowing, NewFiles]).await;
     let dir = tempfile::tempdir().unwrap();
     worker
         .run_until(async {
             a_grown_csv_is_read_from_where_the_last_run_ended(&jobs, dir.path()).await;
             a_rewritten_file_is_read_again_from_its_start(&jobs, dir.path()).await;
             a_range_run_reads_its_range_and_leaves_the_cursor(&jobs, dir.path()).await;
+            only_new_and_changed_files_are_read(&jobs, dir.path()).await;
+            a_changed_file_can_be_refused_as_a_record_error(&jobs, dir.path()).await;
+            a_listing_of_many_pages_reads_every_file_once(&jobs, dir.path()).await;
         })
         .await
         .expect("the worker runs");
 }
 
 /// Runs `request` of `P` to its end; it must complete.
-async fn run<P: Pipeline<Source = S>, S: batch_orchestra::SourceConfig<Offset = LineOffset>>(
+async fn run<P: Pipeline<Source = S>, S: batch_orchestra::SourceConfig>(
     jobs: &JobClient,
     request: RequestOf<P>,
-) -> JobReport<LineOffset> {
+) -> JobReport<S::Offset> {
     let id = request.job_id.clone();
     let report = tokio::time::timeout(
         Duration::from_secs(60),
@@ -237,4 +248,124 @@ async fn a_range_run_reads_its_range_and_leaves_the_cursor(jobs: &JobClient, dir
         expected,
         "the range written twice, as asked"
     );
+}
+
+fn new_files(dir: &Path, out: &Path, run: &str, sync: &str) -> RequestOf<NewFiles> {
+    let pattern = format!("{}/*.jsonl", dir.display());
+    NewFiles::request(
+        run,
+        Files::new(JsonLinesFile::new(pattern)).settle(Duration::ZERO),
+        JsonLinesDir::new(out.to_str().unwrap()),
+    )
+    .incremental(sync)
+}
+
+/// Writes `text` to `dir/name` the way producers do: into a temporary file elsewhere, then
+/// renamed into place. Waits past the settle time, so the next run sees it.
+async fn land(dir: &Path, name: &str, text: &str, modified: Option<std::time::SystemTime>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let tmp = dir.with_extension("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let staged = tmp.join(name);
+    std::fs::write(&staged, text).unwrap();
+    if let Some(modified) = modified {
+        std::fs::File::options()
+            .write(true)
+            .open(&staged)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+    std::fs::rename(&staged, dir.join(name)).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn only_new_and_changed_files_are_read(jobs: &JobClient, dir: &Path) {
+    let (landing, out) = (dir.join("landing"), dir.join("landing-out"));
+    land(&landing, "a.jsonl", &json_lines(0..10, "a"), None).await;
+    land(&landing, "b.jsonl", &json_lines(10..20, "b"), None).await;
+    let first = run::<NewFiles, _>(jobs, new_files(&landing, &out, "landing-1", "landing")).await;
+    assert_eq!(first.records_written, 20, "a first run reads every file");
+
+    // A file renamed into place keeps the modification time its writer gave it (a year
+    // ago here): still new to the directory.
+    let a_year_ago = std::time::SystemTime::now() - Duration::from_secs(365 * 86_400);
+    land(
+        &landing,
+        "c.jsonl",
+        &json_lines(20..30, "c"),
+        Some(a_year_ago),
+    )
+    .await;
+    let second = run::<NewFiles, _>(jobs, new_files(&landing, &out, "landing-2", "landing")).await;
+    assert_eq!(
+        second.records_written, 10,
+        "the second run reads the new file only, whatever its modification time"
+    );
+
+    // `a` written again with other records: reloaded as a new version.
+    land(&landing, "a.jsonl", &json_lines(100..105, "a2"), None).await;
+    let third = run::<NewFiles, _>(jobs, new_files(&landing, &out, "landing-3", "landing")).await;
+    assert_eq!(
+        third.records_written, 5,
+        "the changed file is reloaded, alone"
+    );
+    let fourth = run::<NewFiles, _>(jobs, new_files(&landing, &out, "landing-4", "landing")).await;
+    assert_eq!(fourth.records_read, 0, "nothing new: nothing read");
+    let expected: Vec<u64> = (0..30).chain(100..105).collect();
+    assert_eq!(
+        ids_written(&out),
+        expected,
+        "each record of each version once"
+    );
+}
+
+async fn a_changed_file_can_be_refused_as_a_record_error(jobs: &JobClient, dir: &Path) {
+    let (landing, out) = (dir.join("refusing"), dir.join("refusing-out"));
+    let request = |run: &str| {
+        let mut request = new_files(&landing, &out, run, "refusing").max_record_errors(10);
+        request.source.changed = ChangedFiles::Refuse;
+        request
+    };
+    land(&landing, "a.jsonl", &json_lines(0..10, "a"), None).await;
+    land(&landing, "b.jsonl", &json_lines(10..20, "b"), None).await;
+    run::<NewFiles, _>(jobs, request("refusing-1")).await;
+    // Written again in place (a file replaced by a rename is a new file, and read).
+    std::fs::write(landing.join("b.jsonl"), json_lines(50..60, "b2")).unwrap();
+    land(&landing, "c.jsonl", &json_lines(20..25, "c"), None).await;
+    let second = run::<NewFiles, _>(jobs, request("refusing-2")).await;
+    assert_eq!(second.records_written, 5, "the new file is read");
+    assert_eq!(
+        second.record_errors, 1,
+        "the changed file is one record error"
+    );
+    let sample = &second.error_samples[0];
+    assert!(
+        sample
+            .message
+            .contains("`b.jsonl` changed after an earlier run loaded it"),
+        "{sample:?}"
+    );
+    assert_eq!(ids_written(&out), (0..25).collect::<Vec<_>>());
+}
+
+async fn a_listing_of_many_pages_reads_every_file_once(jobs: &JobClient, dir: &Path) {
+    let (landing, out) = (dir.join("many"), dir.join("many-out"));
+    std::fs::create_dir_all(&landing).unwrap();
+    // More files than a listing page (200) and than a reader keeps (256).
+    for i in 0..300u64 {
+        std::fs::write(
+            landing.join(format!("{i:04}.jsonl")),
+            json_lines(i * 2..i * 2 + 2, "many"),
+        )
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = new_files(&landing, &out, "many-1", "many").max_in_flight(8);
+    let report = run::<NewFiles, _>(jobs, request).await;
+    assert_eq!(report.records_written, 600);
+    assert_eq!(report.batches, 300, "one batch a file");
+    assert_eq!(ids_written(&out), (0..600).collect::<Vec<_>>());
+    let last: &FileOffset<LineOffset> = report.end_offset.as_ref().expect("an end offset");
+    assert_eq!(last.key, "0299.jsonl");
 }

@@ -88,6 +88,37 @@ pub struct ListedFile {
     pub path: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// When it was created and last changed, where the file system says.
+    pub times: Option<FileTimes>,
+}
+
+/// When a file was created and when its content, name or status last changed (its `ctime`,
+/// which a copy, a rename or a write sets to the moment it happens and nothing sets back):
+/// what an incremental listing tells new and changed files by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileTimes {
+    /// The last change, in nanoseconds since the Unix epoch.
+    pub changed_ns: u64,
+    /// The creation (birth) time, in nanoseconds since the Unix epoch, where the file system
+    /// records it.
+    pub created_ns: Option<u64>,
+}
+
+impl FileTimes {
+    /// The times of a file's metadata.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |secs: i64, nanos: i64| (secs.max(0) as u64) * 1_000_000_000 + nanos.max(0) as u64;
+        let created_ns = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64);
+        Self {
+            changed_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            created_ns,
+        }
+    }
 }
 
 /// The literal directory a pattern starts with: the path before its first segment with a
@@ -121,6 +152,7 @@ pub fn list_local(
                 key: key.to_owned(),
                 path: pattern_text.to_owned(),
                 bytes: meta.len(),
+                times: Some(FileTimes::of(&meta)),
             }]
         });
     }
@@ -156,6 +188,7 @@ pub fn list_local(
             key: key.to_owned(),
             path: name.to_owned(),
             bytes: meta.len(),
+            times: Some(FileTimes::of(&meta)),
         });
     }
     if files.is_empty() && after.is_none() {
@@ -227,6 +260,11 @@ pub struct Shard<S> {
     /// The input's size in bytes, where the listing knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// When the input was created and last changed, where the listing knows it: what an
+    /// incremental [`Files`](crate::connectors::files::Files) source selects by. Used
+    /// where it was listed, never carried in a payload.
+    #[serde(skip)]
+    pub times: Option<FileTimes>,
 }
 
 impl<S> Shard<S> {
@@ -236,6 +274,7 @@ impl<S> Shard<S> {
             key: key.into(),
             source,
             bytes: None,
+            times: None,
         }
     }
 }
@@ -259,6 +298,7 @@ impl<S> ShardPage<S> {
                 key: f.key,
                 source: source(f.path),
                 bytes: Some(f.bytes),
+                times: f.times,
             })
             .collect();
         Self::from_sorted(shards, limit)

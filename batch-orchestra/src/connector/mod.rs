@@ -27,7 +27,7 @@ pub use capability::{
     Capabilities, DoesNotList, DoesNotStream, ListFn, Lists, SourceProbe, Streams,
 };
 pub use incremental::{Bounds, Cursor, Window};
-pub use listing::{ListInputs, Shard, ShardPage};
+pub use listing::{FileTimes, ListInputs, Shard, ShardPage};
 pub use stream::{NotABatch, Receipt, Received, StreamReader, StreamSource};
 
 /// A position in a source from which reading can resume: a byte offset for a CSV file, a key
@@ -187,7 +187,7 @@ pub trait Source: Send + Sync + 'static {
     /// then told the job id `<job id>/<name>` and that ordinal as the batch number, so they
     /// write the ids and names a job over that input alone would, however inputs are
     /// grouped. `None` (the default) for a source of one input.
-    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<(&str, u64)> {
+    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<(String, u64)> {
         let _ = range;
         None
     }

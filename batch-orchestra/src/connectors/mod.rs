@@ -18,11 +18,14 @@
 //! | `nats::NatsSink` | sink: a NATS JetStream subject, one JSON message per record | `nats` |
 //! | `nats::NatsStream` | streaming source: a durable JetStream pull consumer, JSON messages | `nats` |
 //!
-//! `CsvFile` and [`jsonl::JsonLinesFile`] read a growing file incrementally ([`growing`]);
-//! `postgres::PostgresSource` a table's changes since the last run.
+//! [`files::Files`] reads every file a glob matches as one source (the new and changed ones
+//! only, incrementally). `CsvFile` and [`jsonl::JsonLinesFile`] read a growing file
+//! incrementally ([`growing`]); `postgres::PostgresSource` a table's changes since the last
+//! run.
 
 #[cfg(feature = "csv")]
 pub mod csv;
+pub mod files;
 pub mod growing;
 pub mod input;
 pub mod jsonl;

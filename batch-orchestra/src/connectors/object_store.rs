@@ -33,6 +33,7 @@ fn shard_page<S>(
             key: o.key,
             source: source(o.url),
             bytes: Some(o.bytes),
+            times: None,
         })
         .collect();
     crate::connector::ShardPage::from_sorted(shards, limit)

@@ -158,11 +158,11 @@ impl<S: SourceConfig> Source for InputsReader<S> {
     /// The input's key and the fingerprint of the version read, so a listing that finds new
     /// files under old names writes new ids. Scopes are set once an input is built, which
     /// its read did.
-    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<(&str, u64)> {
+    fn scope(&self, range: &BatchRange<Self::Offset>) -> Option<(String, u64)> {
         let i = range.start.input as usize;
         let name = match self.built.get(i)?.get() {
-            Some((_, scoped)) => scoped.as_str(),
-            None => self.inputs.get(i)?.key.as_str(),
+            Some((_, scoped)) => scoped.clone(),
+            None => self.inputs.get(i)?.key.clone(),
         };
         Some((name, range.start.record))
     }
