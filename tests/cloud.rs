@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use batch_orchestra::connectors::csv::CsvRow;
+use batch_orchestra::connectors::files::Files;
 use batch_orchestra::connectors::mongo::{MongoSink, row_to_document};
 use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::object_store::CsvObject;
@@ -31,6 +32,11 @@ pipeline! {
 pipeline! {
     /// CSV objects, counted and dropped.
     pub ObjectToNoop { source: CsvObject, sink: NoopSink<CsvRow> }
+}
+
+pipeline! {
+    /// The new CSV objects under a prefix, counted.
+    pub NewObjects { source: Files<CsvObject>, sink: NoopSink<CsvRow> }
 }
 
 const URI_ENV: &str = "BATCH_ORCHESTRA_CLOUD_TEST_MONGODB_URI";
@@ -76,7 +82,7 @@ fn csv_objects_in_s3_azure_and_gcs() {
     runtime.block_on(async {
         seed_s3(&s3).await;
         seed_azure(&azurite).await;
-        let mut h = Harness::with(pipelines![ObjectToMongo, ObjectToNoop]).await;
+        let mut h = Harness::with(pipelines![ObjectToMongo, ObjectToNoop, NewObjects]).await;
         let db = mongodb::Client::with_uri_str(mongo.uri())
             .await
             .unwrap()
@@ -188,6 +194,7 @@ fn source(url: &str, endpoint: &str) -> CsvObject {
 }
 
 async fn cases(jobs: &JobClient, db: &mongodb::Database, s3: &S3Server, azurite: &AzuriteServer) {
+    only_new_objects_are_read(jobs, s3).await;
     // S3 into MongoDB: the recipe.
     let sink = MongoSink::new("cloud", "people").uri_env(URI_ENV);
     let options: std::collections::BTreeMap<String, String> = [
@@ -427,4 +434,50 @@ async fn sharded_over_prefixes(
         }
         other => panic!("expected a configuration error, got {other:?}"),
     }
+}
+
+/// An incremental job over an S3 prefix: each run reads the objects written since the last.
+async fn only_new_objects_are_read(jobs: &JobClient, s3: &S3Server) {
+    let store = s3_store(s3);
+    let put = async |day: u64| {
+        store
+            .put(
+                &ObjectPath::from(format!("arrivals/day-{day}.csv")),
+                PutPayload::from(daily_rows(day)),
+            )
+            .await
+            .unwrap();
+    };
+    // The store keeps write times to the second: wait out the settle time and that.
+    let settle = std::time::Duration::from_secs(1);
+    let run = async |id: &str| {
+        let source =
+            Files::new(source("s3://exports/arrivals/*.csv", &s3.endpoint())).settle(settle);
+        let request = NewObjects::request(id, source, NoopSink::default()).incremental("arrivals");
+        let report = NewObjects::start(jobs, request)
+            .await
+            .unwrap()
+            .report()
+            .await
+            .unwrap();
+        assert_eq!(report.status, JobStatus::Completed, "{id}: {report:?}");
+        report
+    };
+    put(1).await;
+    put(2).await;
+    tokio::time::sleep(settle * 2 + std::time::Duration::from_millis(100)).await;
+    let first = run("arrivals-1").await;
+    assert_eq!(
+        first.records_written, 40,
+        "the first run reads both objects"
+    );
+    put(3).await;
+    tokio::time::sleep(settle * 2 + std::time::Duration::from_millis(100)).await;
+    let second = run("arrivals-2").await;
+    assert_eq!(
+        second.records_written, 20,
+        "the second run reads the new object only"
+    );
+    let third = run("arrivals-3").await;
+    assert_eq!(third.records_read, 0, "nothing new: nothing read");
 }

@@ -132,6 +132,8 @@ pub(crate) struct ListedObject {
     pub url: String,
     /// Its size in bytes.
     pub bytes: u64,
+    /// When it was last written, in nanoseconds since the Unix epoch, as the store says.
+    pub modified_ns: u64,
 }
 
 /// The objects matching `url` (a glob such as `s3://bucket/in/**/*.csv`, or one object's
@@ -201,6 +203,10 @@ pub(crate) async fn list_objects(
             url: format!("{base}/{key}"),
             key,
             bytes: meta.size,
+            modified_ns: meta
+                .last_modified
+                .timestamp_nanos_opt()
+                .map_or(0, |ns| ns.max(0) as u64),
         });
         if ordered && found.len() > limit {
             break;

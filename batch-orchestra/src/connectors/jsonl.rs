@@ -38,7 +38,7 @@ const MAX_LINE: u64 = 256 << 20;
 /// ```
 ///
 /// Read incrementally (an incremental job, [`BatchProcessingRequest::incremental`]), a file
-/// that only grows is read from where the last run ended; see [`growing`](super::growing).
+/// that only grows is read from where the last run ended; see [`growing`].
 ///
 /// [`BatchProcessingRequest::incremental`]: crate::batch::BatchProcessingRequest::incremental
 #[crate::batch_source(

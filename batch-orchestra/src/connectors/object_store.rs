@@ -33,7 +33,12 @@ fn shard_page<S>(
             key: o.key,
             source: source(o.url),
             bytes: Some(o.bytes),
-            times: None,
+            // An object is never written in place: a new version is a new object, so its
+            // last write is its creation, and no run tells it from a new object.
+            times: Some(crate::connector::FileTimes {
+                changed_ns: o.modified_ns,
+                created_ns: None,
+            }),
         })
         .collect();
     crate::connector::ShardPage::from_sorted(shards, limit)

@@ -40,7 +40,7 @@ pub type CsvOffset = LineOffset;
 /// ```
 ///
 /// Read incrementally (an incremental job, [`BatchProcessingRequest::incremental`]), a file
-/// that only grows is read from where the last run ended; see [`growing`](super::growing).
+/// that only grows is read from where the last run ended; see [`growing`].
 ///
 /// [`BatchProcessingRequest::incremental`]: crate::batch::BatchProcessingRequest::incremental
 #[crate::batch_source(
