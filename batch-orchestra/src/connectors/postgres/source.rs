@@ -351,28 +351,41 @@ impl PostgresSource {
                    WHEN {behind} >= 3221225472 THEN {xmax} + 4294967296 - {behind}
                    ELSE 1 END)::text::xid8"
         );
+        let visible_upto = format!(
+            "pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
+            quote_literal(&window.upto)
+        );
         let mut since = Vec::new();
         if let Some(after) = &window.after {
+            // A row the last snapshot does not see was written at or after its xmin: within
+            // `newer` ids of this snapshot's xmax. Tested first, on the 32-bit id, it passes
+            // over the unchanged rows without widening their ids (a third of the cost).
+            let newer = after
+                .split(':')
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .and_then(|after_xmin| xmax.checked_sub(after_xmin))
+                .filter(|d| *d < 1 << 31);
+            let recent = newer.map_or(String::new(), |d| format!("{behind} <= {d} AND "));
             since.push(format!(
-                "NOT pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
+                "({recent}NOT pg_visible_in_snapshot({xid}, {}::pg_snapshot) AND {visible_upto})",
                 quote_literal(after)
             ));
         }
         if let Some(above) = &window.above {
             let column_type = column_type(client, from, column, db).await?;
             since.push(format!(
-                "r.{} > CAST({} AS {column_type})",
+                "(r.{} > CAST({} AS {column_type}) AND {visible_upto})",
                 quote_ident(column),
                 quote_literal(above)
             ));
         }
-        let mut filter = format!(
-            "AND pg_visible_in_snapshot({xid}, {}::pg_snapshot)",
-            quote_literal(&window.upto)
-        );
-        if !since.is_empty() {
-            filter.push_str(&format!(" AND ({})", since.join(" OR ")));
-        }
+        // One expression, so PostgreSQL tests its parts in the order written.
+        let filter = if since.is_empty() {
+            format!("AND {visible_upto}")
+        } else {
+            format!("AND ({})", since.join(" OR "))
+        };
         Ok(filter)
     }
 }
