@@ -32,7 +32,9 @@
 //!    these; a table kept in sync by incremental runs (`bench_sync.rs`): the first run
 //!    (`incremental_full_rows_per_s`), the next after 1 % new rows (`incremental_rows_per_s`,
 //!    `incremental_vs_full`), and scheduled runs' first write after their due time
-//!    (`schedule_start_lag_s`); `--sync-only` runs just these; the Temporal actions (what
+//!    (`schedule_start_lag_s`), and the same over a directory of files (`files_full_rows_per_s`,
+//!    `files_incremental_rows_per_s`, `files_incremental_vs_full`); `--sync-only` runs just
+//!    these; the Temporal actions (what
 //!    Temporal Cloud bills) per million rows of CSV -> no-op, MongoDB and PostgreSQL
 //!    (`bench_cost.rs`: `actions_per_million_rows_*`, `action_shares_noop`); `--cost-only`
 //!    runs just these;
@@ -374,8 +376,14 @@ fn main() -> Result<(), Error> {
     if a.sync_only {
         let s = sync::run(&runtime, &tuned, a.rows, a.reps)?;
         println!(
-            "sync: full {:.0} rows/s, next run after 1 % new rows {:.0} rows/s, {:.3} of the full run's time; scheduled runs' first write {:.2} s after due (median)",
-            s.full.median, s.incremental.median, s.incremental_vs_full.median, s.start_lag_s.median
+            "sync: full {:.0} rows/s, next run after 1 % new rows {:.0} rows/s, {:.3} of the full run's time; scheduled runs' first write {:.2} s after due (median); files: full {:.0} rows/s, next run after one new file {:.0} rows/s, {:.3} of the full run's time",
+            s.full.median,
+            s.incremental.median,
+            s.incremental_vs_full.median,
+            s.start_lag_s.median,
+            s.files_full.median,
+            s.files_incremental.median,
+            s.files_incremental_vs_full.median
         );
         return Ok(());
     }
@@ -732,6 +740,9 @@ fn main() -> Result<(), Error> {
         "incremental_rows_per_s": sync.incremental.median, "incremental_min": sync.incremental.min, "incremental_max": sync.incremental.max,
         "incremental_vs_full": sync.incremental_vs_full.median,
         "schedule_start_lag_s": sync.start_lag_s.median, "schedule_start_lag_min": sync.start_lag_s.min, "schedule_start_lag_max": sync.start_lag_s.max,
+        "files_full_rows_per_s": sync.files_full.median, "files_full_min": sync.files_full.min, "files_full_max": sync.files_full.max,
+        "files_incremental_rows_per_s": sync.files_incremental.median, "files_incremental_min": sync.files_incremental.min, "files_incremental_max": sync.files_incremental.max,
+        "files_incremental_vs_full": sync.files_incremental_vs_full.median,
         "mongo_upsert_rows_per_s": modes.mongo_upsert.median, "mongo_upsert_min": modes.mongo_upsert.min, "mongo_upsert_max": modes.mongo_upsert.max,
         "postgres_source_rows_per_s": pg.source.median, "postgres_source_min": pg.source.min, "postgres_source_max": pg.source.max,
         "parquet_parse_rows_per_s": pq.parsed.median, "parquet_parse_min": pq.parsed.min, "parquet_parse_max": pq.parsed.max,

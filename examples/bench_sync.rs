@@ -5,10 +5,16 @@
 //! - `incremental_vs_full`: the next run's time over the first's (aim <= 0.05): what a run
 //!   that picks up 1 % costs against a full copy;
 //! - `schedule_start_lag_s`: from a scheduled run's due time to its first row in the copy
-//!   (aim <= 2 s), over runs every 2 s.
+//!   (aim <= 2 s), over runs every 2 s;
+//! - `files_full_rows_per_s`, `files_incremental_rows_per_s`, `files_incremental_vs_full`:
+//!   the same over a directory of 100 JSON Lines files ([`Files`]) into the no-op sink,
+//!   the next run after one new file (1 % of the rows).
 
 use std::time::{Duration, Instant, SystemTime};
 
+use batch_orchestra::connectors::files::Files;
+use batch_orchestra::connectors::jsonl::JsonLinesFile;
+use batch_orchestra::connectors::noop::NoopSink;
 use batch_orchestra::connectors::postgres::{PostgresSink, PostgresSource};
 use batch_orchestra::job::schedule::Schedule;
 use batch_orchestra::testing::{PostgresServer, TemporalDevServer};
@@ -21,6 +27,11 @@ pipeline! {
     pub BenchSync { source: PostgresSource, sink: PostgresSink, workflow: "bench-sync" }
 }
 
+pipeline! {
+    /// The new files of a directory, counted.
+    pub BenchFiles { source: Files<JsonLinesFile>, sink: NoopSink<serde_json::Value>, workflow: "bench-files" }
+}
+
 const PG_ENV: &str = "BATCH_ORCHESTRA_BENCH_SYNC_DATABASE_URL";
 
 /// The figures, each over the repetitions.
@@ -29,6 +40,9 @@ pub struct Figures {
     pub incremental: Stat,
     pub incremental_vs_full: Stat,
     pub start_lag_s: Stat,
+    pub files_full: Stat,
+    pub files_incremental: Stat,
+    pub files_incremental_vs_full: Stat,
 }
 
 fn tables(name: &str, rows: u64) -> String {
@@ -110,12 +124,83 @@ pub fn run(
         ratio.push(next_s / full_s);
     }
     let lags = runtime.block_on(start_lags(server, &db, reps.max(3)))?;
+    let (files_full, files_incremental, files_ratio) = files(runtime, server, rows, reps)?;
     Ok(Figures {
         full: stat(full),
         incremental: stat(incremental),
         incremental_vs_full: stat(ratio),
         start_lag_s: stat(lags),
+        files_full: stat(files_full),
+        files_incremental: stat(files_incremental),
+        files_incremental_vs_full: stat(files_ratio),
     })
+}
+
+/// `n` JSON Lines records from `first`.
+fn lines(first: u64, n: u64) -> String {
+    (first..first + n)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"person {i}\",\"email\":\"p{i}@example.com\"}}\n"))
+        .collect()
+}
+
+/// A sync over a directory of 100 files holding `rows` rows, then one more file: the first
+/// run's rate, the next run's and their times' ratio, per repetition.
+fn files(
+    runtime: &tokio::runtime::Runtime,
+    server: &TemporalDevServer,
+    rows: u64,
+    reps: usize,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), Error> {
+    let per_file = (rows / 100).max(1);
+    let (mut full, mut incremental, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let dir = tempfile::tempdir()?;
+        for f in 0..100 {
+            std::fs::write(
+                dir.path().join(format!("{f:03}.jsonl")),
+                lines(f * per_file, per_file),
+            )?;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let sync = format!("bench-files-{rep}");
+        let source = || {
+            Files::new(JsonLinesFile::new(format!(
+                "{}/*.jsonl",
+                dir.path().display()
+            )))
+            .settle(Duration::ZERO)
+        };
+        let (full_rate, _) = runtime.block_on(pipeline_run_with::<BenchFiles>(
+            server,
+            &format!("{sync}-1"),
+            source(),
+            NoopSink::default(),
+            None,
+            |r| r.incremental(sync.clone()),
+        ))?;
+        std::fs::write(
+            dir.path().join("100.jsonl"),
+            lines(100 * per_file, per_file),
+        )?;
+        std::thread::sleep(Duration::from_millis(100));
+        let (rate, _) = runtime.block_on(pipeline_run_with::<BenchFiles>(
+            server,
+            &format!("{sync}-2"),
+            source(),
+            NoopSink::default(),
+            None,
+            |r| r.incremental(sync.clone()),
+        ))?;
+        let (full_s, next_s) = ((100 * per_file) as f64 / full_rate, per_file as f64 / rate);
+        println!(
+            "files rep {rep}: full {full_rate:.0} rows/s ({full_s:.2} s), next {rate:.0} rows/s ({next_s:.2} s for {per_file}), {:.3} of full",
+            next_s / full_s
+        );
+        full.push(full_rate);
+        incremental.push(rate);
+        ratio.push(next_s / full_s);
+    }
+    Ok((full, incremental, ratio))
 }
 
 /// Runs a schedule every 2 s over a table that gets 100 new rows before each run; returns,
