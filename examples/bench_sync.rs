@@ -143,6 +143,9 @@ fn lines(first: u64, n: u64) -> String {
         .collect()
 }
 
+/// Per repetition: the first run's rate, the next run's, and their times' ratio.
+type Runs = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// A sync over a directory of 100 files holding `rows` rows, then one more file: the first
 /// run's rate, the next run's and their times' ratio, per repetition.
 fn files(
@@ -150,7 +153,7 @@ fn files(
     server: &TemporalDevServer,
     rows: u64,
     reps: usize,
-) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), Error> {
+) -> Result<Runs, Error> {
     let per_file = (rows / 100).max(1);
     let (mut full, mut incremental, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {

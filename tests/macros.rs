@@ -89,12 +89,21 @@ async fn registering_a_pipeline_twice_is_refused() {
         .unwrap()
         .pipeline::<RangeToCounting>()
         .err()
-        .expect("a second registration of the same names");
-    assert!(
-        err.to_string()
-            .contains("`range-to-counting` is registered twice"),
-        "{err}"
+        .expect("a second registration of the same pipeline");
+    assert_eq!(
+        err.to_string(),
+        "pipeline `RangeToCounting` is registered twice on this worker: remove the duplicate `.pipeline::<RangeToCounting>()` or `pipelines![..]` entry"
     );
+}
+
+/// Every transform shape compiles (built with this test, not by trybuild, which would build
+/// every dependency again to run a passing case).
+#[path = "ui/pass/transform_shapes.rs"]
+mod transform_shapes;
+
+#[test]
+fn every_transform_shape_compiles() {
+    transform_shapes::check();
 }
 
 #[test]

@@ -84,14 +84,63 @@ impl Errors {
 }
 
 pub fn expand(side: Side, args: TokenStream, input: TokenStream) -> TokenStream {
-    match parse(side, args, input.clone()) {
+    match parse(side, args.clone(), input.clone()) {
         Ok(model) => generate(side, &model),
         Err(err) => {
-            // Keep the user's item so later errors are about their code, not a missing type.
+            // Keep the user's item so later errors are about their code, not a missing type,
+            // and, when the reader or writer is known, a stand-in impl, so the uses of the
+            // config (a pipeline, a request) type-check and the attribute's error is the only
+            // one.
             let err = err.to_compile_error();
-            quote! { #input #err }
+            let stand_in = stand_in(side, args, &input).unwrap_or_default();
+            quote! { #input #err #stand_in }
         }
     }
+}
+
+/// The trait impl of a config whose attribute failed, built from its reader or writer alone
+/// (`None` when the struct or that type cannot be read). It is never called: the crate does
+/// not compile.
+fn stand_in(side: Side, args: TokenStream, input: &TokenStream) -> Option<TokenStream> {
+    let item = syn::parse2::<syn::ItemStruct>(input.clone()).ok()?;
+    if !item.generics.params.is_empty() {
+        return None;
+    }
+    let args = split_args(args, &mut Errors::default());
+    if args.iter().any(|a| a.key == "streaming") {
+        return None;
+    }
+    let built = args
+        .into_iter()
+        .find(|a| a.key == side.built_arg())
+        .and_then(|a| syn::parse2::<Type>(a.value?).ok())?;
+    let ident = &item.ident;
+    let build = quote! {
+        fn build(&self) -> impl ::core::future::Future<
+            Output = ::core::result::Result<#built, ::batch_orchestra::ConnectorError>,
+        > + ::core::marker::Send {
+            async { ::core::unreachable!("the connector attribute failed") }
+        }
+    };
+    Some(match side {
+        Side::Source => quote! {
+            impl ::batch_orchestra::SourceConfig for #ident {
+                const NAME: &'static str = "invalid";
+                type Record = <#built as ::batch_orchestra::Source>::Record;
+                type Offset = <#built as ::batch_orchestra::Source>::Offset;
+                type Source = #built;
+                #build
+            }
+        },
+        Side::Sink => quote! {
+            impl ::batch_orchestra::SinkConfig for #ident {
+                const NAME: &'static str = "invalid";
+                type Record = <#built as ::batch_orchestra::Sink>::Record;
+                type Sink = #built;
+                #build
+            }
+        },
+    })
 }
 
 fn parse(side: Side, args: TokenStream, input: TokenStream) -> Result<Connector, syn::Error> {
@@ -322,7 +371,19 @@ fn generate(side: Side, c: &Connector) -> TokenStream {
         item,
     } = c;
     let ident = &item.ident;
-    let build_call = quote_spanned! {build_fn.span()=> #ident::#build_fn(self) };
+    // Through a check that names the expected method when it is missing or has another
+    // shape (a config without `build_sink` finds the stand-in of `MissingBuildMethods`).
+    let check = match side {
+        Side::Source => format_ident!("build_source"),
+        Side::Sink => format_ident!("build_sink"),
+    };
+    let build_call = quote_spanned! {build_fn.span()=>
+        ::batch_orchestra::__private::#check::<#built, #ident, _>({
+            #[allow(unused_imports)]
+            use ::batch_orchestra::__private::MissingBuildMethods as _;
+            #ident::#build_fn(self)
+        })
+    };
     let open_call = quote_spanned! {build_fn.span()=> #ident::#build_fn(self, after) };
     let serde_check = quote_spanned! {ident.span()=>
         const _: () = ::batch_orchestra::__private::assert_serializable_config::<#ident>();

@@ -212,11 +212,21 @@ fn generate(m: &Model) -> TokenStream {
     let into = quote!(<_ as #bo::pipeline::TransformOutput<#sink_record>>::into_transformed);
     let body = match transform {
         Some(TransformFn { is_async: false, f }) if state.is_some() => quote_spanned! {f.span()=>
+            #bo::__private::written_sync({
+                #[allow(unused_imports)]
+                use #bo::__private::{ProbeAsync as _, ProbeSync as _};
+                (&&#bo::__private::TransformProbeWith::<_, #source_record, #state_type>::of(&#f)).returns()
+            });
             let result = #bo::__private::as_transform_with::<#source_record, #sink_record, #state_type, _>(#f)(record, state);
             async move { #into(result) }
         },
         Some(TransformFn { is_async: false, f }) => quote_spanned! {f.span()=>
             let _ = state;
+            #bo::__private::written_sync({
+                #[allow(unused_imports)]
+                use #bo::__private::{ProbeAsync as _, ProbeSync as _};
+                (&&#bo::__private::TransformProbe::<_, #source_record>::of(&#f)).returns()
+            });
             let result = #bo::__private::as_transform::<#source_record, #sink_record, _>(#f)(record);
             async move { #into(result) }
         },
@@ -356,6 +366,26 @@ pub fn expand_list(input: TokenStream) -> TokenStream {
         )
         .to_compile_error();
     }
+    // The same pipeline twice is a slip to remove, not a name clash to resolve.
+    let spelled = |t: &Type| quote!(#t).to_string().replace(' ', "");
+    let mut errors = Errors::default();
+    let mut once: Vec<Type> = Vec::new();
+    for b in types {
+        if once.iter().any(|a| spelled(a) == spelled(&b)) {
+            errors.push(
+                b.span(),
+                format!(
+                    "`{}` is listed twice in `pipelines!`: remove the duplicate",
+                    spelled(&b)
+                ),
+            );
+        } else {
+            once.push(b);
+        }
+    }
+    // The list of the others still builds, so the duplicate is the only error.
+    let duplicates = errors.finish().err().map(|e| e.to_compile_error());
+    let types = once;
     let bo = quote!(::batch_orchestra);
     let mut checks = Vec::new();
     for (i, a) in types.iter().enumerate() {
@@ -373,6 +403,7 @@ pub fn expand_list(input: TokenStream) -> TokenStream {
         }
     }
     quote! {{
+        #duplicates
         const _: () = { #(#checks)* };
         #bo::PipelineList::empty()#(.with::<#types>())*
     }}

@@ -123,6 +123,146 @@ where
 /// Compiles only when `f` is an async transform from `In` with state `S` to `Out`.
 pub fn check_async_transform_with<In, Out, S, F: AsyncTransformWith<In, Out, S>>(_: &F) {}
 
+/// What a transform written `transform: f` returns, seen before it is used: a future means
+/// `f` is an `async fn`, which `pipeline!` calls only when told (`transform: async f`).
+pub struct TransformProbe<F, In>(std::marker::PhantomData<(F, In)>);
+
+impl<F, In> TransformProbe<F, In> {
+    /// The probe of `f`.
+    pub fn of(_: &F) -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+/// Found when the transform returns a future: refused by [`written_sync`].
+pub struct ReturnsFuture;
+/// Found otherwise.
+pub struct ReturnsValue;
+
+/// The probe's answer for a function that returns a future (chosen first, by autoref).
+pub trait ProbeAsync {
+    /// What the transform returns.
+    fn returns(&self) -> ReturnsFuture;
+}
+
+impl<F: Fn(In) -> R, In, R: std::future::Future> ProbeAsync for &TransformProbe<F, In> {
+    fn returns(&self) -> ReturnsFuture {
+        ReturnsFuture
+    }
+}
+
+/// [`TransformProbe`] for a transform that takes the pipeline's state `S`.
+pub struct TransformProbeWith<F, In, S>(std::marker::PhantomData<(F, In, S)>);
+
+impl<F, In, S> TransformProbeWith<F, In, S> {
+    /// The probe of `f`.
+    pub fn of(_: &F) -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+// At one lifetime: an `async fn(record, &State)` returns a future borrowing the state.
+impl<F, In, S: 'static, R> ProbeAsync for &TransformProbeWith<F, In, S>
+where
+    F: Fn(In, &'static S) -> R,
+    R: std::future::Future,
+{
+    fn returns(&self) -> ReturnsFuture {
+        ReturnsFuture
+    }
+}
+
+impl<F, In, S> ProbeSync for TransformProbeWith<F, In, S> {
+    fn returns(&self) -> ReturnsValue {
+        ReturnsValue
+    }
+}
+
+/// The probe's answer for any other function.
+pub trait ProbeSync {
+    /// What the transform returns.
+    fn returns(&self) -> ReturnsValue;
+}
+
+impl<F, In> ProbeSync for TransformProbe<F, In> {
+    fn returns(&self) -> ReturnsValue {
+        ReturnsValue
+    }
+}
+
+/// A transform written `transform: f` that returns a value.
+#[diagnostic::on_unimplemented(
+    message = "this transform is an `async fn`: write `transform: async` before its name in `pipeline!`",
+    label = "returns a future",
+    note = "`transform: f` calls `f` and uses what it returns; `transform: async f` awaits it"
+)]
+pub trait WrittenSync {}
+
+impl WrittenSync for ReturnsValue {}
+
+/// Compiles only when the transform does not return a future.
+pub fn written_sync<T: WrittenSync>(_: T) {}
+
+/// The future a source config's build method returns.
+#[diagnostic::on_unimplemented(
+    message = "`{C}` has no `build_source` method of the expected shape",
+    label = "expected an `async fn(&self) -> Result<{B}, ConnectorError>`",
+    note = "add `async fn build_source(&self) -> Result<{B}, batch_orchestra::ConnectorError>` to `impl {C}`, or name your own method with `build = my_method` in `#[batch_source]`"
+)]
+pub trait BuildSource<B, C>:
+    std::future::Future<Output = Result<B, crate::ConnectorError>> + Send
+{
+}
+
+impl<B, C, F> BuildSource<B, C> for F where
+    F: std::future::Future<Output = Result<B, crate::ConnectorError>> + Send
+{
+}
+
+/// Checks what a source config's build method returns.
+pub fn build_source<B, C, F: BuildSource<B, C>>(f: F) -> F {
+    f
+}
+
+/// The future a sink config's build method returns.
+#[diagnostic::on_unimplemented(
+    message = "`{C}` has no `build_sink` method of the expected shape",
+    label = "expected an `async fn(&self) -> Result<{B}, ConnectorError>`",
+    note = "add `async fn build_sink(&self) -> Result<{B}, batch_orchestra::ConnectorError>` to `impl {C}`, or name your own method with `build = my_method` in `#[batch_sink]`"
+)]
+pub trait BuildSink<B, C>:
+    std::future::Future<Output = Result<B, crate::ConnectorError>> + Send
+{
+}
+
+impl<B, C, F> BuildSink<B, C> for F where
+    F: std::future::Future<Output = Result<B, crate::ConnectorError>> + Send
+{
+}
+
+/// Checks what a sink config's build method returns.
+pub fn build_sink<B, C, F: BuildSink<B, C>>(f: F) -> F {
+    f
+}
+
+/// Stands for a build method the config does not have, so the call above reports it.
+pub struct NoBuildMethod;
+
+/// `build_source` and `build_sink` for configs that lack them (an inherent method, when
+/// there is one, is found first).
+pub trait MissingBuildMethods {
+    /// Reported by [`build_source()`].
+    fn build_source(&self) -> NoBuildMethod {
+        NoBuildMethod
+    }
+    /// Reported by [`build_sink()`].
+    fn build_sink(&self) -> NoBuildMethod {
+        NoBuildMethod
+    }
+}
+
+impl<T> MissingBuildMethods for T {}
+
 /// Compiles only when `S` is transform state.
 pub const fn assert_state<S: TransformState>() {}
 

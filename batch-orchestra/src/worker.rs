@@ -30,6 +30,11 @@ pub enum WorkerError {
         "the name `{0}` is registered twice on this worker: give each pipeline its own workflow name"
     )]
     DuplicateName(&'static str),
+    /// One pipeline registered twice on one worker.
+    #[error(
+        "pipeline `{0}` is registered twice on this worker: remove the duplicate `.pipeline::<{0}>()` or `pipelines![..]` entry"
+    )]
+    PipelineTwice(String),
     /// The Temporal SDK refused the worker.
     #[error("cannot create the worker: {0}")]
     Create(String),
@@ -62,6 +67,7 @@ pub struct WorkerBuilder {
     options: WorkerOptions,
     connectors: ConnectorCache,
     names: Vec<&'static str>,
+    pipelines: Vec<std::any::TypeId>,
     metrics: Option<SocketAddr>,
     slots: Vec<(MetricsSlot, &'static str)>,
 }
@@ -102,6 +108,13 @@ impl WorkerBuilder {
 
     /// Claims every name of pipeline `P` on this worker, refusing one taken.
     fn claim<P: Pipeline>(&mut self) -> Result<(), WorkerError> {
+        let pipeline = std::any::TypeId::of::<P>();
+        if self.pipelines.contains(&pipeline) {
+            let path = std::any::type_name::<P>();
+            let name = path.rsplit("::").next().unwrap_or(path);
+            return Err(WorkerError::PipelineTwice(name.to_owned()));
+        }
+        self.pipelines.push(pipeline);
         let n = P::NAMES;
         let all = [
             n.workflow,
@@ -247,6 +260,7 @@ impl Worker {
             },
             connectors: ConnectorCache::default(),
             names: Vec::new(),
+            pipelines: Vec::new(),
             metrics: None,
             slots: Vec::new(),
         }
