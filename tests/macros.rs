@@ -149,3 +149,24 @@ fn pipeline_finds_the_capabilities_of_its_source() {
         "a batch source that lists files"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_once() {
+    let server = TemporalDevServer::start().unwrap();
+    let client = server.client().await.unwrap();
+    let mut worker = Worker::builder(client, TASK_QUEUE)
+        .pipeline::<RangeToCounting>()
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(worker.run_until(async { 1 }).await.unwrap(), 1);
+    let again = worker
+        .run_until(async { 2 })
+        .await
+        .err()
+        .expect("a second run");
+    assert!(
+        again.to_string().contains("has already run and shut down"),
+        "{again}"
+    );
+}

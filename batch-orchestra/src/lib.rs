@@ -135,10 +135,21 @@ pub use worker::{Worker, WorkerBuilder, WorkerError};
 
 /// Turns a config struct into a batch source.
 ///
-/// Arguments: `name = "..."` (the connector's fixed name: lowercase letters, digits, dashes),
-/// `reader = Type` (the type implementing [`Source`]) and optionally `build = method` (the
-/// config's async method that makes the reader; `build_source` by default). It implements
-/// [`SourceConfig`] and adds a `SOURCE_NAME` constant.
+/// Arguments:
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `name = "..."` | the connector's fixed name: lowercase letters, digits, dashes |
+/// | `reader = Type` | the type implementing [`Source`] (for `streaming`, [`connector::StreamReader`]) |
+/// | `build = method` | the config's `async fn(&self) -> Result<Reader, ConnectorError>` that makes the reader; `build_source` by default (`open_stream(&self, after)` for a stream) |
+/// | `shards = method` | the config stands for many inputs (a glob): `async fn list(&self, after: Option<String>, limit: usize) -> Result<ShardPage<Self>, ConnectorError>`; its jobs can be sharded and read through [`connectors::files::Files`] |
+/// | `incremental = method` | its incremental runs pin a window: `async fn(&self, bounds: Bounds) -> Result<Window<Self>, ConnectorError>` (see [`connector::incremental`]) |
+/// | `streaming` | an unbounded source, read by the stream executor (see [`stream`]); not with `shards` or `incremental` |
+///
+/// It implements [`SourceConfig`] (and [`connector::ListInputs`] with `shards`,
+/// [`connector::StreamSource`] with `streaming`) and adds a `SOURCE_NAME` constant. The
+/// built-in connectors are written with it: [`connectors::csv::CsvFile`] uses `shards` and
+/// `incremental`, `connectors::nats::NatsStream` `streaming`.
 ///
 /// ```
 /// use batch_orchestra::connector::*;
@@ -222,18 +233,50 @@ pub use batch_orchestra_macros::batch_source;
 pub use batch_orchestra_macros::batch_sink;
 
 /// Declares a pipeline: a unit struct implementing [`Pipeline`], its concrete workflow type
-/// `<Name>Workflow`, name constants and typed helpers (`request`, `register`, `start`, `job`).
+/// `<Name>Workflow`, name constants and typed helpers.
 ///
-/// Keys: `source` and `sink` (config types), optionally `transform` (a
-/// `fn(SourceRecord) -> Result<SinkRecord, TransformError>`; required when the record types
-/// differ) and `workflow` (the type name in kebab-case by default).
+/// Keys:
+///
+/// | key | value |
+/// |---|---|
+/// | `source` | a source config type ([`SourceConfig`]) |
+/// | `sink` | a sink config type ([`SinkConfig`]) |
+/// | `transform` | optional when the record types match; one of the shapes below |
+/// | `state` | optional: a [`pipeline::TransformState`] built once per worker and given to the transform |
+/// | `workflow` | optional: the workflow name, the type name in kebab-case by default |
+///
+/// The transform's shapes, from the source's record `In` to the sink's record `Out`:
+///
+/// | written | the function |
+/// |---|---|
+/// | `transform: f` | `fn(In) -> Result<Out, TransformError>`: one record for one |
+/// | `transform: f` | `fn(In) -> Result<Option<Out>, TransformError>`: `None` filters the record out |
+/// | `transform: f` | `fn(In) -> Result<Vec<Out>, TransformError>`: any number for one |
+/// | `transform: async f` | `async fn(In) -> Result<_, TransformError>`, any of the three results |
+/// | `transform: f, state: S` | `fn(In, &S) -> Result<_, TransformError>` |
+/// | `transform: async f, state: S` | `async fn(In, &S) -> Result<_, TransformError>` |
+///
+/// An `Err` is a record error with the record's position; the batch goes on.
+///
+/// Generated, for `pipeline! { pub Name { .. } }`:
+///
+/// | item | what |
+/// |---|---|
+/// | `Name::request(job_id, source, sink) -> RequestOf<Name>` | a batch job request with default settings, to adjust with its builders |
+/// | `Name::start(&JobClient, RequestOf<Name>) -> Result<JobHandle<Name>, JobError>` | starts a batch job |
+/// | `Name::job(&JobClient, job_id) -> JobHandle<Name>` | a handle to a job by id |
+/// | `Name::start_sharded`, `Name::start_stream`, `Name::stream_job` | the same for sharded and streaming jobs |
+/// | `Name::register(WorkerBuilder) -> Result<WorkerBuilder, WorkerError>` | registers the workflows and activities on a worker (as `.pipeline::<Name>()`) |
+/// | `Name::WORKFLOW`, `PLAN_ACTIVITY`, `PROCESS_ACTIVITY`, `SNAPSHOT_ACTIVITY`, `SHARDED_WORKFLOW` | the fixed names |
+/// | `NameWorkflow` | the concrete Temporal workflow type |
 ///
 /// Names are fixed: the workflow is `<workflow>` and its activities `<workflow>.plan`,
 /// `<workflow>.process` and `<workflow>.snapshot`, whatever module the type lives in.
 ///
 /// ```
+/// use batch_orchestra::pipeline::TransformState;
 /// use batch_orchestra::testing::{CountingSink, RangeSource, TestRecord};
-/// use batch_orchestra::{Pipeline, TransformError, pipeline};
+/// use batch_orchestra::{ConnectorError, Pipeline, TransformError, pipeline};
 ///
 /// fn shout(mut record: TestRecord) -> Result<TestRecord, TransformError> {
 ///     record.payload = record.payload.to_uppercase();
@@ -249,12 +292,45 @@ pub use batch_orchestra_macros::batch_sink;
 ///     }
 /// }
 ///
+/// fn even_only(record: TestRecord) -> Result<Option<TestRecord>, TransformError> {
+///     Ok(record.id.is_multiple_of(2).then_some(record))
+/// }
+///
+/// fn twice(record: TestRecord) -> Result<Vec<TestRecord>, TransformError> {
+///     Ok(vec![record.clone(), record])
+/// }
+///
+/// pipeline! { pub Evens { source: RangeSource, transform: even_only, sink: CountingSink } }
+/// pipeline! { pub Twice { source: RangeSource, transform: twice, sink: CountingSink } }
+///
+/// /// Per-worker state: built once, shared by every batch.
+/// struct Offset(u64);
+///
+/// impl TransformState for Offset {
+///     async fn build() -> Result<Self, ConnectorError> {
+///         Ok(Offset(1_000))
+///     }
+/// }
+///
+/// async fn shifted(record: TestRecord, offset: &Offset) -> Result<TestRecord, TransformError> {
+///     Ok(TestRecord { id: record.id + offset.0, ..record })
+/// }
+///
+/// pipeline! {
+///     pub Shifted { source: RangeSource, transform: async shifted, state: Offset, sink: CountingSink }
+/// }
+///
 /// assert_eq!(Loud::WORKFLOW, "loud");
 /// assert_eq!(Loud::PROCESS_ACTIVITY, "loud.process");
+/// assert_eq!(Shifted::WORKFLOW, "shifted");
 /// let request = Loud::request("job-1", RangeSource::new(100), CountingSink::new("job-1")).batch_size(10);
 /// assert_eq!(request.batch_size, 10);
 /// let _workflow: Option<LoudWorkflow> = None;
 /// ```
+///
+/// Mistakes are compile errors that say what to write: a sync transform of the wrong type,
+/// an `async fn` written without `async`, a state the transform does not take, records that
+/// differ with no transform, two pipelines with one workflow name.
 pub use batch_orchestra_macros::pipeline;
 
 /// Lists the pipelines a worker serves, for [`WorkerBuilder::pipelines`]: two pipelines with

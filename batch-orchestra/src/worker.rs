@@ -223,6 +223,7 @@ impl WorkerBuilder {
             inner,
             metrics,
             _runtime: runtime,
+            ran: false,
         })
     }
 }
@@ -233,6 +234,8 @@ pub struct Worker {
     inner: temporalio_sdk::Worker,
     metrics: Option<MetricsServer>,
     _runtime: Runtime,
+    /// Set once it has run: a shut-down worker serves nothing again.
+    ran: bool,
 }
 
 struct MetricsServer {
@@ -281,6 +284,7 @@ impl Worker {
     ///
     /// Use it in your own worker binaries so a deploy or a `kill` does not cut batches short.
     pub async fn run_until_signal(&mut self) -> Result<(), WorkerError> {
+        self.start_once()?;
         let shutdown = self.inner.shutdown_handle();
         let signals = async move {
             stop_signal().await;
@@ -301,6 +305,7 @@ impl Worker {
     /// Runs until [`shutdown_handle`](Self::shutdown_handle) is called. The future is not
     /// `Send`: await it on the main task or a `LocalSet`.
     pub async fn run(&mut self) -> Result<(), WorkerError> {
+        self.start_once()?;
         self.inner
             .run()
             .await
@@ -309,8 +314,11 @@ impl Worker {
 
     /// Runs the worker while `work` runs, then shuts it down and returns `work`'s output.
     ///
-    /// Handy for a process that both serves a job and waits for it, and for tests.
+    /// Handy for a process that both serves a job and waits for it, and for tests. A worker
+    /// runs once: after this returns it is shut down, a second run is an error, and serving
+    /// again takes a new worker from [`Worker::builder`] (cheap: the client is shared).
     pub async fn run_until<F: Future>(&mut self, work: F) -> Result<F::Output, WorkerError> {
+        self.start_once()?;
         let shutdown = self.inner.shutdown_handle();
         let work = async move {
             let out = work.await;
@@ -320,6 +328,16 @@ impl Worker {
         let (ran, out) = tokio::join!(self.inner.run(), work);
         ran.map_err(|e| WorkerError::Run(e.to_string()))?;
         Ok(out)
+    }
+
+    /// Refuses a second run: the worker shut down at the end of the first.
+    fn start_once(&mut self) -> Result<(), WorkerError> {
+        if std::mem::replace(&mut self.ran, true) {
+            return Err(WorkerError::Run(
+                "this worker has already run and shut down: build a new one with `Worker::builder` to serve again".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A function that asks the worker to stop: running activities finish first.
