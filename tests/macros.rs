@@ -163,8 +163,7 @@ async fn a_worker_runs_once() {
     let again = worker
         .run_until(async { 2 })
         .await
-        .err()
-        .expect("a second run");
+        .expect_err("a second run");
     assert!(
         again.to_string().contains("has already run and shut down"),
         "{again}"

@@ -1,7 +1,7 @@
 //! The `batch-orchestra` command driven as a user would: a worker in the background, jobs
 //! started from TOML files, watched, steered, cancelled and reported, against a real Temporal
 //! dev server and a real MongoDB-wire server.
-#![cfg(feature = "cli")]
+#![cfg(feature = "recipes")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

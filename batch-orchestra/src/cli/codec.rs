@@ -56,6 +56,6 @@ pub(crate) async fn serve(
             ""
         }
     );
-    super::dev::wait_for_stop().await;
+    super::wait_for_stop().await;
     Ok(Exit::Success)
 }

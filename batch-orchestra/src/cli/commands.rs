@@ -55,8 +55,11 @@ pub(super) async fn run(cli: Cli, list: PipelineList) -> Result<Exit, CliError> 
         Command::Schedule(command) => {
             super::schedule::run(command, ops, &cli.task_queue, cli.profile.as_deref()).await
         }
+        #[cfg(feature = "testing")]
         Command::Setup => super::dev::setup(),
+        #[cfg(feature = "testing")]
         Command::Dev { postgres, nats } => super::dev::dev(postgres, nats).await,
+        #[cfg(feature = "encryption")]
         Command::CodecServer {
             port,
             origins,

@@ -63,26 +63,11 @@ pub(super) async fn dev(postgres: bool, nats: bool) -> Result<Exit, CliError> {
         mongodb = mongo.pid(),
         "dev servers running"
     );
-    wait_for_stop().await;
+    super::wait_for_stop().await;
     drop(nats);
     drop(pg);
     drop(mongo);
     drop(temporal);
     eprintln!("dev servers stopped");
     Ok(Exit::Success)
-}
-
-pub(super) async fn wait_for_stop() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

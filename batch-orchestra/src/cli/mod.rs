@@ -41,9 +41,12 @@
 //!
 //! Exit codes: see [`Exit`].
 
+#[cfg(feature = "encryption")]
 mod codec;
 mod commands;
+#[cfg(feature = "testing")]
 mod dev;
+#[cfg(feature = "recipes")]
 pub mod recipes;
 mod schedule;
 
@@ -53,6 +56,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[cfg(feature = "recipes")]
 pub use recipes::recipes;
 
 use crate::PipelineList;
@@ -301,6 +305,7 @@ Example:
   batch-orchestra setup
 
 The folder is BATCH_ORCHESTRA_TOOLS when set. The testing kit finds the servers there.")]
+    #[cfg(feature = "testing")]
     Setup,
     /// Start a Temporal dev server (with its web UI) and a MongoDB-wire server on loopback.
     #[command(after_help = "\
@@ -309,6 +314,7 @@ Example:
 
 Prints the variables to export, then serves until Ctrl-C. Data is kept in temporary
 folders and removed at exit.")]
+    #[cfg(feature = "testing")]
     Dev {
         /// Also start a PostgreSQL server.
         #[arg(long)]
@@ -327,6 +333,7 @@ Example:
 
 The keys come from BATCH_ORCHESTRA_ENCRYPTION_KEYS or BATCH_ORCHESTRA_ENCRYPTION_KEY_FILE, as
 for the workers. It listens on 127.0.0.1 only.")]
+    #[cfg(feature = "encryption")]
     CodecServer {
         /// The port on 127.0.0.1.
         #[arg(long, default_value_t = 8089)]
@@ -398,7 +405,9 @@ pub fn main(pipelines: PipelineList) -> ExitCode {
 fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     let default = match cli.command {
-        Command::Worker { .. } | Command::Dev { .. } => "info",
+        Command::Worker { .. } => "info",
+        #[cfg(feature = "testing")]
+        Command::Dev { .. } => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -410,4 +419,21 @@ fn init_tracing(cli: &Cli) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM: how `dev` and `codec-server` are stopped.
+#[cfg(any(feature = "testing", feature = "encryption"))]
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
