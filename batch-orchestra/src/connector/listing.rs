@@ -267,6 +267,18 @@ pub struct Shard<S> {
     pub times: Option<FileTimes>,
 }
 
+impl<S: SourceConfig> Shard<S> {
+    /// Builds this input's source, with the id scope its records are written under:
+    /// `<key>@<fingerprint of its version>`, so a listing that finds new content under an old
+    /// name writes new ids.
+    pub(crate) async fn build_scoped(&self) -> Result<(S::Source, String), ConnectorError> {
+        use super::Source as _;
+        let source = self.source.build().await?;
+        let fingerprint = super::input_fingerprint(&self.source, source.identity());
+        Ok((source, format!("{}@{fingerprint}", self.key)))
+    }
+}
+
 impl<S> Shard<S> {
     /// The input `key`, read by `source`.
     pub fn new(key: impl Into<String>, source: S) -> Self {

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::connector::{
     BatchRange, Bounds, Cursor, FileTimes, ListInputs, Offset, Plan, PlannedBatch, ReadBatch,
-    Shard, Source, SourceConfig, Window, input_fingerprint,
+    Shard, Source, SourceConfig, Window,
 };
 use crate::error::{ConnectorError, RecordError};
 use crate::record::Position;
@@ -346,12 +346,8 @@ impl<S: ListInputs> FilesReader<S> {
         let (source, _) = listed
             .built
             .get_or_try_init(|| async {
-                let source = listed.shard.source.build().await?;
-                let fingerprint = input_fingerprint(&listed.shard.source, source.identity());
-                Ok::<_, ConnectorError>((
-                    Arc::new(source),
-                    format!("{}@{fingerprint}", listed.shard.key),
-                ))
+                let (source, scope) = listed.shard.build_scoped().await?;
+                Ok::<_, ConnectorError>((Arc::new(source), scope))
             })
             .await
             .map_err(|e| e.context(format_args!("file `{}`", listed.shard.key)))?;

@@ -65,10 +65,8 @@ impl<S: SourceConfig> InputsReader<S> {
             .ok_or_else(|| ConnectorError::batch(format!("input {index} is not in this shard")))?;
         let (source, _) = self.built[i]
             .get_or_try_init(|| async {
-                let source = shard.source.build().await?;
-                let fingerprint =
-                    crate::connector::input_fingerprint(&shard.source, source.identity());
-                Ok::<_, ConnectorError>((Arc::new(source), format!("{}@{fingerprint}", shard.key)))
+                let (source, scope) = shard.build_scoped().await?;
+                Ok::<_, ConnectorError>((Arc::new(source), scope))
             })
             .await
             .map_err(|e| e.context(format_args!("input `{}`", shard.key)))?;
