@@ -524,6 +524,13 @@ async fn watch_job(
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(spinner);
+    // The clock and the rate count from the job's start, not from when watching began.
+    let since_start = started_ago(op, jobs, job_id).await;
+    let bar = match since_start {
+        Some(ago) if std::time::Instant::now().checked_sub(ago).is_some() => bar.with_elapsed(ago),
+        _ => bar,
+    };
+    let watching = std::time::Instant::now();
     let mut sized = false;
     loop {
         match find_status(jobs, job_id).await {
@@ -543,7 +550,19 @@ async fn watch_job(
                     sized = true;
                 }
                 bar.set_position(p.done());
-                bar.set_message(p.line());
+                let line = match (sized, since_start) {
+                    // No total for a bar: say how fast it goes since the start.
+                    (false, Some(ago)) => {
+                        let secs = (ago + watching.elapsed()).as_secs_f64().max(0.001);
+                        format!(
+                            "{} · {:.0} records/s since the start",
+                            p.line(),
+                            p.done() as f64 / secs
+                        )
+                    }
+                    _ => p.line(),
+                };
+                bar.set_message(line);
             }
             Err(e) => bar.set_message(format!("waiting for a worker to answer: {e}")),
         }
@@ -552,6 +571,13 @@ async fn watch_job(
     }
     bar.finish_and_clear();
     print_report(op, jobs, job_id, false).await
+}
+
+/// How long the job has run, as its own report says (across continue-as-new), when a worker
+/// answers.
+async fn started_ago(op: &dyn Operate, jobs: &JobClient, job_id: &str) -> Option<Duration> {
+    let progress = op.progress(jobs, job_id).await.ok()?;
+    Some(Duration::from_millis(progress.summary.report.elapsed_ms))
 }
 
 /// The status of a job's latest run; `None` while the server cannot be asked (an outage: the
