@@ -716,6 +716,14 @@ fn bad_job_files_and_unknown_pipelines_get_the_documented_exit_codes() {
             "{sub} --help has no example"
         );
     }
+    // `start --help` is made from the registered pipelines and their connectors.
+    let help = stdout(&cli.run(&["start", "--help"]));
+    assert!(
+        help.contains("start csv-to-mongo --job csv-to-mongo-1 --config job.toml")
+            && help.contains("json-lines-to-noop")
+            && help.contains("the `csv-file` source's fields, [sink]: the `mongodb` sink's"),
+        "{help}"
+    );
 }
 
 #[test]

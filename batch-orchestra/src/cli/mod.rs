@@ -149,22 +149,6 @@ a second signal exits at once.")]
         shutdown_grace_s: u64,
     },
     /// Start a job of PIPELINE from a TOML job file.
-    #[command(after_help = "\
-Example:
-  batch-orchestra start csv-to-mongo --job people-1 --config job.toml --watch
-
-job.toml:
-  [source]
-  path = \"data/people.csv\"
-  [source.options]        # optional; each key too
-  delimiter = \";\"
-  [sink]
-  uri_env = \"MONGODB_URI\"
-  database = \"demo\"
-  collection = \"people\"
-  [job]
-  batch_size = 1000
-  max_records_per_s = 5000")]
     Start {
         /// The pipeline (its workflow name; `pipelines` lists them).
         pipeline: String,
@@ -379,7 +363,10 @@ impl From<crate::JobError> for CliError {
 /// Runs the command line for `pipelines`: parses the arguments, runs the subcommand, and
 /// returns the exit code (see [`Exit`]). Call it from your binary's `main`.
 pub fn main(pipelines: PipelineList) -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_for(&pipelines) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -398,6 +385,40 @@ pub fn main(pipelines: PipelineList) -> ExitCode {
             e.code.into()
         }
     }
+}
+
+/// Parses the arguments with help that names the registered pipelines: the binary's own
+/// name, its pipelines, and the connectors whose fields a job file's tables hold.
+fn parse_for(pipelines: &PipelineList) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let bin = std::env::args()
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(str::to_owned))
+        .unwrap_or_else(|| "batch-orchestra".to_owned());
+    let listed: Vec<String> = pipelines
+        .operators
+        .iter()
+        .filter(|o| !o.sharded())
+        .map(|o| {
+            let (source, sink) = o.connectors();
+            format!(
+                "  {:<28} [source]: the `{source}` source's fields, [sink]: the `{sink}` sink's",
+                o.name()
+            )
+        })
+        .collect();
+    let first = pipelines.names().first().copied().unwrap_or("my-pipeline");
+    let start_help = format!(
+        "Example:\n  {bin} start {first} --job {first}-1 --config job.toml --watch\n\n\
+         The job file has a [source] and a [sink] table with the fields of the pipeline's\n\
+         connector configs, and an optional [job] table (batch_size, max_records_per_s, sync,\n\
+         ...; see the crate's `cli` docs):\n{}",
+        listed.join("\n")
+    );
+    let command = Cli::command()
+        .bin_name(bin)
+        .mut_subcommand("start", |c| c.after_help(start_help));
+    Cli::from_arg_matches(&command.try_get_matches()?)
 }
 
 /// Logs to stderr: `RUST_LOG` levels (default: info for the worker, warnings otherwise), as
