@@ -304,7 +304,7 @@ pub use batch_orchestra_macros::batch_sink;
 /// pipeline! { pub Twice { source: RangeSource, transform: twice, sink: CountingSink } }
 ///
 /// /// Per-worker state: built once, shared by every batch.
-/// struct Offset(u64);
+/// pub struct Offset(u64);
 ///
 /// impl TransformState for Offset {
 ///     async fn build() -> Result<Self, ConnectorError> {

@@ -238,11 +238,12 @@ impl<S: SourceConfig, K: SinkConfig> BatchProcessingRequest<S, K> {
     ///
     /// ```
     /// use batch_orchestra::batch::BatchProcessingRequest;
-    /// use batch_orchestra::connectors::csv::CsvFile;
+    /// use batch_orchestra::connectors::csv::{CsvFile, CsvRow};
     /// use batch_orchestra::connectors::noop::NoopSink;
     /// use serde_json::json;
     ///
-    /// let run = BatchProcessingRequest::new("events-backfill-1", CsvFile::new("events.csv"), NoopSink::default())
+    /// let sink = NoopSink::<CsvRow>::default();
+    /// let run = BatchProcessingRequest::new("events-backfill-1", CsvFile::new("events.csv"), sink)
     ///     .incremental("events")
     ///     .incremental_from(json!({"byte": 0, "line": 1}))
     ///     .incremental_to(json!({"byte": 5000, "line": 81}));
