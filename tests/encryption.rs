@@ -33,6 +33,9 @@ fn key(byte: u8) -> String {
 
 /// A client of `server` with the keys `keys`, resolved as the CLI resolves them.
 async fn client(server: &TemporalDevServer, keys: Option<&str>) -> temporalio_client::Client {
+    // The kit's client waits until the server answers (its frontend can be "not healthy yet"
+    // for a moment after it listens); the settings' connect below does not.
+    server.client().await.expect("the dev server answers");
     let mut env = HashMap::from([("TEMPORAL_ADDRESS".to_owned(), server.address())]);
     if let Some(keys) = keys {
         env.insert(KEYS_ENV.to_owned(), keys.to_owned());

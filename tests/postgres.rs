@@ -50,7 +50,9 @@ const UNREACHABLE_ENV: &str = "BATCH_ORCHESTRA_TEST_UNREACHABLE_DATABASE_URL";
 #[test]
 fn postgres_source_and_sink() {
     let pg = PostgresServer::start().unwrap();
-    let closed = batch_orchestra::testing::free_port().unwrap();
+    // Port 1 (tcpmux): nothing listens there. A free port picked now could be taken by a
+    // server started later (the dev server's own ports), and a connect would then hang.
+    let closed = 1;
     // SAFETY: set before the runtime, the servers' clients or any other thread exist.
     unsafe {
         std::env::set_var(URL_ENV, pg.url());
