@@ -79,6 +79,9 @@ async fn run<P: Pipeline<Source = S>, S: batch_orchestra::SourceConfig>(
         report.cursor_to
     );
     assert_eq!(report.status, JobStatus::Completed, "{id}: {report:?}");
+    // The next run finds this one through Temporal's visibility, which shows a completed run
+    // a moment after it completes; a run started at once could find the one before.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     report
 }
 
