@@ -352,14 +352,18 @@ pub(crate) fn input_fingerprint<S: serde::Serialize>(
     config: &S,
     identity: Option<String>,
 ) -> String {
+    let config = serde_json::to_vec(config).unwrap_or_default();
+    let identity = identity.unwrap_or_default();
+    let hash = fnv1a(config.iter().chain(&[0]).chain(identity.as_bytes()));
+    format!("{:012x}", hash >> 16)
+}
+
+/// The 64-bit FNV-1a hash of `bytes`: stable across builds and platforms, for ids and
+/// checks that are stored.
+pub(crate) fn fnv1a<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let config = serde_json::to_vec(config).unwrap_or_default();
-    let mut hash = OFFSET;
-    let identity = identity.unwrap_or_default();
-    for byte in config.iter().chain(&[0]).chain(identity.as_bytes()) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(PRIME);
-    }
-    format!("{:012x}", hash >> 16)
+    bytes.into_iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
 }

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::connector::{
     BatchRange, Bounds, Cursor, FileTimes, ListInputs, Offset, Plan, PlannedBatch, ReadBatch,
@@ -526,9 +525,4 @@ impl<S: ListInputs> Source for FilesReader<S> {
         }
         true
     }
-}
-
-/// The cursor a [`Files`] run leaves, for messages and tests: its bound, when `cursor` is one.
-pub fn changed_upto_ns(cursor: &Value) -> Option<u64> {
-    cursor.get("changed_upto_ns")?.as_u64()
 }

@@ -84,13 +84,7 @@ pub(crate) async fn check_of(input: &impl ByteInput, end: u64) -> Result<String,
     let head = input.read(0, end.min(CHECKED)).await?;
     let tail_start = end.saturating_sub(CHECKED).max(head.len() as u64);
     let tail = input.read(tail_start, end).await?;
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    for b in head.iter().chain(&tail).chain(&end.to_le_bytes()) {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(PRIME);
-    }
+    let hash = crate::connector::fnv1a(head.iter().chain(&tail).chain(&end.to_le_bytes()));
     Ok(format!("{hash:016x}"))
 }
 
